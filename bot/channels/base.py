@@ -1,0 +1,124 @@
+"""The one Protocol every channel implements, and the neutral messages it translates to and from.
+
+A channel module only translates: provider request -> neutral inbound messages or status updates,
+neutral outbound message -> provider call. It never touches the database or the survey engine, and
+never imports the web server: requests reach it as `WebRequest` values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from flows.conversation import Button
+
+
+@dataclass(frozen=True, slots=True)
+class WebRequest:
+    """A provider's HTTP request, as the web layer read it."""
+
+    url: str
+    """The public URL the provider called (server.public_url + path + query)."""
+    headers: Mapping[str, str]
+    body: bytes
+    content_type: str
+    form: Mapping[str, str] = field(default_factory=dict)
+    """Parsed form fields for application/x-www-form-urlencoded bodies."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    channel: str
+    provider_id: str
+    """Dedupe key: Twilio MessageSid, Telegram update_id, web chat client message id."""
+    address: str
+    """The sender as the channel addresses them: E.164 phone, Telegram chat id, web chat token."""
+    text: str
+    received_at: datetime
+    payload: str | None = None
+    """A pressed button's payload."""
+    opt_out: bool | None = None
+    """The provider's own opt-out signal: True = opted out (Twilio STOP), False = opted back in."""
+    start_token: str | None = None
+    """Telegram deep-link token from `/start TOKEN`."""
+    extras: Mapping[str, Any] = field(default_factory=dict)
+    """Channel data the reply needs, e.g. Telegram callback_query_id and message_id."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    channel: str
+    provider_id: str
+    status: str
+    """Neutral: sent, delivered, read, undelivered, failed."""
+    error_code: str | None = None
+    error: str | None = None
+    opted_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    id: int
+    channel: str
+    address: str
+    text: str
+    buttons: tuple[Button, ...] = ()
+    numbered: tuple[str, ...] = ()
+    multiple: bool = False
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    provider_id: str
+    status: str = "sent"
+    segments: int | None = None
+    encoding: str | None = None
+
+
+class SendError(Exception):
+    """A send that failed. `retryable` says whether the outbox should try again."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        opted_out: bool = False,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.opted_out = opted_out
+        self.code = code
+
+
+class RequestRejected(Exception):
+    """The request is not acceptable; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Channel(Protocol):
+    name: str
+
+    def verify(self, request: WebRequest) -> bool:
+        """True if the request really comes from the provider (signature / secret)."""
+        ...
+
+    def parse(self, request: WebRequest) -> list[InboundMessage]:
+        """Inbound messages in a verified request; raises RequestRejected on malformed input."""
+        ...
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        """Send one message; raises SendError."""
+        ...
+
+    async def close(self) -> None: ...

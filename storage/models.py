@@ -1,0 +1,273 @@
+"""SQLAlchemy models. All times are stored in UTC; see `UTCDateTime`."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+"""SQLite only autoincrements INTEGER PRIMARY KEY."""
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (naive text) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JsonType}
+
+
+class Contact(Base):
+    """A person the service serves. Attributes feed audiences and results breakdowns."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    external_ref: Mapped[str | None] = mapped_column(String(100), unique=True)
+    language: Mapped[str | None] = mapped_column(String(20))
+    gender: Mapped[str | None] = mapped_column(String(20))
+    birth_year: Mapped[int | None] = mapped_column(Integer)
+    age_group: Mapped[str | None] = mapped_column(String(20))
+    target_group: Mapped[str | None] = mapped_column(String(60))
+    unit: Mapped[str | None] = mapped_column(String(100))
+    contact_since: Mapped[date | None] = mapped_column(Date)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    opted_out_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("ix_contacts_target_group", "target_group"),)
+
+
+class ContactAddress(Base):
+    """How a contact is reached on one channel.
+
+    `address` is what the channel sends to (E.164 phone, Telegram chat id, web chat token);
+    `address_key` is the keyed HMAC of it (see bot.privacy) and is what inbound messages are
+    matched on, so logs and receipts never need the readable number."""
+
+    __tablename__ = "contact_addresses"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(20))
+    address: Mapped[str] = mapped_column(String(200))
+    address_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("channel", "address_key", name="uq_contact_addresses_channel_key"),
+        Index("ix_contact_addresses_contact", "contact_id"),
+    )
+
+
+class SurveyVersion(Base):
+    """Every loaded version of a survey file is kept, so old answers keep their definition."""
+
+    __tablename__ = "survey_versions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    survey_id: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    checksum: Mapped[str] = mapped_column(String(64))
+    definition: Mapped[dict[str, Any]]
+    """The parsed file (its TOML as JSON)."""
+    source: Mapped[str] = mapped_column(Text, default="")
+    loaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("survey_id", "version", "checksum", name="uq_survey_versions"),
+    )
+
+
+class Respondent(Base):
+    """One person's answers to one survey run.
+
+    For anonymous surveys nothing links a respondent to a contact once the conversation has
+    finished: only the copied breakdown attributes remain."""
+
+    __tablename__ = "respondents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    survey_id: Mapped[str] = mapped_column(String(100))
+    survey_version_id: Mapped[int] = mapped_column(ForeignKey("survey_versions.id"))
+    campaign_id: Mapped[int | None] = mapped_column(BigId)
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL")
+    )
+    """Set for non-anonymous surveys only."""
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Copied at start: gender, target_group, age_group, unit, contact_length, language."""
+    channel: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    started_on: Mapped[date] = mapped_column(Date)
+    """Day precision only, so answers cannot be matched to message timestamps."""
+    completed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        Index("ix_respondents_survey", "survey_id"),
+        Index("ix_respondents_campaign", "campaign_id"),
+    )
+
+
+class Answer(Base):
+    __tablename__ = "answers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    respondent_id: Mapped[str] = mapped_column(
+        ForeignKey("respondents.id", ondelete="CASCADE")
+    )
+    question_id: Mapped[str] = mapped_column(String(100))
+    value: Mapped[Any] = mapped_column(JsonType, nullable=True)
+    skipped: Mapped[bool] = mapped_column(Boolean, default=False)
+    answered_on: Mapped[date] = mapped_column(Date)
+
+    __table_args__ = (
+        UniqueConstraint("respondent_id", "question_id", name="uq_answers_respondent_question"),
+    )
+
+
+class Conversation(Base):
+    """A live (or finished) dialogue between a contact and a survey on one channel."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE")
+    )
+    respondent_id: Mapped[str | None] = mapped_column(String(36))
+    """Cleared when an anonymous conversation finishes."""
+    survey_version_id: Mapped[int] = mapped_column(ForeignKey("survey_versions.id"))
+    survey_id: Mapped[str] = mapped_column(String(100))
+    campaign_id: Mapped[int | None] = mapped_column(BigId)
+    channel: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    state: Mapped[dict[str, Any]]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_conversations_contact_status", "contact_id", "status"),
+        Index("ix_conversations_campaign", "campaign_id"),
+    )
+
+
+class Message(Base):
+    """Every message in and out. Outgoing rows are the transactional outbox."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    direction: Mapped[str] = mapped_column(String(3))
+    """"in" or "out"."""
+    channel: Mapped[str] = mapped_column(String(20))
+    provider_id: Mapped[str | None] = mapped_column(String(100))
+    """Provider's message id: Twilio MessageSid, Telegram update_id, web chat client id."""
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    conversation_id: Mapped[str | None] = mapped_column(String(36))
+    address: Mapped[str | None] = mapped_column(String(200))
+    """Recipient for outgoing messages; empty for incoming (see address_key)."""
+    address_key: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[str | None] = mapped_column(Text)
+    """Cleared when an anonymous conversation finishes."""
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Buttons and channel extras for outgoing; button payload for incoming."""
+    kind: Mapped[str] = mapped_column(String(20), default="reply")
+    """reply | invitation | reminder | feedback | notice."""
+    campaign_id: Mapped[int | None] = mapped_column(BigId)
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    """in: received. out: queued, sending, sent, delivered, read, undelivered, failed, cancelled."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(Text)
+    segments: Mapped[int | None] = mapped_column(Integer)
+    encoding: Mapped[str | None] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    status_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("channel", "direction", "provider_id", name="uq_messages_provider_id"),
+        Index("ix_messages_outbox", "direction", "status", "not_before"),
+        Index("ix_messages_conversation", "conversation_id"),
+    )
+
+
+class DueTask(Base):
+    """Every timer: reminders, follow-ups, expiries, campaign start and close.
+
+    `key` is unique, so scheduling the same timer twice is a no-op and a task runs once."""
+
+    __tablename__ = "due_tasks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    due_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    """pending, running, done, failed, cancelled."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_due_tasks_status_due", "status", "due_at"),)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(60))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
