@@ -81,8 +81,14 @@ class Question:
     def scale_range(self) -> tuple[int, int]:
         """Inclusive bounds of a scale or numeric question."""
         if self.type is QuestionType.SCALE:
-            return (self.min if self.min is not None else 1, self.max if self.max is not None else 5)
-        return (self.min if self.min is not None else 0, self.max if self.max is not None else 10**9)
+            return (
+                self.min if self.min is not None else 1,
+                self.max if self.max is not None else 5,
+            )
+        return (
+            self.min if self.min is not None else 0,
+            self.max if self.max is not None else 10**9,
+        )
 
 
 @dataclass(frozen=True, slots=True)
