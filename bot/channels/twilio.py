@@ -1,0 +1,362 @@
+"""SMS over Twilio: signed webhook form posts in, Programmable Messaging REST API out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+import phonenumbers
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response as TwilioResponse
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+from bot.channels.base import (
+    InboundMessage,
+    OutboundMessage,
+    RequestRejected,
+    SendError,
+    SendResult,
+    StatusUpdate,
+    WebRequest,
+)
+from bot.clock import Clock, SystemClock
+from flows.segments import segment_info
+
+log = logging.getLogger(__name__)
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+SIGNATURE_HEADER = "X-Twilio-Signature"
+DEFAULT_REGION = "SE"
+
+STATUS_MAP: dict[str, str] = {
+    "queued": "sending",
+    "accepted": "sending",
+    "scheduled": "sending",
+    "sending": "sending",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    "undelivered": "undelivered",
+    "failed": "failed",
+    "canceled": "failed",
+}
+"""Twilio MessageStatus -> neutral status; "sending" is interim: the SMS is still with Twilio."""
+
+OPTED_OUT_CODE = "21610"
+"""Twilio: the recipient replied STOP; nothing more may be sent until they reply START."""
+INVALID_NUMBER_CODES = frozenset({"21211", "21614"})
+"""Twilio: not a valid phone number / not a mobile number."""
+
+_OPT_OUT_TYPES: dict[str, bool | None] = {"STOP": True, "START": False, "HELP": None}
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioSettings:
+    """Credentials and sender for one Twilio account."""
+
+    account_sid: str
+    auth_token: str
+    from_number: str | None
+    messaging_service_sid: str | None
+    api_base_url: str = "https://api.twilio.com"
+    status_callback_url: str | None = None
+    timeout: float = 15.0
+
+    def __post_init__(self) -> None:
+        if not self.account_sid or not self.auth_token:
+            raise ValueError("Twilio needs account_sid and auth_token")
+        if not self.from_number and not self.messaging_service_sid:
+            raise ValueError("Twilio needs from_number or messaging_service_sid")
+        if self.timeout <= 0:
+            raise ValueError("Twilio timeout must be positive")
+
+    def __repr__(self) -> str:
+        # The auth token must never reach a log line or a traceback.
+        return (
+            f"TwilioSettings(account_sid={self.account_sid!r}, auth_token='***', "
+            f"from_number={self.from_number!r}, "
+            f"messaging_service_sid={self.messaging_service_sid!r}, "
+            f"api_base_url={self.api_base_url!r})"
+        )
+
+
+@dataclass(slots=True)
+class _ResponseMeta:
+    retry_after: float | None = None
+
+
+# Set by send() around each API call, so the HTTP client can hand Retry-After back to the
+# task that made the call; TwilioRestException does not carry response headers.
+_response_meta: ContextVar[_ResponseMeta | None] = ContextVar("_twilio_response_meta", default=None)
+
+
+class _SingleAttemptHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
+    """Twilio's async HTTP client with exactly one attempt per request and a real timeout.
+
+    The stock request() hands aiohttp the deprecated `auth=` argument and a bare float timeout
+    that defaults to none at all. Retries stay off (no `max_retries`, so no aiohttp-retry
+    RetryClient): the library cannot tell whether a failed POST already queued the SMS, so
+    retrying belongs to our outbox, which knows."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(pool_connections=True, timeout=timeout, max_retries=None)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - Twilio's HttpClient signature
+        allow_redirects: bool = False,
+    ) -> TwilioResponse:
+        """One HTTP request to the Twilio API."""
+        send_headers = dict(headers or {})
+        if auth is not None:
+            send_headers["Authorization"] = aiohttp.encode_basic_auth(auth[0], auth[1])
+        self.log_request(
+            {"method": method.upper(), "url": url, "params": params, "headers": send_headers}
+        )
+        async with self.session.request(
+            method.upper(),
+            url,
+            params=params,
+            data=data,
+            headers=send_headers,
+            timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
+            allow_redirects=allow_redirects,
+        ) as response:
+            text = await response.text()
+        self.log_response(response.status, response)
+        meta = _response_meta.get()
+        if meta is not None and response.status == 429:
+            meta.retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+        return TwilioResponse(response.status, text, response.headers)
+
+
+class TwilioChannel:
+    """The SMS channel: Twilio webhooks in, Twilio Messages API out."""
+
+    name: str = "sms"
+
+    def __init__(self, settings: TwilioSettings, *, clock: Clock | None = None) -> None:
+        self._settings = settings
+        self._validator = RequestValidator(settings.auth_token)
+        self._clock: Clock = clock or SystemClock()
+        self._client: Any = None
+        self._http: _SingleAttemptHttpClient | None = None
+
+    def verify(self, request: WebRequest) -> bool:
+        """True if X-Twilio-Signature matches the URL and form signed with our auth token."""
+        signature = _header(request.headers, SIGNATURE_HEADER)
+        if not signature:
+            return False
+        return bool(self._validator.validate(request.url, dict(request.form), signature))
+
+    def parse(self, request: WebRequest) -> list[InboundMessage]:
+        """The one inbound SMS in a Twilio messaging webhook."""
+        form = _require_form(request)
+        sid = form.get("MessageSid") or form.get("SmsSid")
+        if not sid:
+            raise RequestRejected(400, "missing field MessageSid")
+        sender = _require(form, "From")
+        body = _require(form, "Body")
+        extras: dict[str, Any] = {}
+        if form.get("To"):
+            extras["to"] = _e164(form["To"], "To")
+        num_media = _int_field(form, "NumMedia")
+        if num_media:
+            # Media URLs are deliberately dropped: surveys take text, and pictures may be personal.
+            extras["num_media"] = num_media
+        opt_out_type = form.get("OptOutType", "").strip().upper()
+        return [
+            InboundMessage(
+                channel=self.name,
+                provider_id=sid,
+                address=_e164(sender, "From"),
+                text=body,
+                received_at=self._clock.now(),
+                opt_out=_OPT_OUT_TYPES.get(opt_out_type),
+                extras=extras,
+            )
+        ]
+
+    def parse_status(self, request: WebRequest) -> StatusUpdate:
+        """The delivery status in a Twilio status callback."""
+        form = _require_form(request)
+        sid = form.get("MessageSid") or form.get("SmsSid")
+        if not sid:
+            raise RequestRejected(400, "missing field MessageSid")
+        twilio_status = (form.get("MessageStatus") or form.get("SmsStatus") or "").strip()
+        if not twilio_status:
+            raise RequestRejected(400, "missing field MessageStatus")
+        status = STATUS_MAP.get(twilio_status.lower())
+        if status is None:
+            raise RequestRejected(400, f"unknown MessageStatus {twilio_status!r}")
+        error_code = form.get("ErrorCode") or None
+        return StatusUpdate(
+            channel=self.name,
+            provider_id=sid,
+            status=status,
+            error_code=error_code,
+            error=form.get("ErrorMessage") or None,
+            opted_out=error_code == OPTED_OUT_CODE,
+        )
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        """Create one Twilio message; raises SendError with retryable set for the outbox."""
+        text = _sms_text(message)
+        settings = self._settings
+        sender: dict[str, str] = (
+            {"messaging_service_sid": settings.messaging_service_sid}
+            if settings.messaging_service_sid
+            else {"from_": settings.from_number or ""}
+        )
+        if settings.status_callback_url:
+            sender["status_callback"] = settings.status_callback_url
+        meta = _ResponseMeta()
+        token = _response_meta.set(meta)
+        try:
+            created = await self._messages().create_async(to=message.address, body=text, **sender)
+        except TwilioRestException as exc:
+            raise _send_error(exc.status, exc.code, exc.msg, meta.retry_after) from None
+        except TwilioServiceException as exc:
+            reason = f"{exc.title}: {exc.detail}" if exc.detail else exc.title
+            raise _send_error(exc.status, exc.code, reason, meta.retry_after) from None
+        except TimeoutError:
+            log.warning("twilio send of outbox message %s timed out", message.id)
+            raise SendError(
+                f"Twilio did not answer within {settings.timeout:g}s", retryable=True
+            ) from None
+        except aiohttp.ClientError as exc:
+            log.warning(
+                "twilio send of outbox message %s failed: %s", message.id, type(exc).__name__
+            )
+            raise SendError(f"Twilio unreachable: {type(exc).__name__}", retryable=True) from None
+        finally:
+            _response_meta.reset(token)
+        info = segment_info(text)
+        return SendResult(
+            provider_id=str(created.sid),
+            status="sent",
+            segments=info.segments,
+            encoding=info.encoding,
+        )
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        http, self._http, self._client = self._http, None, None
+        if http is not None:
+            await http.close()
+
+    def _messages(self) -> Any:
+        # Built on first send: aiohttp sessions must be created inside the running loop.
+        if self._client is None:
+            settings = self._settings
+            self._http = _SingleAttemptHttpClient(timeout=settings.timeout)
+            client = Client(
+                username=settings.account_sid,
+                password=settings.auth_token,
+                account_sid=settings.account_sid,
+                http_client=self._http,
+            )
+            # Our settings decide the host, not TWILIO_EDGE / TWILIO_REGION in the environment.
+            client.edge = None
+            client.region = None
+            client.api.base_url = settings.api_base_url.rstrip("/")
+            self._client = client
+        return self._client.messages
+
+
+def _sms_text(message: OutboundMessage) -> str:
+    """The text with numbered choices as "1. label" lines under it."""
+    # Stands in for flows.render.render_text until that lands; the layout is the same.
+    lines = [f"{i}. {label}" for i, label in enumerate(message.numbered, start=1)]
+    if not lines:
+        return message.text
+    if not message.text:
+        return "\n".join(lines)
+    return message.text + "\n" + "\n".join(lines)
+
+
+def _send_error(
+    status: int, code: int | str | None, reason: str, retry_after: float | None
+) -> SendError:
+    code_text = str(code) if code is not None else None
+    reason = reason.removeprefix("Unable to create record: ")
+    log.warning("twilio send failed: HTTP %s, Twilio code %s", status, code_text)
+    if code_text == OPTED_OUT_CODE:
+        return SendError(reason, retryable=False, opted_out=True, code=code_text)
+    if code_text in INVALID_NUMBER_CODES:
+        return SendError(reason, retryable=False, code=code_text)
+    if status == 429:
+        return SendError(reason, retryable=True, retry_after=retry_after, code=code_text)
+    return SendError(reason, retryable=status >= 500, code=code_text)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
+
+
+def _require_form(request: WebRequest) -> Mapping[str, str]:
+    mimetype = request.content_type.split(";", 1)[0].strip().lower()
+    if mimetype != FORM_CONTENT_TYPE:
+        raise RequestRejected(415, f"expected {FORM_CONTENT_TYPE}, got {mimetype or 'nothing'}")
+    return request.form
+
+
+def _require(form: Mapping[str, str], name: str) -> str:
+    value = form.get(name)
+    if value is None:
+        raise RequestRejected(400, f"missing field {name}")
+    return value
+
+
+def _int_field(form: Mapping[str, str], name: str) -> int:
+    raw = form.get(name, "").strip()
+    if not raw:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise RequestRejected(400, f"field {name} is not a number") from None
+
+
+def _e164(number: str, field_name: str) -> str:
+    try:
+        parsed = phonenumbers.parse(number, DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        raise RequestRejected(400, f"field {field_name} is not a phone number") from None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

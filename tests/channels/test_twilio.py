@@ -1,0 +1,494 @@
+"""TwilioChannel against real Twilio webhook posts and the fake Twilio REST API."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import socket
+import traceback
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from bot.channels.base import OutboundMessage, RequestRejected, SendError, StatusUpdate, WebRequest
+from bot.channels.twilio import STATUS_MAP, TwilioChannel, TwilioSettings
+from bot.clock import FixedClock
+from tests.channels.twilio_cases import (
+    CASES,
+    NEUTRAL_STATUS,
+    NOW,
+    RESPONDENT,
+    SERVICE_SID,
+    Case,
+)
+from tests.fakes.twilio_server import (
+    FAKE_ACCOUNT_SID,
+    FAKE_AUTH_TOKEN,
+    FakeTwilio,
+    fake_twilio,
+    signed_form_request,
+)
+
+__all__ = ["fake_twilio"]  # the fixture, imported so pytest finds it here
+
+OUR_NUMBER = "+46766861004"
+CALLBACK_URL = "https://brukardialog.example.se/twilio/status"
+WRONG_TOKEN = "0" * 32
+
+
+def make_settings(base_url: str = "https://api.twilio.com", **changes: object) -> TwilioSettings:
+    settings = TwilioSettings(
+        account_sid=FAKE_ACCOUNT_SID,
+        auth_token=FAKE_AUTH_TOKEN,
+        from_number=OUR_NUMBER,
+        messaging_service_sid=SERVICE_SID,
+        api_base_url=base_url,
+        status_callback_url=CALLBACK_URL,
+    )
+    return replace(settings, **changes)  # type: ignore[arg-type]
+
+
+def webhook_channel() -> TwilioChannel:
+    return TwilioChannel(make_settings(), clock=FixedClock(NOW))
+
+
+# --- incoming: one runner, every case also run unsigned, mis-signed, tampered and re-addressed ---
+
+VARIANTS = ("signed", "wrong token", "no signature", "tampered field", "other url")
+
+
+def build_request(case: Case, variant: str) -> WebRequest:
+    token = WRONG_TOKEN if variant == "wrong token" else FAKE_AUTH_TOKEN
+    headers, body = signed_form_request(case.url, case.form, token)
+    headers["Content-Type"] = case.content_type
+    form = dict(case.form)
+    url = case.url
+    if variant == "no signature":
+        del headers["X-Twilio-Signature"]
+    elif variant == "tampered field":
+        name, value = case.tamper
+        assert form.get(name) != value, f"{case.label}: tampering must change the form"
+        form[name] = value
+    elif variant == "other url":
+        url = case.url.replace("brukardialog.example.se", "evil.example.se")
+    return WebRequest(
+        url=url, headers=headers, body=body, content_type=case.content_type, form=form
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "variant"),
+    [
+        pytest.param(case, variant, id=f"{case.label} / {variant}")
+        for case in CASES
+        for variant in VARIANTS
+    ],
+)
+def test_webhook(case: Case, variant: str) -> None:
+    channel = webhook_channel()
+    request = build_request(case, variant)
+    if variant != "signed":
+        assert channel.verify(request) is False
+        return
+    assert channel.verify(request) is True
+    parse: Callable[[WebRequest], object] = (
+        channel.parse if case.kind == "message" else channel.parse_status
+    )
+    if isinstance(case.expect, int):
+        with pytest.raises(RequestRejected) as rejected:
+            parse(request)
+        assert rejected.value.status == case.expect
+    else:
+        assert parse(request) == case.expect
+
+
+def test_every_twilio_status_has_a_case() -> None:
+    assert set(STATUS_MAP) == set(NEUTRAL_STATUS)
+
+
+def test_signature_header_is_case_insensitive() -> None:
+    case = CASES[0]
+    headers, body = signed_form_request(case.url, case.form, FAKE_AUTH_TOKEN)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    request = WebRequest(case.url, lowered, body, "application/x-www-form-urlencoded", case.form)
+    assert webhook_channel().verify(request) is True
+
+
+def test_signature_accepts_url_with_default_port() -> None:
+    # Twilio is inconsistent about signing with or without :443; the validator tries both.
+    case = CASES[0]
+    headers, body = signed_form_request(case.url, case.form, FAKE_AUTH_TOKEN)
+    url = case.url.replace(".se/", ".se:443/")
+    request = WebRequest(url, headers, body, "application/x-www-form-urlencoded", case.form)
+    assert webhook_channel().verify(request) is True
+
+
+# --- outgoing: against the fake Twilio REST API ---
+
+
+@pytest.fixture
+async def channel_for(
+    fake_twilio: FakeTwilio,
+) -> AsyncIterator[Callable[..., TwilioChannel]]:
+    """Channels pointed at the fake, closed after the test."""
+    made: list[TwilioChannel] = []
+
+    def make(**changes: object) -> TwilioChannel:
+        channel = TwilioChannel(make_settings(fake_twilio.base_url, **changes))
+        made.append(channel)
+        return channel
+
+    yield make
+    for channel in made:
+        await channel.close()
+
+
+def outbound(
+    text: str, numbered: tuple[str, ...] = (), address: str = RESPONDENT
+) -> OutboundMessage:
+    return OutboundMessage(id=41, channel="sms", address=address, text=text, numbered=numbered)
+
+
+@dataclass(frozen=True, slots=True)
+class SendCase:
+    label: str
+    message: OutboundMessage
+    settings: dict[str, object]
+    posted: dict[str, str]
+    """The exact form Twilio must receive."""
+    segments: int
+    encoding: str
+
+
+QUESTION = "Hur nöjd är du med bemötandet?"
+NUMBERED_TEXT = f"{QUESTION}\n1. Mycket nöjd\n2. Ganska nöjd\n3. Inte nöjd"
+EMOJI_TEXT = "Tack för ditt svar 🙏"
+LONG_TEXT = "Välkommen till enkäten om socialtjänsten i Malmö. " * 8
+
+SEND_CASES = [
+    SendCase(
+        "messaging service wins over from number",
+        outbound(QUESTION),
+        {},
+        {
+            "To": RESPONDENT,
+            "Body": QUESTION,
+            "MessagingServiceSid": SERVICE_SID,
+            "StatusCallback": CALLBACK_URL,
+        },
+        1,
+        "GSM-7",
+    ),
+    SendCase(
+        "from number without a service",
+        outbound(QUESTION),
+        {"messaging_service_sid": None},
+        {"To": RESPONDENT, "Body": QUESTION, "From": OUR_NUMBER, "StatusCallback": CALLBACK_URL},
+        1,
+        "GSM-7",
+    ),
+    SendCase(
+        "no status callback configured",
+        outbound(QUESTION),
+        {"status_callback_url": None},
+        {"To": RESPONDENT, "Body": QUESTION, "MessagingServiceSid": SERVICE_SID},
+        1,
+        "GSM-7",
+    ),
+    SendCase(
+        "numbered choices rendered as lines",
+        outbound(QUESTION, ("Mycket nöjd", "Ganska nöjd", "Inte nöjd")),
+        {"status_callback_url": None},
+        {"To": RESPONDENT, "Body": NUMBERED_TEXT, "MessagingServiceSid": SERVICE_SID},
+        1,
+        "GSM-7",
+    ),
+    SendCase(
+        "emoji costs UCS-2",
+        outbound(EMOJI_TEXT),
+        {"status_callback_url": None},
+        {"To": RESPONDENT, "Body": EMOJI_TEXT, "MessagingServiceSid": SERVICE_SID},
+        1,
+        "UCS-2",
+    ),
+    SendCase(
+        "long text spans segments",
+        outbound(LONG_TEXT),
+        {"status_callback_url": None},
+        {"To": RESPONDENT, "Body": LONG_TEXT, "MessagingServiceSid": SERVICE_SID},
+        3,
+        "GSM-7",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.label) for c in SEND_CASES])
+async def test_send(
+    case: SendCase,
+    fake_twilio: FakeTwilio,
+    channel_for: Callable[..., TwilioChannel],
+) -> None:
+    result = await channel_for(**case.settings).send(case.message)
+
+    [request] = fake_twilio.sends
+    assert request.authorized
+    assert request.path == f"/2010-04-01/Accounts/{FAKE_ACCOUNT_SID}/Messages.json"
+    assert request.form == case.posted
+    assert result.provider_id in fake_twilio.messages
+    assert result.provider_id.startswith("SM") and len(result.provider_id) == 34
+    assert (result.status, result.segments, result.encoding) == (
+        "sent",
+        case.segments,
+        case.encoding,
+    )
+
+
+def refused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True, slots=True)
+class FailCase:
+    label: str
+    script: Callable[[FakeTwilio], None]
+    retryable: bool
+    code: str | None
+    retry_after: float | None = None
+    opted_out: bool = False
+    address: str = RESPONDENT
+    settings: tuple[tuple[str, object], ...] = ()
+    reason_has: str = ""
+
+
+def _nothing(fake: FakeTwilio) -> None:
+    return None
+
+
+FAIL_CASES = [
+    FailCase("500", lambda f: f.fail_next(500), True, "20500", reason_has="Internal Server Error"),
+    FailCase("503", lambda f: f.fail_next(503), True, "20500"),
+    FailCase(
+        "429 with Retry-After", lambda f: f.fail_next(429, retry_after="7"), True, "20429", 7.0
+    ),
+    FailCase("429 without Retry-After", lambda f: f.fail_next(429), True, "20429", None),
+    FailCase(
+        "21610 unsubscribed recipient",
+        lambda f: f.fail_next(400, 21610),
+        False,
+        "21610",
+        opted_out=True,
+        reason_has="unsubscribed",
+    ),
+    FailCase(
+        "invalid number 21211 from Twilio's own check",
+        _nothing,
+        False,
+        "21211",
+        address="+4612",
+        reason_has="not a valid phone number",
+    ),
+    FailCase("not a mobile number 21614", lambda f: f.fail_next(400, 21614), False, "21614"),
+    FailCase(
+        "other 4xx carries Twilio's message",
+        lambda f: f.fail_next(400, 21617),
+        False,
+        "21617",
+        reason_has="1600 character limit",
+    ),
+    FailCase(
+        "wrong auth token",
+        _nothing,
+        False,
+        "20003",
+        settings=(("auth_token", WRONG_TOKEN),),
+        reason_has="Authenticate",
+    ),
+    FailCase(
+        "timeout",
+        lambda f: f.hang_next(),
+        True,
+        None,
+        settings=(("timeout", 0.2),),
+        reason_has="did not answer",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.label) for c in FAIL_CASES])
+async def test_send_failure(
+    case: FailCase,
+    fake_twilio: FakeTwilio,
+    channel_for: Callable[..., TwilioChannel],
+) -> None:
+    case.script(fake_twilio)
+    channel = channel_for(**dict(case.settings))
+
+    with pytest.raises(SendError) as failed:
+        await channel.send(outbound(QUESTION, address=case.address))
+
+    error = failed.value
+    assert (error.retryable, error.code, error.retry_after, error.opted_out) == (
+        case.retryable,
+        case.code,
+        case.retry_after,
+        case.opted_out,
+    )
+    assert case.reason_has in error.reason
+    assert not error.reason.startswith("Unable to create record")
+    assert len(fake_twilio.sends) == 1, "the Twilio client must not retry by itself"
+
+
+async def test_a_500_is_one_http_request_and_the_next_send_works(
+    fake_twilio: FakeTwilio,
+    channel_for: Callable[..., TwilioChannel],
+) -> None:
+    fake_twilio.fail_next(500)
+    channel = channel_for()
+
+    with pytest.raises(SendError):
+        await channel.send(outbound(QUESTION))
+    assert len(fake_twilio.sends) == 1
+
+    result = await channel.send(outbound(QUESTION))
+    assert len(fake_twilio.sends) == 2
+    assert result.provider_id in fake_twilio.messages
+
+
+async def test_retry_after_as_http_date(
+    fake_twilio: FakeTwilio,
+    channel_for: Callable[..., TwilioChannel],
+) -> None:
+    fake_twilio.fail_next(429, retry_after="Thu, 31 Dec 2099 23:59:59 GMT")
+    with pytest.raises(SendError) as failed:
+        await channel_for().send(outbound(QUESTION))
+    assert failed.value.retry_after is not None and failed.value.retry_after > 86400
+
+
+async def test_connection_refused_is_retryable() -> None:
+    channel = TwilioChannel(make_settings(f"http://127.0.0.1:{refused_port()}"))
+    try:
+        with pytest.raises(SendError) as failed:
+            await channel.send(outbound(QUESTION))
+    finally:
+        await channel.close()
+    assert failed.value.retryable and failed.value.code is None
+
+
+async def test_close_then_send_again(
+    fake_twilio: FakeTwilio,
+    channel_for: Callable[..., TwilioChannel],
+) -> None:
+    channel = channel_for()
+    await channel.send(outbound(QUESTION))
+    await channel.close()
+    await channel.close()
+    await channel.send(outbound(QUESTION))
+    assert len(fake_twilio.sends) == 2
+
+
+async def test_auth_token_never_reaches_logs_or_errors(
+    fake_twilio: FakeTwilio,
+    channel_for: Callable[..., TwilioChannel],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    errors: list[BaseException] = []
+    fake_twilio.fail_next(500)
+    fake_twilio.fail_next(429, retry_after="3")
+    for channel in (channel_for(), channel_for(), channel_for(auth_token=WRONG_TOKEN)):
+        with pytest.raises(SendError) as failed:
+            await channel.send(outbound(QUESTION))
+        errors.append(failed.value)
+
+    secrets = {
+        FAKE_AUTH_TOKEN,
+        WRONG_TOKEN,
+        base64.b64encode(f"{FAKE_ACCOUNT_SID}:{FAKE_AUTH_TOKEN}".encode()).decode(),
+        base64.b64encode(f"{FAKE_ACCOUNT_SID}:{WRONG_TOKEN}".encode()).decode(),
+    }
+    written = caplog.text + "".join(
+        "".join(traceback.format_exception(error)) + repr(error) for error in errors
+    )
+    assert any(r.name.startswith("twilio") for r in caplog.records), "the test must see logs"
+    assert any(r.name == "bot.channels.twilio" for r in caplog.records)
+    for secret in secrets:
+        assert secret not in written
+    assert FAKE_AUTH_TOKEN not in repr(make_settings())
+
+
+# --- status callbacks over a real HTTP hop, signed by the fake ---
+
+
+async def test_fake_status_callback_verifies_and_parses(
+    fake_twilio: FakeTwilio,
+    channel_for: Callable[..., TwilioChannel],
+) -> None:
+    received: asyncio.Queue[StatusUpdate] = asyncio.Queue()
+    channel_ref: list[TwilioChannel] = []
+
+    async def status_hook(request: web.Request) -> web.Response:
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        web_request = WebRequest(
+            url=str(request.url),
+            headers=dict(request.headers),
+            body=await request.read(),
+            content_type=request.content_type,
+            form=form,
+        )
+        if not channel_ref[0].verify(web_request):
+            return web.Response(status=403)
+        received.put_nowait(channel_ref[0].parse_status(web_request))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/twilio/status", status_hook)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        channel = channel_for(status_callback_url=f"http://{host}:{port}/twilio/status")
+        channel_ref.append(channel)
+        result = await channel.send(outbound(QUESTION))
+
+        assert await fake_twilio.post_status_callback(result.provider_id, "delivered") == 204
+        update = await asyncio.wait_for(received.get(), timeout=5)
+        assert update == StatusUpdate("sms", result.provider_id, "delivered")
+
+        assert (
+            await fake_twilio.post_status_callback(
+                result.provider_id, "undelivered", error_code="21610"
+            )
+            == 204
+        )
+        update = await asyncio.wait_for(received.get(), timeout=5)
+        assert update.opted_out and update.status == "undelivered"
+
+        channel_ref[0] = TwilioChannel(make_settings(auth_token=WRONG_TOKEN))
+        assert await fake_twilio.post_status_callback(result.provider_id, "read") == 403
+    finally:
+        await runner.cleanup()
+
+
+# --- settings ---
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"from_number": None, "messaging_service_sid": None},
+        {"auth_token": ""},
+        {"account_sid": ""},
+        {"timeout": 0.0},
+    ],
+)
+def test_settings_refuse_unusable_values(changes: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        make_settings(**changes)
