@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Text,
     TypeDecorator,
@@ -53,8 +54,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Every constraint has a known name, so later migrations can alter it (SQLite batch mode too)."""
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JsonType}
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JsonType,
+    }
 
 
 class Contact(Base):
@@ -132,9 +147,7 @@ class Respondent(Base):
     survey_id: Mapped[str] = mapped_column(String(100))
     survey_version_id: Mapped[int] = mapped_column(ForeignKey("survey_versions.id"))
     campaign_id: Mapped[int | None] = mapped_column(BigId)
-    contact_id: Mapped[int | None] = mapped_column(
-        ForeignKey("contacts.id", ondelete="SET NULL")
-    )
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
     """Set for non-anonymous surveys only."""
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """Copied at start: gender, target_group, age_group, unit, contact_length, language."""
@@ -147,6 +160,7 @@ class Respondent(Base):
     __table_args__ = (
         Index("ix_respondents_survey", "survey_id"),
         Index("ix_respondents_campaign", "campaign_id"),
+        Index("ix_respondents_contact", "contact_id"),
     )
 
 
@@ -154,9 +168,7 @@ class Answer(Base):
     __tablename__ = "answers"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    respondent_id: Mapped[str] = mapped_column(
-        ForeignKey("respondents.id", ondelete="CASCADE")
-    )
+    respondent_id: Mapped[str] = mapped_column(ForeignKey("respondents.id", ondelete="CASCADE"))
     question_id: Mapped[str] = mapped_column(String(100))
     value: Mapped[Any] = mapped_column(JsonType, nullable=True)
     skipped: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -173,9 +185,7 @@ class Conversation(Base):
     __tablename__ = "conversations"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    contact_id: Mapped[int | None] = mapped_column(
-        ForeignKey("contacts.id", ondelete="CASCADE")
-    )
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     respondent_id: Mapped[str | None] = mapped_column(String(36))
     """Cleared when an anonymous conversation finishes."""
     survey_version_id: Mapped[int] = mapped_column(ForeignKey("survey_versions.id"))
@@ -192,6 +202,7 @@ class Conversation(Base):
     __table_args__ = (
         Index("ix_conversations_contact_status", "contact_id", "status"),
         Index("ix_conversations_campaign", "campaign_id"),
+        Index("ix_conversations_status_expires", "status", "expires_at"),
     )
 
 
@@ -230,11 +241,17 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
     status_at: Mapped[datetime | None]
+    scrub_after: Mapped[datetime | None]
+    """Set on outgoing rows still in flight when an anonymous conversation finished: body and
+    payload are cleared once the row is no longer queued/sending and this time has passed."""
 
     __table_args__ = (
         UniqueConstraint("channel", "direction", "provider_id", name="uq_messages_provider_id"),
         Index("ix_messages_outbox", "direction", "status", "not_before"),
         Index("ix_messages_conversation", "conversation_id"),
+        Index("ix_messages_contact", "contact_id"),
+        Index("ix_messages_channel_address", "channel", "address", "id"),
+        Index("ix_messages_scrub_after", "scrub_after"),
     )
 
 
@@ -271,3 +288,14 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(60))
     target: Mapped[str] = mapped_column(String(200), default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Lease(Base):
+    """A named lease held by one process at a time, e.g. `outbox:sms`: the one process sending on
+    that channel, so the provider's rate is kept across several service processes."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    until: Mapped[datetime]

@@ -1,0 +1,353 @@
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from storage import repo_contacts, repo_messages
+from storage.db import Database
+from storage.models import Message
+from tests.storage.conftest import NOW
+
+LEASE = 60
+
+
+async def _enqueue(
+    db: Database,
+    n: int,
+    *,
+    channel: str = "sms",
+    at: datetime = NOW,
+    contact_id: int | None = None,
+    kind: str = "reply",
+) -> list[int]:
+    async with db.transaction() as s:
+        return [
+            await repo_messages.enqueue(
+                s,
+                channel=channel,
+                address=f"+4670000{i:04d}",
+                body=f"message {i}",
+                payload={"buttons": []},
+                kind=kind,
+                contact_id=contact_id,
+                conversation_id=None,
+                campaign_id=None,
+                not_before=at,
+            )
+            for i in range(n)
+        ]
+
+
+async def _claim(
+    db: Database, worker: str, *, now: datetime = NOW, limit: int = 10, channel: str | None = "sms"
+) -> list[Message]:
+    async with db.transaction() as s:
+        return await repo_messages.claim(
+            s, channel=channel, worker=worker, now=now, lease_seconds=LEASE, limit=limit
+        )
+
+
+async def _status(db: Database, message_id: int) -> Message:
+    async with db.transaction() as s:
+        message = await repo_messages.get(s, message_id)
+    assert message is not None
+    return message
+
+
+async def test_inbound_dedupe_on_provider_id(db: Database) -> None:
+    async def record(channel: str, provider_id: str) -> int | None:
+        async with db.transaction() as s:
+            return await repo_messages.record_inbound(
+                s,
+                channel=channel,
+                provider_id=provider_id,
+                contact_id=None,
+                conversation_id=None,
+                address_key="k" * 64,
+                body="JA",
+                payload={},
+                received_at=NOW,
+            )
+
+    first = await record("sms", "SM1")
+    assert first is not None
+    assert await record("sms", "SM1") is None
+    assert await record("telegram", "SM1") is not None, "ids are per channel"
+    async with db.transaction() as s:
+        assert await repo_messages.inbound_exists(s, "sms", "SM1")
+        assert not await repo_messages.inbound_exists(s, "sms", "SM2")
+        stored = await repo_messages.get(s, first)
+    assert stored is not None
+    assert (stored.direction, stored.status, stored.body, stored.address) == (
+        "in",
+        "received",
+        "JA",
+        None,
+    )
+
+
+async def test_link_inbound(db: Database) -> None:
+    async with db.transaction() as s:
+        contact = await repo_contacts.create(s)
+        mid = await repo_messages.record_inbound(
+            s,
+            channel="sms",
+            provider_id="SM9",
+            contact_id=None,
+            conversation_id=None,
+            address_key="k",
+            body="hej",
+            payload={},
+            received_at=NOW,
+        )
+        assert mid is not None
+        await repo_messages.link_inbound(s, mid, contact.id, "conv-1")
+    message = await _status(db, mid)
+    assert (message.contact_id, message.conversation_id) == (contact.id, "conv-1")
+
+
+async def test_claim_takes_due_rows_oldest_first_and_leases_them(db: Database) -> None:
+    early = await _enqueue(db, 2, at=NOW - timedelta(minutes=5))
+    due = await _enqueue(db, 2, at=NOW)
+    later = await _enqueue(db, 1, at=NOW + timedelta(seconds=1))
+    await _enqueue(db, 1, channel="telegram")
+    claimed = await _claim(db, "w1", limit=3)
+    assert [m.id for m in claimed] == [*early, due[0]]
+    assert all(
+        (m.status, m.claimed_by, m.attempts, m.lease_until)
+        == ("sending", "w1", 1, NOW + timedelta(seconds=LEASE))
+        for m in claimed
+    )
+    rest = await _claim(db, "w1", limit=10)
+    assert [m.id for m in rest] == [due[1]], "not-yet-due and other channels stay queued"
+    assert later[0] not in {m.id for m in rest}
+    assert len(await _claim(db, "w1", channel=None)) == 1, "channel=None claims every channel"
+
+
+async def test_concurrent_claimers_never_share_a_row(database_url: str) -> None:
+    setup = Database(database_url)
+    ids = set(await _enqueue(setup, 300))
+    databases = [Database(database_url) for _ in range(2)]
+    try:
+
+        async def worker(name: str, db: Database) -> list[int]:
+            got: list[int] = []
+            while batch := await _claim(db, name, limit=7):
+                got.extend(m.id for m in batch)
+            return got
+
+        results = await asyncio.gather(*(worker(f"w{i}", databases[i % 2]) for i in range(6)))
+    finally:
+        for d in databases:
+            await d.dispose()
+        await setup.dispose()
+    counts = Counter(i for got in results for i in got)
+    assert set(counts) == ids
+    assert max(counts.values()) == 1, "a message was handed to two workers"
+    assert sum(1 for got in results if got) >= 2, "the work was actually shared"
+
+
+async def test_skip_locked_passes_over_rows_claimed_in_an_open_transaction(db: Database) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite write transactions are serial: a second claimer waits instead")
+    await _enqueue(db, 10)
+    async with db.transaction() as s:
+        first = await repo_messages.claim(
+            s, channel="sms", worker="w1", now=NOW, lease_seconds=LEASE, limit=4
+        )
+        # Still uncommitted: a second claimer (another pooled connection) must neither wait for
+        # it nor get the same rows.
+        second = await asyncio.wait_for(_claim(db, "w2", limit=100), timeout=10)
+    assert {m.id for m in first}.isdisjoint({m.id for m in second})
+    assert len(first) + len(second) == 10
+
+
+async def test_expired_lease_is_reclaimed(db: Database) -> None:
+    [mid] = await _enqueue(db, 1)
+    [first] = await _claim(db, "w1")
+    assert await _claim(db, "w2", now=NOW + timedelta(seconds=LEASE)) == []
+    [again] = await _claim(db, "w2", now=NOW + timedelta(seconds=LEASE + 1))
+    assert (again.id, again.claimed_by, again.attempts) == (mid, "w2", 2)
+    async with db.transaction() as s:
+        assert not await repo_messages.mark_sent(
+            s, mid, "w1", provider_id="SM-late", now=NOW + timedelta(seconds=70)
+        ), "the worker that lost its lease cannot record a send"
+        assert await repo_messages.mark_sent(
+            s,
+            mid,
+            "w2",
+            provider_id="SM-ok",
+            segments=2,
+            encoding="GSM-7",
+            now=NOW + timedelta(seconds=71),
+        )
+    message = await _status(db, mid)
+    assert (message.status, message.provider_id, message.segments, message.encoding) == (
+        "sent",
+        "SM-ok",
+        2,
+        "GSM-7",
+    )
+    assert message.lease_until is None and message.sent_at == NOW + timedelta(seconds=71)
+    assert first.id == mid
+
+
+async def test_only_the_lease_holder_changes_a_claimed_row(db: Database) -> None:
+    [mid] = await _enqueue(db, 1)
+    await _claim(db, "w1")
+    retry_at = NOW + timedelta(minutes=1)
+    async with db.transaction() as s:
+        assert not await repo_messages.mark_sent(s, mid, "intruder", provider_id="x", now=NOW)
+        assert not await repo_messages.release_for_retry(
+            s, mid, "intruder", not_before=retry_at, error="e"
+        )
+        assert not await repo_messages.mark_failed(s, mid, "intruder", error="e")
+        assert await repo_messages.release_for_retry(
+            s, mid, "w1", not_before=retry_at, error="429 too many requests"
+        )
+    message = await _status(db, mid)
+    assert (message.status, message.claimed_by, message.not_before, message.error) == (
+        "queued",
+        None,
+        retry_at,
+        "429 too many requests",
+    )
+    assert await _claim(db, "w1", now=NOW) == []
+    [again] = await _claim(db, "w1", now=retry_at)
+    async with db.transaction() as s:
+        assert await repo_messages.mark_failed(s, mid, "w1", error="21211 invalid number")
+        assert not await repo_messages.mark_sent(s, mid, "w1", provider_id="x", now=NOW)
+    message = await _status(db, mid)
+    assert (message.status, message.error, again.attempts) == ("failed", "21211 invalid number", 2)
+
+
+async def test_mark_sent_can_clear_the_body(db: Database) -> None:
+    [mid] = await _enqueue(db, 1)
+    await _claim(db, "w1")
+    async with db.transaction() as s:
+        assert await repo_messages.mark_sent(
+            s, mid, "w1", provider_id="t1", now=NOW, clear_body=True
+        )
+    message = await _status(db, mid)
+    assert (message.body, message.payload, message.status) == (None, {}, "sent")
+
+
+STATUS_CASES = [
+    # (status before the report, report, status after)
+    ("sent", "delivered", "delivered"),
+    ("sent", "read", "read"),
+    ("delivered", "read", "read"),
+    ("delivered", "sent", "delivered"),
+    ("read", "delivered", "read"),
+    ("sent", "sent", "sent"),
+    ("sent", "failed", "failed"),
+    ("sent", "undelivered", "undelivered"),
+    ("delivered", "failed", "delivered"),
+    ("read", "undelivered", "read"),
+    ("failed", "delivered", "failed"),
+    ("undelivered", "sent", "undelivered"),
+    ("failed", "undelivered", "failed"),
+]
+
+
+@pytest.mark.parametrize(("before", "report", "after"), STATUS_CASES)
+async def test_statuses_only_move_forward(
+    db: Database, before: str, report: str, after: str
+) -> None:
+    [mid] = await _enqueue(db, 1)
+    await _claim(db, "w1")
+    async with db.transaction() as s:
+        await repo_messages.mark_sent(s, mid, "w1", provider_id="SM1", now=NOW)
+        if before != "sent":
+            await repo_messages.apply_status(s, "sms", "SM1", before, "e0", NOW)
+    later = NOW + timedelta(seconds=5)
+    async with db.transaction() as s:
+        message = await repo_messages.apply_status(s, "sms", "SM1", report, "30003", later)
+    assert message is not None and message.status == after
+    stored = await _status(db, mid)
+    assert stored.status == after
+    if after == report and after != before:
+        assert stored.status_at == later
+        assert stored.error == ("30003" if after in ("failed", "undelivered") else None)
+
+
+async def test_status_for_unknown_message_is_none(db: Database) -> None:
+    async with db.transaction() as s:
+        assert await repo_messages.apply_status(s, "sms", "SM-unknown", "sent", None, NOW) is None
+        with pytest.raises(ValueError):
+            await repo_messages.apply_status(s, "sms", "SM-unknown", "bogus", None, NOW)
+
+
+async def test_cancel_queued_for_contact(db: Database) -> None:
+    async with db.transaction() as s:
+        contact = await repo_contacts.create(s)
+        other = await repo_contacts.create(s)
+    queued = await _enqueue(db, 3, contact_id=contact.id)
+    [confirmation] = await _enqueue(db, 1, contact_id=contact.id, kind="opt_out")
+    [others] = await _enqueue(db, 1, contact_id=other.id)
+    [in_flight] = [m.id for m in await _claim(db, "w1", limit=1)]
+    async with db.transaction() as s:
+        assert await repo_messages.cancel_queued_for_contact(s, contact.id) == 2
+    statuses = {mid: (await _status(db, mid)).status for mid in [*queued, confirmation, others]}
+    assert statuses == {
+        queued[0]: "sending",
+        queued[1]: "cancelled",
+        queued[2]: "cancelled",
+        confirmation: "queued",
+        others: "queued",
+    }
+    assert in_flight == queued[0]
+
+
+async def test_outbound_after_reads_one_address_in_order(db: Database) -> None:
+    async def put(address: str, at: datetime) -> int:
+        async with db.transaction() as s:
+            return await repo_messages.enqueue(
+                s,
+                channel="webchat",
+                address=address,
+                body=address,
+                payload={},
+                kind="reply",
+                contact_id=None,
+                conversation_id=None,
+                campaign_id=None,
+                not_before=at,
+            )
+
+    a1 = await put("tok-a", NOW)
+    await put("tok-b", NOW)
+    a2 = await put("tok-a", NOW)
+    a3 = await put("tok-a", NOW + timedelta(hours=1))
+    async with db.transaction() as s:
+        all_a = await repo_messages.outbound_after(s, "webchat", "tok-a", 0, 10)
+        after_first = await repo_messages.outbound_after(s, "webchat", "tok-a", a1, 10, now=NOW)
+        one = await repo_messages.outbound_after(s, "webchat", "tok-a", 0, 1)
+    assert [m.id for m in all_a] == [a1, a2, a3]
+    assert [m.id for m in after_first] == [a2]
+    assert [m.id for m in one] == [a1]
+
+
+async def test_scrub_due_clears_in_flight_rows_later(db: Database) -> None:
+    [mid] = await _enqueue(db, 1)
+    async with db.transaction() as s:
+        message = await repo_messages.get(s, mid)
+        assert message is not None
+        message.conversation_id = "conv-x"
+    async with db.transaction() as s:
+        await repo_messages.scrub_conversation(s, "conv-x", NOW, grace=timedelta(minutes=15))
+    assert (await _status(db, mid)).body == "message 0", "a queued reply is still sent"
+    await _claim(db, "w1")
+    async with db.transaction() as s:
+        await repo_messages.mark_sent(s, mid, "w1", provider_id="p", now=NOW)
+        assert await repo_messages.scrub_due(s, NOW + timedelta(minutes=14)) == 0
+        assert await repo_messages.scrub_due(s, NOW + timedelta(minutes=15)) == 1
+    message = await _status(db, mid)
+    assert (message.body, message.payload, message.scrub_after) == (None, {}, None)
+    async with db.transaction() as s:
+        rows = list(await s.scalars(select(Message.id).where(Message.body.is_not(None))))
+    assert rows == []
