@@ -1,0 +1,428 @@
+"""Parse and validate a contact list exported as CSV, one row at a time.
+
+The file has a header row naming the columns (any order, case-insensitive):
+external_ref, phone, telegram_chat_id, language, gender, birth_year, target_group, unit,
+contact_since, plus any number of `attr_<name>` columns whose values become free attributes.
+Fields are separated by `,` or `;` (decided from the header line, or an Excel `sep=;` first line);
+the text is UTF-8 with or without a byte-order mark.
+
+Normalisation: phone -> E.164 (national numbers read in the default region); language -> a
+lowercased BCP 47-style tag ("sv", "en-gb"); gender -> "kvinna", "man" or "annat"; target_group ->
+lowercase ASCII snake_case ("Ekonomiskt bistånd" -> "ekonomiskt_bistand") so it can be used in
+audience expressions; unit -> trimmed text; contact_since -> a date (YYYY-MM-DD) not after today.
+
+Problems never raise: each bad row (malformed CSV, a wrong number of fields, invalid values) yields
+one `RowError` with the physical line number where the row starts and every problem found in it,
+and parsing goes on with the next row. An external_ref, phone or telegram_chat_id already seen on
+an earlier row (even a rejected one) makes the later row an error. A problem with the header
+yields a single `RowError` and nothing else. Phone numbers are left out of error messages.
+Blank rows are skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import itertools
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from types import MappingProxyType
+from typing import Any, TextIO
+
+import phonenumbers
+
+COLUMNS = (
+    "external_ref",
+    "phone",
+    "telegram_chat_id",
+    "language",
+    "gender",
+    "birth_year",
+    "target_group",
+    "unit",
+    "contact_since",
+)
+ATTR_PREFIX = "attr_"
+IDENTIFIERS = ("external_ref", "phone", "telegram_chat_id")
+
+GENDERS: Mapping[str, str] = MappingProxyType(
+    {
+        **dict.fromkeys(("kvinna", "kvinnlig", "k", "woman", "female", "f"), "kvinna"),
+        **dict.fromkeys(("man", "manlig", "m", "male"), "man"),
+        **dict.fromkeys(("annat", "annan", "other", "x"), "annat"),
+    }
+)
+
+MIN_BIRTH_YEAR = 1900
+MAX_TEXT_LENGTH = 200
+
+_LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})*$")
+_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_YEAR_RE = re.compile(r"^[0-9]{4}$")
+_CHAT_ID_RE = re.compile(r"^-?[0-9]{1,20}$")
+_ATTR_NAME_RE = re.compile(r"^[a-z0-9_]+$")
+# Line breaks and tabs are fine inside quoted values; other control characters are corruption.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NON_WORD_RE = re.compile(r"[^a-z0-9]+")
+# Separators people type in phone numbers.
+_PHONE_NOISE = str.maketrans("", "", " -().\u00a0\t/")
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRow:
+    """One valid contact from the file, normalised."""
+
+    line: int
+    external_ref: str | None = None
+    phone: str | None = None
+    telegram_chat_id: str | None = None
+    language: str | None = None
+    gender: str | None = None
+    birth_year: int | None = None
+    target_group: str | None = None
+    unit: str | None = None
+    contact_since: date | None = None
+    attributes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """A row (or the header) that cannot be imported, and why."""
+
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+def snake_case(text: str) -> str:
+    """Lowercase ASCII snake_case: "Ekonomiskt bistånd" -> "ekonomiskt_bistand"."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return _NON_WORD_RE.sub("_", ascii_text.lower()).strip("_")
+
+
+def _read_header(cells: list[str]) -> tuple[str | None, ...] | str:
+    """Column names per position (None for an unnamed column, which must stay empty), or why
+    the header is unusable."""
+    names: list[str | None] = []
+    seen: set[str] = set()
+    for index, cell in enumerate(cells, start=1):
+        name = cell.strip().lower()
+        if not name:
+            names.append(None)
+            continue
+        if name.startswith(ATTR_PREFIX):
+            attr = name[len(ATTR_PREFIX) :]
+            if not _ATTR_NAME_RE.match(attr):
+                return (
+                    f"column {index} {cell.strip()!r}: attribute names after attr_ may only use "
+                    "a-z, 0-9 and _"
+                )
+        elif name not in COLUMNS:
+            close = difflib.get_close_matches(name, COLUMNS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return (
+                f"unknown column {cell.strip()!r}{hint}; known columns are "
+                f"{', '.join(COLUMNS)}, and extra ones must start with {ATTR_PREFIX}"
+            )
+        if name in seen:
+            return f"column {cell.strip()!r} appears twice"
+        seen.add(name)
+        names.append(name)
+    if not seen.intersection(IDENTIFIERS):
+        return f"the header needs at least one of the columns {', '.join(IDENTIFIERS)}"
+    return tuple(names)
+
+
+def _delimiter(first_line: str) -> str:
+    return ";" if first_line.count(";") > first_line.count(",") else ","
+
+
+def parse_contacts(
+    stream: TextIO | Iterable[str], *, default_region: str = "SE", today: date
+) -> Iterator[ContactRow | RowError]:
+    """Yield a ContactRow or RowError per data row, streaming (memory grows only with the
+    duplicate check's set of identifiers). Raises ValueError for an unknown default_region."""
+    read = 0
+
+    def counted() -> Iterator[str]:
+        nonlocal read
+        for text in stream:
+            read += 1
+            yield text
+
+    try:
+        yield from _parse(counted(), default_region, today)
+    except UnicodeDecodeError:
+        # The decoder reads ahead in blocks, so the line is approximate.
+        yield RowError(read + 1, 'the file is not UTF-8 text; save it as "CSV UTF-8"')
+
+
+def _parse(
+    lines: Iterator[str], default_region: str, today: date
+) -> Iterator[ContactRow | RowError]:
+    first = next(lines, None)
+    if first is None:
+        yield RowError(1, "the file is empty; it needs a header row")
+        return
+    first = first.removeprefix("\ufeff")
+    line_offset = 0
+    sep = re.match(r"^sep=(.)\s*$", first)
+    if sep is not None:
+        delimiter = sep[1]
+        line_offset = 1
+        first_or_none = next(lines, None)
+        if first_or_none is None:
+            yield RowError(2, "the file has no header row")
+            return
+        first = first_or_none
+    else:
+        delimiter = _delimiter(first)
+    if delimiter not in ",;":
+        yield RowError(1, f"unsupported separator {delimiter!r}; use , or ;")
+        return
+
+    reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter, strict=True)
+    try:
+        header_cells = next(reader)
+    except csv.Error as exc:
+        yield RowError(1 + line_offset, f"malformed header: {exc}")
+        return
+    header = _read_header(header_cells)
+    if isinstance(header, str):
+        yield RowError(1 + line_offset, header)
+        return
+
+    validator = _RowValidator(header, default_region.upper(), today)
+    previous_end = reader.line_num
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield RowError(previous_end + 1 + line_offset, f"malformed CSV: {exc}")
+            previous_end = reader.line_num
+            continue
+        line = previous_end + 1 + line_offset
+        previous_end = reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue
+        yield validator.row(line, cells)
+
+
+class _PhoneNormaliser:
+    """Phone text -> E.164, as phonenumbers.parse + is_valid_number would give it.
+
+    parse and is_valid_number cost tens of microseconds each, which dominates a large import. The
+    everyday shapes in the default region (0701234567, +46701234567) take a shortcut: for them
+    parse would only strip the national prefix or country code, and validity is checked with the
+    region's own patterns exactly as is_valid_number checks them. Everything else, and anything
+    the shortcut does not accept, goes through phonenumbers itself."""
+
+    _TYPES = (
+        "premium_rate",
+        "toll_free",
+        "shared_cost",
+        "voip",
+        "personal_number",
+        "pager",
+        "uan",
+        "voicemail",
+        "fixed_line",
+        "mobile",
+    )
+
+    def __init__(self, region: str) -> None:
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        if metadata is None:
+            raise ValueError(f"unknown phone region {region!r}")
+        cc = metadata.country_code or 0
+        self._region = region
+        self._cc = cc
+        self._plus_cc = f"+{cc}"
+        simple_prefix = (
+            metadata.national_prefix is not None
+            and metadata.national_prefix.isdigit()
+            and metadata.national_prefix_for_parsing == metadata.national_prefix
+            and not metadata.national_prefix_transform_rule
+        )
+        self._national_prefix = metadata.national_prefix if simple_prefix else None
+        # The region's patterns decide validity only when the calling code has no other region.
+        sole = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(cc) == (region,)
+        self._general = _desc_check(metadata.general_desc) if sole else None
+        self._types = [
+            check
+            for name in self._TYPES
+            if (check := _desc_check(getattr(metadata, name))) is not None
+        ]
+
+    def __call__(self, value: str) -> str:
+        digits = value.translate(_PHONE_NOISE)
+        fast = self._shortcut(digits)
+        if fast is not None:
+            return fast
+        try:
+            number = phonenumbers.parse(digits, self._region)
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is None or not phonenumbers.is_valid_number(number):
+            raise ValueError(f"phone is not a valid phone number (region {self._region})")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    def _shortcut(self, digits: str) -> str | None:
+        """E.164 for a valid number in an everyday shape; None = ask phonenumbers."""
+        if self._national_prefix is None or not digits.isascii():
+            return None
+        if digits.startswith(self._plus_cc):
+            national = digits[len(self._plus_cc) :]
+        elif digits.startswith(self._national_prefix):
+            national = digits[len(self._national_prefix) :]
+        else:
+            return None
+        if not national.isdigit() or national.startswith("0") or len(national) > 17:
+            return None
+        if self._general is not None:
+            valid = _matches(national, self._general) and any(
+                _matches(national, check) for check in self._types
+            )
+        else:
+            number = phonenumbers.PhoneNumber(country_code=self._cc, national_number=int(national))
+            valid = phonenumbers.is_valid_number(number)
+        return f"+{self._cc}{national}" if valid else None
+
+
+_DescCheck = tuple[frozenset[int], "re.Pattern[str]"]
+
+
+def _desc_check(desc: phonenumbers.PhoneNumberDesc | None) -> _DescCheck | None:
+    """A number description's possible lengths and pattern; None if it matches nothing."""
+    if desc is None or not desc.national_number_pattern:
+        return None
+    return frozenset(desc.possible_length or ()), re.compile(desc.national_number_pattern)
+
+
+def _matches(national: str, check: _DescCheck) -> bool:
+    # Mirrors phonenumbers' _is_number_matching_desc: no lengths listed means any length.
+    lengths, pattern = check
+    if lengths and len(national) not in lengths:
+        return False
+    return pattern.fullmatch(national) is not None
+
+
+class _RowValidator:
+    """Checks rows against the header and remembers identifiers to catch duplicates."""
+
+    def __init__(self, names: tuple[str | None, ...], region: str, today: date) -> None:
+        self._names = names
+        self._phone = _PhoneNormaliser(region)
+        self._today = today
+        self._first_seen: dict[str, dict[str, int]] = {name: {} for name in IDENTIFIERS}
+        self._parsers: dict[str, Callable[[str], object]] = {
+            "external_ref": self._external_ref,
+            "phone": self._phone,
+            "telegram_chat_id": self._telegram_chat_id,
+            "language": self._language,
+            "gender": self._gender,
+            "birth_year": self._birth_year,
+            "target_group": self._target_group,
+            "unit": self._unit,
+            "contact_since": self._contact_since,
+        }
+
+    def row(self, line: int, cells: list[str]) -> ContactRow | RowError:
+        if len(cells) != len(self._names):
+            return RowError(line, f"expected {len(self._names)} fields, got {len(cells)}")
+        parsed: dict[str, Any] = {}
+        attributes: dict[str, str] = {}
+        problems: list[str] = []
+        has_identifier = False
+        for index, (name, cell) in enumerate(zip(self._names, cells, strict=True), start=1):
+            value = cell.strip()
+            if not value:
+                continue
+            if _CONTROL_RE.search(value):
+                problems.append(f"{name or f'column {index}'} contains control characters")
+                continue
+            if name is None:
+                problems.append(f"column {index} has no name in the header but a value here")
+                continue
+            parser = self._parsers.get(name)
+            if parser is None:
+                attributes[name[len(ATTR_PREFIX) :]] = value
+                continue
+            has_identifier = has_identifier or name in IDENTIFIERS
+            try:
+                parsed[name] = parser(value)
+            except ValueError as exc:
+                problems.append(str(exc))
+
+        if not has_identifier:
+            problems.append("needs external_ref, phone or telegram_chat_id")
+        for name in IDENTIFIERS:
+            key = parsed.get(name)
+            if key is None:
+                continue
+            first = self._first_seen[name].setdefault(key, line)
+            if first != line:
+                shown = "" if name == "phone" else f" {key!r}"
+                problems.append(f"duplicate {name}{shown} (first on line {first})")
+
+        if problems:
+            return RowError(line, "; ".join(problems))
+        return ContactRow(line=line, attributes=MappingProxyType(attributes), **parsed)
+
+    def _text(self, value: str, name: str) -> str:
+        if len(value) > MAX_TEXT_LENGTH:
+            raise ValueError(f"{name} is longer than {MAX_TEXT_LENGTH} characters")
+        return value
+
+    def _external_ref(self, value: str) -> str:
+        return self._text(value, "external_ref")
+
+    def _unit(self, value: str) -> str:
+        return self._text(value, "unit")
+
+    def _target_group(self, value: str) -> str:
+        slug = snake_case(self._text(value, "target_group"))
+        if not slug:
+            raise ValueError(f"target_group {value!r} has no letters or digits")
+        return slug
+
+    def _telegram_chat_id(self, value: str) -> str:
+        if not _CHAT_ID_RE.match(value):
+            raise ValueError(f"telegram_chat_id {value!r} is not an integer")
+        return str(int(value))
+
+    def _language(self, value: str) -> str:
+        tag = value.lower().replace("_", "-")
+        if not _LANGUAGE_RE.match(tag):
+            raise ValueError(f"language {value!r} is not a language code like sv, en or en-gb")
+        return tag
+
+    def _gender(self, value: str) -> str:
+        gender = GENDERS.get(value.lower())
+        if gender is None:
+            raise ValueError(f"gender {value!r} is not one of kvinna, man, annat")
+        return gender
+
+    def _birth_year(self, value: str) -> int:
+        last = self._today.year
+        if not _YEAR_RE.match(value) or not MIN_BIRTH_YEAR <= int(value) <= last:
+            raise ValueError(f"birth_year {value!r} is not a year from {MIN_BIRTH_YEAR} to {last}")
+        return int(value)
+
+    def _contact_since(self, value: str) -> date:
+        try:
+            if not _DATE_RE.match(value):
+                raise ValueError
+            day = date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"contact_since {value!r} is not a date like 2024-05-01") from None
+        if day > self._today:
+            raise ValueError(f"contact_since {value} is in the future")
+        return day
