@@ -299,3 +299,136 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     holder: Mapped[str] = mapped_column(String(100))
     until: Mapped[datetime]
+
+
+class Campaign(Base):
+    """Staff sending one survey to an audience over a time window, with reminders."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    survey_id: Mapped[str] = mapped_column(String(100))
+    survey_version_id: Mapped[int] = mapped_column(ForeignKey("survey_versions.id"))
+    audience: Mapped[str] = mapped_column(Text)
+    """An expression over contact attributes (flows.expr), e.g. "target_group == 'missbruk'"."""
+    channels: Mapped[list[str]] = mapped_column(JsonType)
+    """Channels to invite on, in order of preference: sms, telegram, webchat."""
+    status: Mapped[str] = mapped_column(String(20), default="scheduled")
+    """scheduled, running, paused, closed."""
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    reminders: Mapped[list[int]] = mapped_column(JsonType, default=list)
+    """Seconds after the invitation at which non-finishers are reminded."""
+    participation: Mapped[str] = mapped_column(String(20))
+    """The participation-ladder rung (from the survey unless overridden)."""
+    audience_size: Mapped[int | None] = mapped_column(Integer)
+    feedback_delay: Mapped[int] = mapped_column(Integer, default=3 * 24 * 3600)
+    """Seconds after closing before results are sent back ("you said, we did")."""
+    feedback_to: Mapped[str] = mapped_column(String(20), default="respondents")
+    """respondents | invited | none."""
+    feedback_text: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Staff's "what we will do", per language."""
+    plan_ref: Mapped[str | None] = mapped_column(String(200))
+    """The goal in next year's plan this feedback is tied to."""
+    feedback_status: Mapped[str] = mapped_column(String(20), default="pending")
+    """pending, held, sending, sent, none."""
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_campaigns_survey", "survey_id"),)
+
+
+class Invitation(Base):
+    """One person invited to one campaign: invited once, on the first channel that reaches them.
+
+    Holds whether they finished (for reminders and response rates) but never when or what."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    channel: Mapped[str | None] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    """pending, invited, started, completed, opted_out, unreachable, closed."""
+    conversation_id: Mapped[str | None] = mapped_column(String(36))
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    invited_at: Mapped[datetime | None]
+    feedback_sent: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "contact_id", name="uq_invitations_campaign_contact"),
+        Index("ix_invitations_campaign_status", "campaign_id", "status"),
+        Index("ix_invitations_contact", "contact_id"),
+    )
+
+
+class CaseEvent(Base):
+    """An event reported by a case system, e.g. `insats_ended`: the trigger for follow-ups."""
+
+    __tablename__ = "case_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(100), unique=True)
+    """The case system's id; reporting the same event again updates it."""
+    type: Mapped[str] = mapped_column(String(60))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    occurred_at: Mapped[datetime]
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_case_events_contact", "contact_id"),)
+
+
+class FollowupRule(Base):
+    """Turns a case event into a follow-up survey some time later, inside a delivery window."""
+
+    __tablename__ = "followup_rules"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    event_type: Mapped[str] = mapped_column(String(60))
+    filter: Mapped[str] = mapped_column(Text, default="")
+    """An expression over the event's and the contact's attributes; empty matches all."""
+    survey_id: Mapped[str] = mapped_column(String(100))
+    delay: Mapped[int] = mapped_column(Integer)
+    """Seconds after the event."""
+    window: Mapped[str] = mapped_column(String(20), default="")
+    """Local delivery window, e.g. "10:00-18:00"; empty: any time outside quiet hours."""
+    fatigue_days: Mapped[int] = mapped_column(Integer, default=0)
+    """At most one survey per person per this many days."""
+    expires_after: Mapped[int] = mapped_column(Integer, default=7 * 24 * 3600)
+    """A follow-up not sent within this many seconds after it came due is dropped."""
+    channels: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    source: Mapped[str] = mapped_column(String(20), default="api")
+    """file (flows/followups.toml) or api."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Followup(Base):
+    """One follow-up survey planned for one event by one rule."""
+
+    __tablename__ = "followups"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("followup_rules.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("case_events.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    """pending, sent, cancelled, expired, skipped (fatigue, opted out, unreachable)."""
+    reason: Mapped[str | None] = mapped_column(Text)
+    conversation_id: Mapped[str | None] = mapped_column(String(36))
+    sent_at: Mapped[datetime | None]
+    feedback_sent: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        UniqueConstraint("rule_id", "event_id", name="uq_followups_rule_event"),
+        Index("ix_followups_contact", "contact_id"),
+    )

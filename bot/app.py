@@ -1,0 +1,175 @@
+"""The web application: provider webhooks, the web chat, health, and (later) the staff API."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from bot.channels.base import Channel, RequestRejected, WebRequest
+from bot.clock import Clock
+from bot.config import Settings
+from bot.runtime import Runtime, open_runtime
+from bot.web import chat
+from storage.db import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+"""Providers never send more; anything larger is refused with 413 before it is read."""
+
+
+API_MAX_BODY = 16 * 1024 * 1024
+"""Bulk contact imports over the staff API may be large; webhooks stay at MAX_BODY."""
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+ApiRoutes = Callable[[web.Application], None]
+API_ROUTES: list[ApiRoutes] = []
+"""Features add their staff API routes here (mounted under /api/v1)."""
+PUBLIC_ROUTES: list[ApiRoutes] = []
+"""Features add public pages here (e.g. /results, /flow-results)."""
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    channels: dict[str, Channel] | None = None,
+    background: bool = True,
+    migrate: bool = False,
+) -> web.Application:
+    """The service as an aiohttp application.
+
+    `background` starts the outbox dispatcher and the due-task poller; tests turn it off and
+    drive them by hand. `migrate` upgrades the schema at startup (the embedded SQLite default)."""
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
+    api = web.Application(client_max_size=API_MAX_BODY, middlewares=[error_middleware])
+
+    async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with open_runtime(
+            settings, clock=clock, channels=channels, migrate=migrate
+        ) as runtime:
+            app[RUNTIME] = runtime
+            api[RUNTIME] = runtime
+            if background:
+                await runtime.dispatcher.start()
+                await runtime.tasks.start()
+            try:
+                yield
+            finally:
+                await runtime.tasks.stop()
+                await runtime.dispatcher.stop()
+
+    app.cleanup_ctx.append(runtime_ctx)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/webhooks/twilio", twilio_inbound)
+    app.router.add_post("/webhooks/twilio/status", twilio_status)
+    app.router.add_post("/webhooks/telegram", telegram_inbound)
+    chat.add_routes(app)
+    for add in PUBLIC_ROUTES:
+        add(app)
+    for add in API_ROUTES:
+        add(api)
+    app.add_subapp("/api/v1", api)
+    return app
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """No traceback ever reaches a caller: a database outage is 503, anything else a plain 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except DatabaseUnavailable:
+        log.error("database unavailable while handling %s %s", request.method, request.path)
+        return web.json_response({"error": "service temporarily unavailable"}, status=503)
+    except Exception:
+        log.exception("unexpected error handling %s %s", request.method, request.path)
+        return web.json_response({"error": "internal error"}, status=500)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    ok = await request.app[RUNTIME].db.ping()
+    return web.json_response({"database": "ok" if ok else "down"}, status=200 if ok else 503)
+
+
+async def read_provider_request(request: web.Request, expected_type: str) -> WebRequest:
+    """The request as a channel sees it, with the URL the provider signed."""
+    runtime = request.app[RUNTIME]
+    if request.content_type != expected_type:
+        raise RequestRejected(415, f"expected {expected_type}")
+    body = await request.read()
+    form: dict[str, str] = {}
+    if expected_type == "application/x-www-form-urlencoded":
+        posted = await request.post()
+        form = {k: v for k, v in posted.items() if isinstance(v, str)}
+    return WebRequest(
+        url=f"{runtime.settings.server.public_url}{request.path_qs}",
+        headers=dict(request.headers),
+        body=body,
+        content_type=request.content_type,
+        form=form,
+    )
+
+
+def _channel(request: web.Request, name: str) -> Channel:
+    channel = request.app[RUNTIME].channels.get(name)
+    if channel is None:
+        raise web.HTTPNotFound(text=f"the {name} channel is not configured")
+    return channel
+
+
+TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+async def twilio_inbound(request: web.Request) -> web.Response:
+    channel = _channel(request, "sms")
+    try:
+        req = await read_provider_request(request, "application/x-www-form-urlencoded")
+        if not channel.verify(req):
+            return web.Response(status=403, text="invalid signature")
+        messages = channel.parse(req)
+    except RequestRejected as e:
+        return web.Response(status=e.status, text=e.reason)
+    runtime = request.app[RUNTIME]
+    for message in messages:
+        await runtime.service.handle_inbound(message)
+    runtime.dispatcher.wake()
+    return web.Response(text=TWIML_EMPTY, content_type="text/xml")
+
+
+async def twilio_status(request: web.Request) -> web.Response:
+    from bot.channels.twilio import TwilioChannel
+
+    channel = _channel(request, "sms")
+    try:
+        req = await read_provider_request(request, "application/x-www-form-urlencoded")
+        if not channel.verify(req):
+            return web.Response(status=403, text="invalid signature")
+        assert isinstance(channel, TwilioChannel)
+        update = channel.parse_status(req)
+    except RequestRejected as e:
+        return web.Response(status=e.status, text=e.reason)
+    await request.app[RUNTIME].service.handle_status(update)
+    return web.Response(text=TWIML_EMPTY, content_type="text/xml")
+
+
+async def telegram_inbound(request: web.Request) -> web.Response:
+    channel = _channel(request, "telegram")
+    try:
+        req = await read_provider_request(request, "application/json")
+        if not channel.verify(req):
+            return web.Response(status=403, text="invalid secret token")
+        messages = channel.parse(req)
+    except RequestRejected as e:
+        return web.Response(status=e.status, text=e.reason)
+    runtime = request.app[RUNTIME]
+    for message in messages:
+        await runtime.service.handle_inbound(message)
+    runtime.dispatcher.wake()
+    return web.Response(text="ok")

@@ -1,0 +1,66 @@
+"""The built-in web chat as a channel: the browser posts JSON and polls for replies.
+
+The personal token in the URL is the secret; the service checks it names a known contact."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+from bot.channels.base import (
+    InboundMessage,
+    OutboundMessage,
+    RequestRejected,
+    SendResult,
+    WebRequest,
+)
+
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_TEXT = 4000
+
+
+class WebChatChannel:
+    name = "webchat"
+
+    def verify(self, request: WebRequest) -> bool:
+        token = request.headers.get("X-Chat-Token", "")
+        return bool(TOKEN_PATTERN.match(token))
+
+    def parse(self, request: WebRequest) -> list[InboundMessage]:
+        if request.content_type != "application/json":
+            raise RequestRejected(415, "expected application/json")
+        try:
+            data = json.loads(request.body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise RequestRejected(400, "body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise RequestRejected(400, "body must be a JSON object")
+        client_id = data.get("id")
+        text = data.get("text", "")
+        payload = data.get("payload")
+        if not isinstance(client_id, str) or not CLIENT_ID_PATTERN.match(client_id):
+            raise RequestRejected(400, "field 'id' must be a short client message id")
+        if not isinstance(text, str) or (payload is not None and not isinstance(payload, str)):
+            raise RequestRejected(400, "fields 'text' and 'payload' must be strings")
+        if len(text) > MAX_TEXT:
+            raise RequestRejected(413, f"text longer than {MAX_TEXT} characters")
+        token = request.headers["X-Chat-Token"]
+        return [
+            InboundMessage(
+                channel=self.name,
+                provider_id=f"{token}:{client_id}",
+                address=token,
+                text=text,
+                payload=payload or None,
+                received_at=datetime.now(UTC),
+            )
+        ]
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        # The browser fetches its messages from the outbox; "sending" only marks them ready.
+        return SendResult(provider_id=f"webchat-{message.id}", status="delivered")
+
+    async def close(self) -> None:
+        return None

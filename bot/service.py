@@ -1,0 +1,559 @@
+"""The conversation service: one transaction per inbound message.
+
+`handle_inbound` dedupes on the provider's id, runs one engine step, stores answers and state, and
+puts the replies in the outbox — all committed together before the webhook answers 2xx. Sending is
+the dispatcher's job (bot.dispatcher)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.catalog import CatalogEntry, SurveyCatalog
+from bot.channels.base import InboundMessage, StatusUpdate
+from bot.clock import Clock
+from bot.privacy import Pseudonymizer
+from flows import engine
+from flows.conversation import (
+    ConversationState,
+    EventKind,
+    Input,
+    MessageKind,
+    OutMessage,
+    Step,
+)
+from flows.engine import Keyword
+from flows.model import SMILEYS, Survey, localize
+from storage import repo_contacts, repo_conversations, repo_messages, repo_tasks
+from storage.db import Database
+from storage.models import Contact, Conversation
+
+log = logging.getLogger(__name__)
+
+EXPIRE_TASK = "conversation.expire"
+WEBCHAT = "webchat"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundResult:
+    duplicate: bool = False
+    message_id: int | None = None
+    reply_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WebChatSession:
+    token: str
+    conversation_id: str
+    reply_ids: tuple[int, ...] = field(default=())
+
+
+def contact_length_band(since: date | None, on: date) -> str | None:
+    """Length of contact as the bands results are broken down by."""
+    if since is None:
+        return None
+    months = (on.year - since.year) * 12 + (on.month - since.month) - (on.day < since.day)
+    if months < 6:
+        return "<6m"
+    if months < 12:
+        return "6-12m"
+    if months < 36:
+        return "1-3y"
+    return ">3y"
+
+
+def age_group(birth_year: int | None, on: date) -> str | None:
+    if birth_year is None:
+        return None
+    age = on.year - birth_year
+    for limit, label in ((13, "6-12"), (18, "13-17"), (25, "18-24"), (45, "25-44"), (65, "45-64")):
+        if age < limit:
+            return label
+    return "65+"
+
+
+def respondent_attributes(contact: Contact, lang: str, on: date) -> dict[str, Any]:
+    """What an anonymous respondent keeps of the contact: only what results are broken down by."""
+    return {
+        "gender": contact.gender,
+        "target_group": contact.target_group,
+        "unit": contact.unit,
+        "age_group": contact.age_group or age_group(contact.birth_year, on),
+        "contact_length": contact_length_band(contact.contact_since, on),
+        "language": lang,
+    }
+
+
+def message_payload(message: OutMessage, lang: str) -> dict[str, Any]:
+    """How an engine message is kept in the outbox until a channel renders it."""
+    return {
+        "kind": message.kind.value,
+        "lang": lang,
+        "question_id": message.question_id,
+        "buttons": [[b.payload, b.label] for b in message.buttons],
+        "numbered": list(message.numbered),
+        "multiple": message.multiple,
+    }
+
+
+def pressed_label(survey: Survey, state: ConversationState, payload: str) -> str:
+    """The label of a pressed button, to show under the question it answered."""
+    kind, _, value = payload.partition(":")
+    question = survey.question(state.current) if state.current else None
+    if kind == "choice" and question is not None and (choice := question.choice(value)):
+        return localize(choice.text, state.lang, survey.default_language)
+    if kind == "scale" and value.isdigit():
+        n = int(value)
+        style_smileys = question is not None and question.style == "smileys"
+        return SMILEYS[n - 1] if style_smileys and 1 <= n <= len(SMILEYS) else value
+    return value
+
+
+class ConversationService:
+    """Runs the engine for inbound messages and starts conversations, one transaction each."""
+
+    def __init__(
+        self,
+        db: Database,
+        catalog: SurveyCatalog,
+        pseudonymizer: Pseudonymizer,
+        clock: Clock,
+    ) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.pseudonymizer = pseudonymizer
+        self.clock = clock
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    async def handle_inbound(self, msg: InboundMessage) -> InboundResult:
+        now = self.clock.now()
+        key = self.pseudonymizer.address_key(msg.channel, msg.address)
+        async with self.db.transaction() as s:
+            contact = await repo_contacts.find_by_address(s, msg.channel, key)
+            message_id = await repo_messages.record_inbound(
+                s,
+                channel=msg.channel,
+                provider_id=msg.provider_id,
+                contact_id=contact.id if contact else None,
+                conversation_id=None,
+                address_key=key,
+                body=msg.text,
+                payload={"button": msg.payload} if msg.payload else {},
+                received_at=msg.received_at,
+            )
+            if message_id is None:
+                return InboundResult(duplicate=True)
+            turn = _Turn(self, s, msg, message_id, contact, now)
+            await turn.run()
+            return InboundResult(message_id=message_id, reply_ids=tuple(turn.reply_ids))
+
+    async def handle_status(self, update: StatusUpdate) -> bool:
+        """Apply a provider's delivery report; False if the message is unknown."""
+        now = self.clock.now()
+        async with self.db.transaction() as s:
+            message = await repo_messages.apply_status(
+                s, update.channel, update.provider_id, update.status, update.error, now
+            )
+            if message is None:
+                return False
+            if update.opted_out and message.contact_id is not None:
+                contact = await repo_contacts.get(s, message.contact_id)
+                if contact is not None:
+                    await opt_out(s, contact, now)
+            return True
+
+    # -- starting conversations ------------------------------------------------------------
+
+    async def start_webchat(self, survey_id: str, lang: str | None) -> WebChatSession:
+        """A newcomer tries a survey in the web chat: a fresh token, contact and conversation."""
+        entry = self.catalog.latest(survey_id)
+        if entry is None:
+            raise LookupError(survey_id)
+        now = self.clock.now()
+        token = secrets.token_urlsafe(18)
+        async with self.db.transaction() as s:
+            contact = await repo_contacts.create(s, language=lang)
+            await repo_contacts.add_address(
+                s,
+                contact.id,
+                WEBCHAT,
+                token,
+                self.pseudonymizer.address_key(WEBCHAT, token),
+            )
+            conv, ids = await self.start_conversation(
+                s, contact, WEBCHAT, token, entry, lang=lang, now=now
+            )
+        return WebChatSession(token, conv.id, tuple(ids))
+
+    async def start_conversation(
+        self,
+        s: AsyncSession,
+        contact: Contact,
+        channel: str,
+        address: str,
+        entry: CatalogEntry,
+        *,
+        lang: str | None,
+        now: datetime,
+        campaign_id: int | None = None,
+        kind: str = "reply",
+        not_before: datetime | None = None,
+    ) -> tuple[Conversation, list[int]]:
+        """Start `entry`'s survey for a contact inside the caller's transaction.
+
+        An active conversation the contact already has is closed first."""
+        survey = entry.survey
+        active = await repo_conversations.active_for_contact(s, contact.id)
+        if active is not None:
+            old = await self.catalog.version(s, active.survey_version_id)
+            closed = engine.close(old, ConversationState.from_json(active.state), now)
+            await self._save_and_finish(s, active, old, closed, now)
+        lang = lang or contact.language
+        step = engine.start(survey, now=now, lang=lang)
+        respondent_id = self.pseudonymizer.respondent_id()
+        await repo_conversations.create_respondent(
+            s,
+            id=respondent_id,
+            survey_id=survey.id,
+            survey_version_id=entry.version_id,
+            campaign_id=campaign_id,
+            contact_id=None if survey.anonymous else contact.id,
+            attributes=respondent_attributes(contact, step.state.lang, now.date()),
+            channel=channel,
+            started_on=now.date(),
+        )
+        conv = await repo_conversations.create(
+            s,
+            id=str(uuid.uuid4()),
+            contact_id=contact.id,
+            respondent_id=respondent_id,
+            survey_version_id=entry.version_id,
+            survey_id=survey.id,
+            campaign_id=campaign_id,
+            channel=channel,
+            state=step.state.to_json(),
+            started_at=now,
+            expires_at=step.state.expires_at,
+        )
+        if contact.language != step.state.lang and contact.language is None:
+            contact.language = step.state.lang
+        ids = await self.apply_step(
+            s, conv, survey, step, contact, channel, address, now, kind=kind, not_before=not_before
+        )
+        return conv, ids
+
+    # -- applying engine steps -------------------------------------------------------------
+
+    async def apply_step(
+        self,
+        s: AsyncSession,
+        conv: Conversation,
+        survey: Survey,
+        step: Step,
+        contact: Contact,
+        channel: str,
+        address: str,
+        now: datetime,
+        *,
+        kind: str = "reply",
+        not_before: datetime | None = None,
+    ) -> list[int]:
+        """Store what one engine step produced and queue its messages; returns outbox ids."""
+        respondent_id = conv.respondent_id
+        for event in step.events:
+            if event.kind is EventKind.ANSWER_RETRACTED and respondent_id and event.question_id:
+                await repo_conversations.retract_answer(s, respondent_id, event.question_id)
+            elif event.kind is EventKind.LANGUAGE_CHANGED and event.lang:
+                contact.language = event.lang
+            elif event.kind is EventKind.OPTED_OUT:
+                await opt_out(s, contact, now, keep_conversation=conv.id)
+        if step.answers and respondent_id:
+            await repo_conversations.record_answers(
+                s,
+                respondent_id,
+                [(a.question_id, a.value, a.skipped) for a in step.answers],
+                on_date=now.date(),
+            )
+        conv.channel = channel
+        await self._save_and_finish(s, conv, survey, step, now)
+        # Messages of a finished anonymous conversation are not linked to it, so the thanks
+        # cannot be tied to the answers either.
+        link = None if (step.state.status.finished and survey.anonymous) else conv.id
+        ids = []
+        for message in step.messages:
+            ids.append(
+                await repo_messages.enqueue(
+                    s,
+                    channel=channel,
+                    address=address,
+                    body=message.text,
+                    payload=message_payload(message, step.state.lang),
+                    kind="opt_out" if message.kind is MessageKind.OPT_OUT else kind,
+                    contact_id=contact.id,
+                    conversation_id=link,
+                    campaign_id=conv.campaign_id,
+                    not_before=not_before or now,
+                )
+            )
+        return ids
+
+    async def _save_and_finish(
+        self, s: AsyncSession, conv: Conversation, survey: Survey, step: Step, now: datetime
+    ) -> None:
+        state = step.state
+        await repo_conversations.save_state(
+            s, conv, state.to_json(), state.status.value, state.expires_at, now
+        )
+        if state.status.finished:
+            await repo_conversations.finish(
+                s, conv, state.status.value, now, anonymous=survey.anonymous
+            )
+            await repo_tasks.cancel(s, f"{EXPIRE_TASK}:{conv.id}")
+        else:
+            await repo_tasks.schedule(
+                s,
+                EXPIRE_TASK,
+                f"{EXPIRE_TASK}:{conv.id}",
+                state.expires_at,
+                {"conversation_id": conv.id},
+                replace=True,
+            )
+
+    async def expire_conversation(self, conversation_id: str) -> bool:
+        """The due task behind `expires_after`: finish a conversation nobody came back to."""
+        now = self.clock.now()
+        async with self.db.transaction() as s:
+            conv = await repo_conversations.get(s, conversation_id, for_update=True)
+            if conv is None or conv.status != "active":
+                return False
+            state = ConversationState.from_json(conv.state)
+            if state.expires_at > now:
+                await repo_tasks.schedule(
+                    s,
+                    EXPIRE_TASK,
+                    f"{EXPIRE_TASK}:{conv.id}",
+                    state.expires_at,
+                    {"conversation_id": conv.id},
+                    replace=True,
+                )
+                return False
+            survey = await self.catalog.version(s, conv.survey_version_id)
+            await self._save_and_finish(s, conv, survey, engine.expire(survey, state, now), now)
+            return True
+
+
+async def opt_out(
+    s: AsyncSession, contact: Contact, now: datetime, *, keep_conversation: str | None = None
+) -> None:
+    """Mark a contact opted out: nothing more is sent except the one confirmation."""
+    if contact.opted_out_at is None:
+        contact.opted_out_at = now
+    await repo_messages.cancel_queued_for_contact(s, contact.id)
+    active = await repo_conversations.active_for_contact(s, contact.id)
+    if active is not None and active.id != keep_conversation:
+        await repo_conversations.finish(s, active, "opted_out", now, anonymous=True)
+
+
+class _Turn:
+    """One inbound message being handled inside its transaction."""
+
+    def __init__(
+        self,
+        service: ConversationService,
+        s: AsyncSession,
+        msg: InboundMessage,
+        message_id: int,
+        contact: Contact | None,
+        now: datetime,
+    ) -> None:
+        self.service = service
+        self.s = s
+        self.msg = msg
+        self.message_id = message_id
+        self.contact = contact
+        self.now = now
+        self.reply_ids: list[int] = []
+
+    async def run(self) -> None:
+        msg = self.msg
+        if msg.opt_out is not None:
+            await self._provider_opt_signal(msg.opt_out)
+            return
+        keyword = engine.classify_keyword(msg.text) if not msg.payload else None
+        contact = self.contact
+        if contact is not None and contact.opted_out_at is not None:
+            if keyword is Keyword.START:
+                contact.opted_out_at = None
+                await self._reply(engine.opted_in_confirmation(self._lang()), kind="notice")
+            # Opted out: nothing is sent, whatever they write.
+            return
+        if msg.start_token is not None:
+            await self._link_by_token(msg.start_token)
+            return
+        if contact is not None:
+            conv = await repo_conversations.active_for_contact(self.s, contact.id)
+            if conv is not None and await self._continue(contact, conv):
+                return
+        if keyword is Keyword.STOP:
+            contact = contact or await self._new_contact(None)
+            await opt_out(self.s, contact, self.now)
+            await self._reply(engine.opted_out_confirmation(self._lang()), kind="opt_out")
+            return
+        entry = self._requested_survey()
+        if entry is not None:
+            contact = contact or await self._new_contact(self._keyword_language(entry))
+            _, ids = await self.service.start_conversation(
+                self.s,
+                contact,
+                msg.channel,
+                msg.address,
+                entry,
+                lang=contact.language,
+                now=self.now,
+            )
+            await self._link_message(contact.id, None)
+            self.reply_ids.extend(ids)
+            return
+        await self._reply(self._menu(), kind="notice")
+
+    async def _continue(self, contact: Contact, conv: Conversation) -> bool:
+        """Feed the message to the contact's active conversation; False if it had expired."""
+        service = self.service
+        survey = await service.catalog.version(self.s, conv.survey_version_id)
+        state = ConversationState.from_json(conv.state)
+        if self.now >= state.expires_at:
+            await service._save_and_finish(
+                self.s, conv, survey, engine.expire(survey, state, self.now), self.now
+            )
+            return False
+        await self._link_message(contact.id, conv.id)
+        if self.msg.extras.get("callback_query_id"):
+            await self._acknowledge_button(survey, state)
+        step = engine.resume(
+            survey, state, Input(text=self.msg.text, payload=self.msg.payload), self.now
+        )
+        self.reply_ids.extend(
+            await service.apply_step(
+                self.s, conv, survey, step, contact, self.msg.channel, self.msg.address, self.now
+            )
+        )
+        return True
+
+    async def _acknowledge_button(self, survey: Survey, state: ConversationState) -> None:
+        """Telegram: answer the button press and show the choice under the question."""
+        extras = self.msg.extras
+        payload: dict[str, Any] = {
+            "kind": "ack",
+            "extras": {"callback_query_id": extras["callback_query_id"]},
+        }
+        if extras.get("message_id") and self.msg.payload:
+            label = pressed_label(survey, state, self.msg.payload)
+            payload["extras"]["edit_message_id"] = extras["message_id"]
+            payload["extras"]["edit_text"] = f"{extras.get('message_text') or ''}\n✓ {label}"
+        self.reply_ids.append(
+            await repo_messages.enqueue(
+                self.s,
+                channel=self.msg.channel,
+                address=self.msg.address,
+                body="",
+                payload=payload,
+                kind="ack",
+                contact_id=self.contact.id if self.contact else None,
+                conversation_id=None,
+                campaign_id=None,
+                not_before=self.now,
+            )
+        )
+
+    async def _provider_opt_signal(self, opted_out: bool) -> None:
+        """Twilio's own STOP/START handling: it has already answered the person."""
+        contact = self.contact or await self._new_contact(None)
+        if opted_out:
+            await opt_out(self.s, contact, self.now)
+        else:
+            contact.opted_out_at = None
+        await self._link_message(contact.id, None)
+
+    async def _link_by_token(self, token: str) -> None:
+        """Telegram `/start TOKEN`: the token is the contact's personal web chat token."""
+        s = self.s
+        key = self.service.pseudonymizer.address_key(WEBCHAT, token)
+        owner = await repo_contacts.find_by_address(s, WEBCHAT, key)
+        if owner is None:
+            await self._reply(self._menu(), kind="notice")
+            return
+        await repo_contacts.add_address(
+            s, owner.id, self.msg.channel, self.msg.address, self._address_key()
+        )
+        self.contact = owner
+        await self._link_message(owner.id, None)
+        conv = await repo_conversations.active_for_contact(s, owner.id)
+        if conv is not None:
+            survey = await self.service.catalog.version(s, conv.survey_version_id)
+            state = ConversationState.from_json(conv.state)
+            step = engine.repeat(survey, state, self.now)
+            self.reply_ids.extend(
+                await self.service.apply_step(
+                    s, conv, survey, step, owner, self.msg.channel, self.msg.address, self.now
+                )
+            )
+        else:
+            await self._reply(self._menu(), kind="notice")
+
+    def _requested_survey(self) -> CatalogEntry | None:
+        catalog = self.service.catalog
+        if self.msg.payload and self.msg.payload.startswith("survey:"):
+            return catalog.latest(self.msg.payload.removeprefix("survey:"))
+        return catalog.by_keyword(self.msg.text)
+
+    def _keyword_language(self, entry: CatalogEntry) -> str:
+        return entry.survey.default_language
+
+    def _lang(self) -> str:
+        return (self.contact.language if self.contact else None) or "sv"
+
+    def _menu(self) -> OutMessage:
+        surveys = [s for s in self.service.catalog.surveys if s.keywords]
+        return engine.survey_menu(surveys, self._lang())
+
+    def _address_key(self) -> str:
+        return self.service.pseudonymizer.address_key(self.msg.channel, self.msg.address)
+
+    async def _new_contact(self, lang: str | None) -> Contact:
+        contact = await repo_contacts.create(self.s, language=lang)
+        await repo_contacts.add_address(
+            self.s, contact.id, self.msg.channel, self.msg.address, self._address_key()
+        )
+        self.contact = contact
+        return contact
+
+    async def _link_message(self, contact_id: int, conversation_id: str | None) -> None:
+        await repo_messages.link_inbound(self.s, self.message_id, contact_id, conversation_id)
+
+    async def _reply(self, message: OutMessage, *, kind: str) -> None:
+        self.reply_ids.append(
+            await repo_messages.enqueue(
+                self.s,
+                channel=self.msg.channel,
+                address=self.msg.address,
+                body=message.text,
+                payload=message_payload(message, self._lang()),
+                kind=kind,
+                contact_id=self.contact.id if self.contact else None,
+                conversation_id=None,
+                campaign_id=None,
+                not_before=self.now,
+            )
+        )
+
+
+def surveys_offered(catalog: SurveyCatalog) -> Sequence[Survey]:
+    return [s for s in catalog.surveys if s.keywords]

@@ -1,0 +1,237 @@
+"""The web chat: `/chat` to try the shipped surveys, `/chat/<token>` as a personal link."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from bot.channels.base import RequestRejected, WebRequest
+from flows.model import base_language, localize
+from storage import repo_contacts, repo_messages
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+STATIC = Path(__file__).parent / "static"
+RTL_LANGUAGES = frozenset({"ar", "fa", "he", "ur"})
+LANGUAGE_NAMES = {
+    "sv": "Svenska",
+    "en": "English",
+    "ar": "العربية",
+    "sv-x-lattlast": "Lättläst svenska",
+}
+PAGE_TEXT = {
+    "sv": {
+        "title": "Brukardialog – webbchatt",
+        "pick": "Välj en enkät att svara på",
+        "start": "Börja",
+        "language": "Språk",
+        "none": "Inga enkäter finns just nu.",
+        "placeholder": "Skriv ditt svar här",
+        "send": "Skicka",
+        "missing": "Länken är inte giltig längre.",
+        "private": "Dina svar sparas utan namn. Skriv STOPP för att sluta.",
+    },
+    "en": {
+        "title": "Brukardialog – web chat",
+        "pick": "Choose a survey to answer",
+        "start": "Start",
+        "language": "Language",
+        "none": "There are no surveys right now.",
+        "placeholder": "Write your answer here",
+        "send": "Send",
+        "missing": "This link is no longer valid.",
+        "private": "Your answers are saved without your name. Write STOP to end.",
+    },
+    "ar": {
+        "title": "حوار المستفيدين – دردشة",
+        "pick": "اختر استبيانًا للإجابة عليه",
+        "start": "ابدأ",
+        "language": "اللغة",
+        "none": "لا توجد استبيانات الآن.",
+        "placeholder": "اكتب إجابتك هنا",
+        "send": "إرسال",
+        "missing": "هذا الرابط لم يعد صالحًا.",
+        "private": "تُحفظ إجاباتك بدون اسمك. اكتب STOP للإنهاء.",
+    },
+}
+
+
+def runtime(request: web.Request) -> Runtime:
+    from bot.app import RUNTIME
+
+    return request.app[RUNTIME]
+
+
+def page_language(request: web.Request) -> str:
+    lang = request.query.get("lang", "")
+    if lang in PAGE_TEXT:
+        return lang
+    header = request.headers.get("Accept-Language", "")
+    for part in header.split(","):
+        code = base_language(part.split(";")[0].strip().lower())
+        if code in PAGE_TEXT:
+            return code
+    return "sv"
+
+
+def layout(lang: str, title: str, body: str, *, script: str = "") -> str:
+    direction = "rtl" if base_language(lang) in RTL_LANGUAGES else "ltr"
+    tail = f'<script src="/chat/static/{script}" defer></script>' if script else ""
+    return (
+        f'<!doctype html><html lang="{escape(lang)}" dir="{direction}"><head>'
+        '<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title>"
+        '<link rel="stylesheet" href="/chat/static/chat.css">'
+        f"{tail}</head><body>{body}</body></html>"
+    )
+
+
+async def index(request: web.Request) -> web.Response:
+    rt = runtime(request)
+    lang = page_language(request)
+    t = PAGE_TEXT[lang]
+    choices = []
+    for survey in rt.catalog.surveys:
+        langs = "".join(
+            f'<option value="{escape(code)}"{" selected" if code == lang else ""}>'
+            f"{escape(LANGUAGE_NAMES.get(code, code))}</option>"
+            for code in survey.languages
+        )
+        title = localize(survey.title, lang, survey.default_language)
+        choices.append(
+            '<li class="survey"><form method="post" action="/chat/start">'
+            f'<input type="hidden" name="survey" value="{escape(survey.id)}">'
+            f"<h2>{escape(title)}</h2>"
+            f'<label>{escape(t["language"])} <select name="lang">{langs}</select></label>'
+            f'<button type="submit">{escape(t["start"])}</button></form></li>'
+        )
+    switch = " · ".join(
+        f'<a href="/chat?lang={code}" lang="{code}">{escape(LANGUAGE_NAMES[code])}</a>'
+        for code in PAGE_TEXT
+    )
+    listing = f'<ul class="surveys">{"".join(choices)}</ul>' if choices else f"<p>{t['none']}</p>"
+    body = (
+        f'<main class="index"><nav class="langs">{switch}</nav>'
+        f'<h1>{escape(t["pick"])}</h1>{listing}<p class="note">{escape(t["private"])}</p></main>'
+    )
+    return web.Response(text=layout(lang, t["title"], body), content_type="text/html")
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    rt = runtime(request)
+    form = await request.post()
+    survey_id = form.get("survey")
+    lang = form.get("lang")
+    entry = rt.catalog.latest(survey_id) if isinstance(survey_id, str) else None
+    if entry is None:
+        raise web.HTTPBadRequest(text="unknown survey")
+    if not isinstance(lang, str) or lang not in entry.survey.languages:
+        lang = entry.survey.default_language
+    session = await rt.service.start_webchat(entry.survey.id, lang)
+    rt.dispatcher.wake()
+    raise web.HTTPSeeOther(f"/chat/{session.token}")
+
+
+async def _known_token(request: web.Request) -> str:
+    rt = runtime(request)
+    token = request.match_info["token"]
+    key = rt.service.pseudonymizer.address_key("webchat", token)
+    async with rt.db.transaction() as s:
+        contact = await repo_contacts.find_by_address(s, "webchat", key)
+    if contact is None:
+        raise web.HTTPNotFound(text="unknown chat link")
+    return token
+
+
+async def chat_page(request: web.Request) -> web.Response:
+    lang = page_language(request)
+    t = PAGE_TEXT[lang]
+    try:
+        token = await _known_token(request)
+    except web.HTTPNotFound:
+        body = f'<main class="index"><p>{escape(t["missing"])}</p><a href="/chat">/chat</a></main>'
+        return web.Response(
+            text=layout(lang, t["title"], body), content_type="text/html", status=404
+        )
+    texts = json.dumps({code: PAGE_TEXT[code] for code in PAGE_TEXT}, ensure_ascii=False)
+    body = (
+        f'<main class="chat" data-token="{escape(token)}" data-texts="{escape(texts)}">'
+        f'<header><a href="/chat" class="back" aria-label="/chat">←</a>'
+        f"<h1>{escape(t['title'])}</h1></header>"
+        '<ol class="log" aria-live="polite"></ol>'
+        '<div class="buttons" role="group"></div>'
+        '<form class="compose"><label class="visually-hidden" for="answer">'
+        f"{escape(t['placeholder'])}</label>"
+        f'<textarea id="answer" rows="1" dir="auto" placeholder="{escape(t["placeholder"])}">'
+        f'</textarea><button type="submit">{escape(t["send"])}</button></form></main>'
+    )
+    return web.Response(
+        text=layout(lang, t["title"], body, script="chat.js"), content_type="text/html"
+    )
+
+
+def message_json(row: Any) -> dict[str, Any]:
+    payload = row.payload or {}
+    lang = payload.get("lang") or "sv"
+    return {
+        "id": row.id,
+        "text": row.body or "",
+        "lang": lang,
+        "dir": "rtl" if base_language(lang) in RTL_LANGUAGES else "ltr",
+        "kind": payload.get("kind", "info"),
+        "buttons": [{"payload": p, "label": label} for p, label in payload.get("buttons", [])],
+        "numbered": payload.get("numbered", []),
+        "multiple": bool(payload.get("multiple", False)),
+    }
+
+
+async def _messages_after(request: web.Request, token: str, after: int) -> list[dict[str, Any]]:
+    rt = runtime(request)
+    async with rt.db.transaction() as s:
+        rows = await repo_messages.outbound_after(s, "webchat", token, after, 100)
+    return [message_json(r) for r in rows]
+
+
+async def poll(request: web.Request) -> web.Response:
+    token = await _known_token(request)
+    try:
+        after = int(request.query.get("after", "0"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="'after' must be a message id") from None
+    return web.json_response({"messages": await _messages_after(request, token, after)})
+
+
+async def post_message(request: web.Request) -> web.Response:
+    rt = runtime(request)
+    token = await _known_token(request)
+    channel = rt.channels["webchat"]
+    req = WebRequest(
+        url=str(request.url),
+        headers={"X-Chat-Token": token},
+        body=await request.read(),
+        content_type=request.content_type,
+    )
+    try:
+        if not channel.verify(req):
+            raise RequestRejected(403, "bad chat token")
+        messages = channel.parse(req)
+    except RequestRejected as e:
+        return web.json_response({"error": e.reason}, status=e.status)
+    for message in messages:
+        await rt.service.handle_inbound(message)
+    rt.dispatcher.wake()
+    return web.json_response({"ok": True}, status=202)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/chat", index)
+    app.router.add_post("/chat/start", start)
+    app.router.add_static("/chat/static", STATIC)
+    app.router.add_get("/chat/{token}", chat_page)
+    app.router.add_get("/chat/{token}/messages", poll)
+    app.router.add_post("/chat/{token}/messages", post_message)
