@@ -186,8 +186,9 @@ class Dispatcher:
             for row in rows:
                 if row.kind not in ALWAYS_SENT and row.contact_id in opted_out:
                     await self._finish(row, error="recipient has opted out", cancelled=True)
-                else:
-                    await self._send(channel, row)
+                elif await self._send(channel, row) and row.contact_id is not None:
+                    # The provider says they unsubscribed: the rest of this batch waits no more.
+                    opted_out.add(row.contact_id)
                 handled += 1
         return handled
 
@@ -203,20 +204,21 @@ class Dispatcher:
                 await asyncio.sleep(wait)
             self._last_to[key] = time.monotonic()
 
-    async def _send(self, channel: Channel, row: Message) -> None:
+    async def _send(self, channel: Channel, row: Message) -> bool:
+        """Send one claimed row; True if the provider said the recipient has opted out."""
         await self._pace(row)
         try:
             result = await channel.send(outbound_from_row(row))
         except SendError as e:
             await self._failed(row, e)
-            return
+            return e.opted_out
         except Exception as e:  # a bug or an unmapped provider error: retry, never lose the message
             log.exception("unexpected error sending message %s on %s", row.id, row.channel)
-            await self._failed(
-                row, SendError(f"unexpected error: {type(e).__name__}", retryable=True)
-            )
-            return
+            error = SendError(f"unexpected error: {type(e).__name__}", retryable=True)
+            await self._failed(row, error)
+            return False
         await self._sent(row, result)
+        return False
 
     async def _sent(self, row: Message, result: SendResult) -> None:
         now = self.clock.now()

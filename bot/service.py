@@ -10,14 +10,14 @@ import logging
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.catalog import CatalogEntry, SurveyCatalog
-from bot.channels.base import InboundMessage, StatusUpdate
+from bot.channels.base import InboundMessage, StatusUpdate, clean_text
 from bot.clock import Clock
 from bot.privacy import Pseudonymizer
 from flows import engine
@@ -134,6 +134,7 @@ class ConversationService:
     # -- inbound ---------------------------------------------------------------------------
 
     async def handle_inbound(self, msg: InboundMessage) -> InboundResult:
+        msg = replace(msg, text=clean_text(msg.text))
         now = self.clock.now()
         key = self.pseudonymizer.address_key(msg.channel, msg.address)
         async with self.db.transaction() as s:

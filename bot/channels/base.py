@@ -13,6 +13,15 @@ from typing import Any, Protocol
 
 from flows.conversation import Button
 
+_CONTROL = {c: None for c in range(32) if chr(c) not in "\t\n\r"} | {0x7F: None}
+
+
+def clean_text(text: str) -> str:
+    """Text as a person meant it: control characters (NUL breaks PostgreSQL, ESC can drive a
+    staff member's terminal) removed; tabs and newlines kept; lone surrogates replaced."""
+    cleaned = text.translate(_CONTROL)
+    return cleaned.encode("utf-8", "replace").decode("utf-8")
+
 
 @dataclass(frozen=True, slots=True)
 class WebRequest:

@@ -1,0 +1,164 @@
+"""The whole service in a test: the aiohttp app on a migrated database, fake providers, a fixed
+clock, and the dispatcher and due tasks driven by hand."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select
+
+from bot.app import RUNTIME, create_app
+from bot.clock import FixedClock
+from bot.config import Settings, load_settings
+from bot.runtime import Runtime
+from storage.models import Answer, Conversation, Message, Respondent
+from tests.fakes.telegram_server import BOT_TOKEN, FakeTelegram
+from tests.fakes.twilio_server import (
+    FAKE_ACCOUNT_SID,
+    FAKE_AUTH_TOKEN,
+    FakeTwilio,
+    new_sid,
+    signed_form_request,
+)
+
+PUBLIC_URL = "https://bot.example.se"
+WEBHOOK_SECRET = "test-webhook-secret_0123456789"
+OUR_NUMBER = "+46700000000"
+START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def settings_for(
+    database_url: str,
+    *,
+    twilio: FakeTwilio | None = None,
+    telegram: FakeTelegram | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> Settings:
+    env = {
+        "BRUKARDIALOG__DATABASE__URL": database_url,
+        "BRUKARDIALOG__SERVER__PUBLIC_URL": PUBLIC_URL,
+        "BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY": "test-pseudonym-key-0123456789abcdef",
+        "BRUKARDIALOG__SCHEDULE__QUIET_HOURS": "",
+        "BRUKARDIALOG__ADMIN__API_TOKENS": "staff-token-0123456789abcdef",
+    }
+    if twilio is not None:
+        env |= {
+            "BRUKARDIALOG__TWILIO__ACCOUNT_SID": FAKE_ACCOUNT_SID,
+            "BRUKARDIALOG__TWILIO__AUTH_TOKEN": FAKE_AUTH_TOKEN,
+            "BRUKARDIALOG__TWILIO__FROM_NUMBER": OUR_NUMBER,
+            "BRUKARDIALOG__TWILIO__API_BASE_URL": twilio.base_url,
+            "BRUKARDIALOG__TWILIO__MPS": "1000",
+        }
+    if telegram is not None:
+        env |= {
+            "BRUKARDIALOG__TELEGRAM__BOT_TOKEN": BOT_TOKEN,
+            "BRUKARDIALOG__TELEGRAM__WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "BRUKARDIALOG__TELEGRAM__API_BASE_URL": telegram.api_base_url,
+        }
+    return load_settings(None, env | dict(extra or {}))
+
+
+@dataclass
+class Harness:
+    client: TestClient[Any, Any]
+    clock: FixedClock
+    settings: Settings
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.client.app[RUNTIME]  # type: ignore[index]
+
+    async def deliver(self) -> int:
+        """Send everything due in the outbox (what the background dispatcher would do)."""
+        total = 0
+        while sent := await self.runtime.dispatcher.run_once():
+            total += sent
+        return total
+
+    async def sms(
+        self,
+        sender: str,
+        body: str,
+        *,
+        sid: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> int:
+        """Post a signed Twilio inbound SMS webhook; returns the HTTP status."""
+        form = {
+            "ToCountry": "SE",
+            "SmsMessageSid": sid or new_sid("SM"),
+            "NumMedia": "0",
+            "SmsStatus": "received",
+            "Body": body,
+            "FromCountry": "SE",
+            "To": OUR_NUMBER,
+            "NumSegments": "1",
+            "AccountSid": FAKE_ACCOUNT_SID,
+            "From": sender,
+            "ApiVersion": "2010-04-01",
+        }
+        form["MessageSid"] = form["SmsMessageSid"]
+        form |= dict(extra or {})
+        headers, body_bytes = signed_form_request(
+            f"{PUBLIC_URL}/webhooks/twilio", form, FAKE_AUTH_TOKEN
+        )
+        response = await self.client.post("/webhooks/twilio", data=body_bytes, headers=headers)
+        return response.status
+
+    async def telegram(self, update: Mapping[str, Any], *, secret: str = WEBHOOK_SECRET) -> int:
+        response = await self.client.post(
+            "/webhooks/telegram",
+            data=json.dumps(update),
+            headers={
+                "Content-Type": "application/json",
+                "X-Telegram-Bot-Api-Secret-Token": secret,
+            },
+        )
+        return response.status
+
+    async def count(self, model: type[Any], *where: Any) -> int:
+        async with self.runtime.db.transaction(read_only=True) as s:
+            return int(await s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+    async def answers(self) -> dict[str, Any]:
+        async with self.runtime.db.transaction(read_only=True) as s:
+            rows = (await s.execute(select(Answer.question_id, Answer.value))).all()
+        return {q: v for q, v in rows}
+
+    async def outbox(self, channel: str | None = None) -> list[Message]:
+        async with self.runtime.db.transaction(read_only=True) as s:
+            stmt = select(Message).where(Message.direction == "out").order_by(Message.id)
+            if channel:
+                stmt = stmt.where(Message.channel == channel)
+            return list(await s.scalars(stmt))
+
+
+@asynccontextmanager
+async def running(settings: Settings, clock: FixedClock | None = None) -> AsyncIterator[Harness]:
+    clock = clock or FixedClock(START)
+    app = create_app(settings, clock=clock, background=False)
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield Harness(client, clock, settings)
+    finally:
+        await client.close()
+
+
+__all__ = [
+    "OUR_NUMBER",
+    "PUBLIC_URL",
+    "START",
+    "WEBHOOK_SECRET",
+    "Conversation",
+    "Harness",
+    "Respondent",
+    "running",
+    "settings_for",
+]

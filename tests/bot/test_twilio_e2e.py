@@ -1,0 +1,257 @@
+"""SMS end to end: signed Twilio webhooks in, the outbox out to a fake Twilio on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy import select
+
+from storage.models import Contact, ContactAddress, Message
+from tests.bot.harness import OUR_NUMBER, PUBLIC_URL, Harness, running, settings_for
+from tests.fakes.twilio_server import FAKE_AUTH_TOKEN, FakeTwilio, new_sid, signed_form_request
+
+PHONE = "+46701234567"
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[FakeTwilio]:
+    fake = FakeTwilio()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
+@pytest.fixture
+async def harness(database_url: str, twilio: FakeTwilio) -> AsyncIterator[Harness]:
+    async with running(settings_for(database_url, twilio=twilio)) as h:
+        yield h
+
+
+def sent_bodies(twilio: FakeTwilio) -> list[str]:
+    return [r.form["Body"] for r in twilio.sends]
+
+
+async def test_a_survey_is_completed_over_sms(harness: Harness, twilio: FakeTwilio) -> None:
+    assert await harness.sms(PHONE, "uppfoljning") == 200
+    await harness.deliver()
+    question = sent_bodies(twilio)[-1]
+    assert "1. Ja\n2. Delvis\n3. Nej" in question
+    send = twilio.sends[-1].form
+    assert send["To"] == PHONE and send["From"] == OUR_NUMBER
+    assert send["StatusCallback"] == f"{PUBLIC_URL}/webhooks/twilio/status"
+
+    for answer in ("2", "Väntetiden var lång", "8", "4", "ja"):
+        assert await harness.sms(PHONE, answer) == 200
+        await harness.deliver()
+    assert await harness.answers() == {
+        "helped": "partly",
+        "improve": "Väntetiden var lång",
+        "score": 8,
+        "mood": 4,
+        "again": "yes",
+    }
+    async with harness.runtime.db.transaction(read_only=True) as s:
+        out = list(await s.scalars(select(Message).where(Message.direction == "out")))
+    assert all(m.status == "sent" and m.segments and m.encoding for m in out)
+    # Inbound rows carry the keyed HMAC of the number, never the number itself.
+    async with harness.runtime.db.transaction(read_only=True) as s:
+        inbound = list(await s.scalars(select(Message).where(Message.direction == "in")))
+    assert all(
+        m.address is None and m.address_key and PHONE not in (m.address_key or "") for m in inbound
+    )
+
+
+async def test_a_redelivered_webhook_changes_nothing(harness: Harness, twilio: FakeTwilio) -> None:
+    sid = new_sid("SM")
+    assert await harness.sms(PHONE, "UPPFOLJNING", sid=sid) == 200
+    await harness.deliver()
+    before = (await harness.count(Message), len(twilio.sends))
+    assert await harness.sms(PHONE, "UPPFOLJNING", sid=sid) == 200
+    await harness.deliver()
+    assert (await harness.count(Message), len(twilio.sends)) == before
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["wrong token", "no signature", "changed body", "other url"],
+)
+async def test_forged_webhooks_are_refused_and_nothing_is_stored(
+    harness: Harness, tamper: str
+) -> None:
+    form = {"MessageSid": new_sid("SM"), "From": PHONE, "To": OUR_NUMBER, "Body": "UPPFOLJNING"}
+    url = f"{PUBLIC_URL}/webhooks/twilio"
+    token = "not-the-token" if tamper == "wrong token" else FAKE_AUTH_TOKEN
+    if tamper == "other url":
+        url = "https://evil.example/webhooks/twilio"
+    headers, body = signed_form_request(url, form, token)
+    if tamper == "no signature":
+        del headers["X-Twilio-Signature"]
+    if tamper == "changed body":
+        body = urlencode(form | {"Body": "STOP"}).encode()
+    response = await harness.client.post("/webhooks/twilio", data=body, headers=headers)
+    assert response.status == 403
+    assert await harness.count(Message) == 0
+    assert await harness.count(Contact) == 0
+
+
+@pytest.mark.parametrize(
+    ("form", "content_type", "status"),
+    [
+        ({"From": PHONE, "Body": "hej"}, "application/x-www-form-urlencoded", 400),
+        ({"MessageSid": "SMx", "Body": "hej"}, "application/x-www-form-urlencoded", 400),
+        ({"MessageSid": "SMx", "From": PHONE, "Body": "hej"}, "application/json", 415),
+    ],
+)
+async def test_malformed_webhooks_get_a_clear_status(
+    harness: Harness, form: dict[str, str], content_type: str, status: int
+) -> None:
+    headers, body = signed_form_request(f"{PUBLIC_URL}/webhooks/twilio", form, FAKE_AUTH_TOKEN)
+    headers["Content-Type"] = content_type
+    response = await harness.client.post("/webhooks/twilio", data=body, headers=headers)
+    assert response.status == status
+    assert await harness.count(Message) == 0
+
+
+async def test_a_body_over_64_kb_is_refused(harness: Harness) -> None:
+    form = {"MessageSid": new_sid("SM"), "From": PHONE, "Body": "x" * 70_000}
+    headers, body = signed_form_request(f"{PUBLIC_URL}/webhooks/twilio", form, FAKE_AUTH_TOKEN)
+    response = await harness.client.post("/webhooks/twilio", data=body, headers=headers)
+    assert response.status == 413
+    assert await harness.count(Message) == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["😀😀😀", "مرحبا كيف حالك", "a" * 1600, "\x00\x07\x1b[31mhej", "", "   ", "‮reversed"],
+)
+async def test_any_text_is_handled_as_text(harness: Harness, twilio: FakeTwilio, text: str) -> None:
+    assert await harness.sms(PHONE, "UPPFOLJNING") == 200
+    assert await harness.sms(PHONE, text) == 200
+    await harness.deliver()
+    assert sent_bodies(twilio)  # a re-prompt or the next question went out
+
+
+async def test_stop_opts_out_and_start_opts_back_in(harness: Harness, twilio: FakeTwilio) -> None:
+    await harness.sms(PHONE, "UPPFOLJNING")
+    await harness.deliver()
+    await harness.sms(PHONE, "STOPP")
+    await harness.deliver()
+    confirmation = sent_bodies(twilio)[-1]
+    sent = len(twilio.sends)
+    await harness.sms(PHONE, "hallå?")
+    await harness.sms(PHONE, "UPPFOLJNING")
+    await harness.deliver()
+    assert len(twilio.sends) == sent, "nothing is sent to an opted-out contact"
+    await harness.sms(PHONE, "START")
+    await harness.deliver()
+    assert len(twilio.sends) == sent + 1
+    assert sent_bodies(twilio)[-1] != confirmation
+
+
+async def test_stop_from_an_unknown_number_is_remembered(
+    harness: Harness, twilio: FakeTwilio
+) -> None:
+    await harness.sms(PHONE, "SLUTA")
+    await harness.deliver()
+    assert len(twilio.sends) == 1
+    await harness.sms(PHONE, "UPPFOLJNING")
+    await harness.deliver()
+    assert len(twilio.sends) == 1
+
+
+async def test_twilio_opt_out_type_marks_the_contact_without_a_reply(
+    harness: Harness, twilio: FakeTwilio
+) -> None:
+    await harness.sms(PHONE, "UPPFOLJNING")
+    await harness.deliver()
+    sent = len(twilio.sends)
+    await harness.sms(PHONE, "STOP", extra={"OptOutType": "STOP"})
+    await harness.deliver()
+    assert len(twilio.sends) == sent
+    async with harness.runtime.db.transaction(read_only=True) as s:
+        contact = (await s.scalars(select(Contact))).one()
+    assert contact.opted_out_at is not None
+
+
+async def test_an_unknown_word_gets_the_survey_menu(harness: Harness, twilio: FakeTwilio) -> None:
+    await harness.sms(PHONE, "hej vad är detta")
+    await harness.deliver()
+    assert "UPPFOLJNING" in sent_bodies(twilio)[-1]
+
+
+async def test_status_callbacks_only_move_forward(harness: Harness, twilio: FakeTwilio) -> None:
+    await harness.sms(PHONE, "UPPFOLJNING")
+    await harness.deliver()
+    sid = next(iter(twilio.messages))
+
+    async def callback(status: str, error_code: str | None = None) -> int:
+        form = {
+            "MessageSid": sid,
+            "MessageStatus": status,
+            "To": PHONE,
+            "From": OUR_NUMBER,
+            "AccountSid": twilio.account_sid,
+        }
+        if error_code:
+            form["ErrorCode"] = error_code
+        headers, body = signed_form_request(
+            f"{PUBLIC_URL}/webhooks/twilio/status", form, FAKE_AUTH_TOKEN
+        )
+        response = await harness.client.post("/webhooks/twilio/status", data=body, headers=headers)
+        return response.status
+
+    async def status() -> str:
+        async with harness.runtime.db.transaction(read_only=True) as s:
+            row = (await s.scalars(select(Message).where(Message.provider_id == sid))).one()
+        return row.status
+
+    assert await callback("delivered") == 200
+    assert await status() == "delivered"
+    assert await callback("sent") == 200
+    assert await status() == "delivered"
+    headers, body = signed_form_request(
+        f"{PUBLIC_URL}/webhooks/twilio/status",
+        {"MessageSid": sid, "MessageStatus": "failed"},
+        "wrong-token",
+    )
+    forged = await harness.client.post("/webhooks/twilio/status", data=body, headers=headers)
+    assert forged.status == 403
+    assert await status() == "delivered"
+
+
+async def test_a_provider_error_is_retried_and_sent_once(
+    harness: Harness, twilio: FakeTwilio
+) -> None:
+    twilio.fail_next(500, times=2)
+    await harness.sms(PHONE, "UPPFOLJNING")
+    await harness.deliver()
+    assert await harness.count(Message, Message.status == "queued") >= 1
+    for _ in range(4):
+        harness.clock.advance(timedelta(minutes=10))
+        await harness.deliver()
+    assert await harness.count(Message, Message.direction == "out", Message.status != "sent") == 0
+    created = [r for r in twilio.sends if r.authorized]
+    assert len(twilio.messages) == len({m.id for m in await harness.outbox()})
+    assert len(created) == len(twilio.messages) + 2
+
+
+async def test_unsubscribed_recipient_opts_the_contact_out(
+    harness: Harness, twilio: FakeTwilio
+) -> None:
+    twilio.fail_next(400, 21610)
+    await harness.sms(PHONE, "UPPFOLJNING")
+    await harness.deliver()
+    async with harness.runtime.db.transaction(read_only=True) as s:
+        contact = (await s.scalars(select(Contact))).one()
+        addresses = list(await s.scalars(select(ContactAddress)))
+    out = await harness.outbox()
+    assert contact.opted_out_at is not None
+    assert [a.address for a in addresses] == [PHONE]
+    assert out[0].status == "failed" and out[0].error
+    assert all(m.status in ("failed", "cancelled") for m in out)
+    assert len(twilio.sends) == 1, "after the first 21610 nothing more is tried"

@@ -1,0 +1,170 @@
+"""The web chat end to end: pick a survey, answer it in the browser's API, privacy after the end."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from storage.models import Conversation, Message, Respondent
+from tests.bot.harness import Harness, running, settings_for
+
+
+@pytest.fixture
+async def harness(database_url: str) -> AsyncIterator[Harness]:
+    async with running(settings_for(database_url)) as h:
+        yield h
+
+
+async def start_chat(h: Harness, survey: str = "uppfoljning-insats", lang: str = "sv") -> str:
+    response = await h.client.post(
+        "/chat/start", data={"survey": survey, "lang": lang}, allow_redirects=False
+    )
+    assert response.status == 303
+    location = response.headers["Location"]
+    assert location.startswith("/chat/")
+    return location.removeprefix("/chat/")
+
+
+async def say(
+    h: Harness, token: str, text: str, *, client_id: str, payload: str | None = None
+) -> list[dict[str, Any]]:
+    body: dict[str, Any] = {"id": client_id, "text": text}
+    if payload:
+        body["payload"] = payload
+    response = await h.client.post(f"/chat/{token}/messages", json=body)
+    assert response.status == 202, await response.text()
+    return await replies(h, token)
+
+
+async def replies(h: Harness, token: str, after: int = 0) -> list[dict[str, Any]]:
+    await h.deliver()
+    response = await h.client.get(f"/chat/{token}/messages", params={"after": str(after)})
+    assert response.status == 200
+    data = await response.json()
+    return list(data["messages"])
+
+
+async def test_index_lists_the_shipped_surveys_in_the_chosen_language(harness: Harness) -> None:
+    response = await harness.client.get("/chat", params={"lang": "en"})
+    page = await response.text()
+    assert response.status == 200
+    assert 'lang="en"' in page
+    for survey in (
+        "ifo-brukarundersokning",
+        "barnenkat",
+        "uppfoljning-insats",
+        "brukardialog-konsultation",
+    ):
+        assert f'value="{survey}"' in page
+    arabic = await (await harness.client.get("/chat", params={"lang": "ar"})).text()
+    assert 'dir="rtl"' in arabic
+
+
+async def test_a_survey_is_completed_in_the_web_chat(harness: Harness) -> None:
+    token = await start_chat(harness)
+    page = await harness.client.get(f"/chat/{token}")
+    assert page.status == 200
+    assert "chat.js" in await page.text()
+
+    first = await replies(harness, token)
+    assert first[-1]["kind"] == "question"
+    assert [b["payload"] for b in first[-1]["buttons"]] == [
+        "choice:yes",
+        "choice:partly",
+        "choice:no",
+    ]
+    last = first[-1]["id"]
+
+    await say(harness, token, "Delvis", client_id="a1", payload="choice:partly")
+    await say(harness, token, "Det tog för lång tid", client_id="a2")
+    await say(harness, token, "elva", client_id="a3")  # not a number: a friendly re-prompt
+    messages = await replies(harness, token, after=last)
+    assert any(m["kind"] == "reprompt" for m in messages)
+    await say(harness, token, "7", client_id="a4")
+    await say(harness, token, "🙂", client_id="a5")
+    final = await say(harness, token, "1", client_id="a6")
+
+    assert final[-1]["kind"] == "thanks"
+    assert await harness.answers() == {
+        "helped": "partly",
+        "improve": "Det tog för lång tid",
+        "score": 7,
+        "mood": 4,
+        "again": "yes",
+    }
+    # Anonymous: once finished, nothing links the answers to the contact.
+    async with harness.runtime.db.transaction(read_only=True) as s:
+        respondent = (await s.scalars(select(Respondent))).one()
+        conversation = (await s.scalars(select(Conversation))).one()
+        inbound = list(await s.scalars(select(Message).where(Message.direction == "in")))
+    assert respondent.contact_id is None and respondent.completed
+    assert conversation.respondent_id is None and conversation.status == "completed"
+    assert all(m.body in (None, "") for m in inbound)
+
+
+async def test_a_resent_message_is_kept_once(harness: Harness) -> None:
+    token = await start_chat(harness)
+    await say(harness, token, "Ja", client_id="same")
+    before = await harness.count(Message)
+    await say(harness, token, "Ja", client_id="same")
+    assert await harness.count(Message) == before
+    assert await harness.answers() == {"helped": "yes"}
+
+
+async def test_stop_ends_the_conversation_and_nothing_more_is_sent(harness: Harness) -> None:
+    token = await start_chat(harness, lang="en")
+    messages = await say(harness, token, "STOP", client_id="s1")
+    assert messages[-1]["kind"] == "opt_out"
+    count = len(messages)
+    after_stop = await say(harness, token, "hello?", client_id="s2")
+    assert len(after_stop) == count
+
+
+async def test_arabic_messages_are_right_to_left(harness: Harness) -> None:
+    token = await start_chat(harness, lang="ar")
+    messages = await replies(harness, token)
+    assert messages and all(m["dir"] == "rtl" and m["lang"] == "ar" for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        (json.dumps({"text": "hej"}).encode(), "application/json", 400),
+        (json.dumps({"id": "x", "text": 5}).encode(), "application/json", 400),
+        (json.dumps({"id": "x" * 100, "text": "hej"}).encode(), "application/json", 400),
+        (b"id=1&text=hej", "application/x-www-form-urlencoded", 415),
+        (json.dumps({"id": "x", "text": "a" * 5000}).encode(), "application/json", 413),
+    ],
+)
+async def test_bad_chat_posts_get_a_clear_error(
+    harness: Harness, body: bytes, content_type: str, status: int
+) -> None:
+    token = await start_chat(harness)
+    before = await harness.count(Message)
+    response = await harness.client.post(
+        f"/chat/{token}/messages", data=body, headers={"Content-Type": content_type}
+    )
+    assert response.status == status
+    assert "error" in await response.json()
+    assert await harness.count(Message) == before
+
+
+async def test_unknown_links_and_surveys(harness: Harness) -> None:
+    assert (await harness.client.get("/chat/" + "x" * 24)).status == 404
+    response = await harness.client.post(
+        "/chat/" + "x" * 24 + "/messages", json={"id": "a", "text": "hej"}
+    )
+    assert response.status == 404
+    bad = await harness.client.post("/chat/start", data={"survey": "nope"}, allow_redirects=False)
+    assert bad.status == 400
+
+
+async def test_healthz(harness: Harness) -> None:
+    response = await harness.client.get("/healthz")
+    assert response.status == 200
+    assert (await response.json()) == {"database": "ok"}
