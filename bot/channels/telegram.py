@@ -182,7 +182,8 @@ class TelegramChannel:
         if not chunks and not query_id:
             raise SendError("telegram: nothing to send", retryable=False, code="empty")
         try:
-            edited = await self._acknowledge(chat_id, message.extras) if query_id else None
+            if query_id:
+                await self._acknowledge(chat_id, message.extras)
             sent = None
             for i, chunk in enumerate(chunks):
                 sent = await self._bot.send_message(
@@ -194,8 +195,8 @@ class TelegramChannel:
             raise self._send_error(exc) from None
         if sent is not None:
             return SendResult(provider_id=f"{sent.chat_id}:{sent.message_id}")
-        if edited is not None:
-            return SendResult(provider_id=f"{chat_id}:{edited}")
+        # An acknowledgement sends no message of its own: the edited question already has its
+        # provider id, so the callback query id (unique per press) names this one.
         return SendResult(provider_id=f"callback:{query_id}")
 
     async def set_webhook(self, url: str) -> None:

@@ -381,7 +381,8 @@ OUTGOING: list[Outgoing] = [
         "ack and edit without text",
         _out("", extras=EDIT),
         [("answerCallbackQuery", {}), ("editMessageText", {"message_id": 100})],
-        provider_id=f"{CHAT}:100",
+        # The edited question keeps its own provider id; the ack is named by its query.
+        provider_id="callback:cbq-1",
         seed=SEEDED_QUESTION,
     ),
     Outgoing(
