@@ -16,7 +16,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.clock import Clock
-from storage import repo_tasks
+from storage import repo_messages, repo_tasks
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class TaskRunner:
         self.lease_seconds = lease_seconds
         self.worker = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self.handlers: dict[str, TaskHandler] = {}
+        self.maintenance: list[Callable[[], Awaitable[object]]] = [self._scrub_messages]
+        """Housekeeping run on every poll, after the due tasks."""
         self._scheduler: AsyncIOScheduler | None = None
 
     def register(self, kind: str, handler: TaskHandler) -> None:
@@ -65,8 +67,15 @@ class TaskRunner:
     async def _poll(self) -> None:
         try:
             await self.run_due()
+            for job in self.maintenance:
+                await job()
         except Exception:
             log.exception("due-task poll failed; trying again at the next interval")
+
+    async def _scrub_messages(self) -> int:
+        """Clear the texts of finished anonymous conversations once their last replies went out."""
+        async with self.db.transaction() as s:
+            return await repo_messages.scrub_due(s, self.clock.now())
 
     async def run_due(self, limit: int = 200) -> int:
         """Claim and run every task due now; returns how many ran (successfully or not)."""
