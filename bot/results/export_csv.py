@@ -1,0 +1,143 @@
+"""Raw answers as CSV, one row per answer, for staff with access to row-level data.
+
+Format: UTF-8 with a byte-order mark (so Excel shows å, ä, ö), comma-separated, fields quoted
+when they hold a comma, quote or line break (RFC 4180, `\\r\\n` line ends). We use "," rather than
+the ";" Swedish Excel expects on double-click because "," is what every other tool reads; staff
+who want a spreadsheet use the XLSX export. Free text is masked (`redact.mask_pii`) and cells
+that would start with = + - @ are prefixed with ' so a spreadsheet does not run them as formulas.
+Respondent ids are the random respondent ids (pseudonymous), or whatever `pseudonym` maps them to.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+from bot.results.aggregate import ResponseRecord
+from bot.results.redact import mask_pii
+from flows.conversation import AnswerValue
+from flows.model import Question, QuestionType, Survey, localize
+
+__all__ = ["ATTRIBUTE_COLUMNS", "answer_rows", "header", "safe_cell", "write_answers_csv"]
+
+ATTRIBUTE_COLUMNS = ("gender", "target_group", "unit", "contact_length", "age_group", "language")
+_BASE_COLUMNS = (
+    "respondent",
+    "question_id",
+    "question_type",
+    "value",
+    "value_label",
+    "answered_on",
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def header(attributes: Sequence[str] = ATTRIBUTE_COLUMNS) -> list[str]:
+    """Column names of `answer_rows`."""
+    return [*_BASE_COLUMNS, *attributes]
+
+
+def safe_cell(text: str) -> str:
+    """Text a spreadsheet will show, not evaluate (OWASP CSV injection)."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def answer_rows(
+    survey: Survey,
+    records: Iterable[ResponseRecord],
+    *,
+    lang: str = "sv",
+    attributes: Sequence[str] = ATTRIBUTE_COLUMNS,
+    pseudonym: Callable[[str], str] = str,
+) -> Iterator[list[str]]:
+    """One row per answered (not skipped) question, in survey order per respondent."""
+    questions = [q for q in survey.questions if q.type is not QuestionType.MESSAGE]
+    for record in records:
+        respondent = pseudonym(record.respondent_id)
+        extra = [safe_cell(_text(record.attributes.get(name))) for name in attributes]
+        for q in questions:
+            value = record.answers.get(q.id)
+            if value is None:
+                continue
+            answered_on = record.answered_on.get(q.id, record.started_on)
+            yield [
+                respondent,
+                q.id,
+                q.type.value,
+                format_value(q, value),
+                safe_cell(value_label(survey, q, value, lang)),
+                answered_on.isoformat(),
+                *extra,
+            ]
+
+
+def format_value(question: Question, value: AnswerValue) -> str:
+    """The stored value as text: ids joined by ";", numbers as digits, free text masked."""
+    if isinstance(value, list):
+        return safe_cell(";".join(str(v) for v in value))
+    if isinstance(value, int):
+        return str(value)
+    if question.type is QuestionType.OPEN:
+        return safe_cell(mask_pii(str(value)))
+    return safe_cell(str(value))
+
+
+def value_label(survey: Survey, question: Question, value: AnswerValue, lang: str) -> str:
+    """What the person saw: choice texts in `lang`; empty for numbers, dates and free text."""
+    ids = value if isinstance(value, list) else [value]
+    if question.type in (QuestionType.SELECT_ONE, QuestionType.SELECT_MANY):
+        labels = []
+        for choice_id in ids:
+            choice = question.choice(str(choice_id))
+            labels.append(
+                localize(choice.text, lang, survey.default_language) if choice else str(choice_id)
+            )
+        return "; ".join(labels)
+    return ""
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def write_answers_csv(
+    target: Path | IO[bytes],
+    survey: Survey,
+    records: Iterable[ResponseRecord],
+    *,
+    lang: str = "sv",
+    attributes: Sequence[str] = ATTRIBUTE_COLUMNS,
+    pseudonym: Callable[[str], str] = str,
+) -> int:
+    """Write the CSV to a path or a binary stream (left open); returns the number of answers."""
+    if isinstance(target, Path):
+        with target.open("wb") as stream:
+            return _write(stream, survey, records, lang, attributes, pseudonym)
+    return _write(target, survey, records, lang, attributes, pseudonym)
+
+
+def _write(
+    stream: IO[bytes],
+    survey: Survey,
+    records: Iterable[ResponseRecord],
+    lang: str,
+    attributes: Sequence[str],
+    pseudonym: Callable[[str], str],
+) -> int:
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="", write_through=True)
+    try:
+        writer = csv.writer(text, dialect="excel")
+        writer.writerow(header(attributes))
+        count = 0
+        for row in answer_rows(
+            survey, records, lang=lang, attributes=attributes, pseudonym=pseudonym
+        ):
+            writer.writerow(row)
+            count += 1
+        text.flush()
+    finally:
+        text.detach()
+    return count
