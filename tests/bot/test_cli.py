@@ -1,0 +1,146 @@
+"""The `brukardialog` command: survey checks, trying a survey in a pipe, errors without tracebacks."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main, try_survey
+from flows import engine
+from flows.conversation import Input
+from flows.loader import load_paths
+from flows.model import Question, QuestionType, Survey
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "flows" / "surveys"
+
+
+def shipped(survey_id: str) -> Survey:
+    return next(s for s in load_paths([SHIPPED]).surveys if s.id == survey_id)
+
+
+def run(*args: str, stdin: str = "", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_flows_check_passes_the_shipped_surveys(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["flows", "check"]) == 0
+    assert capsys.readouterr().out.strip() == "ok: 4 surveys"
+
+
+def test_flows_check_names_each_problem_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('id = "Bad Id"\nversion = 1\nlanguages = ["sv"\n', encoding="utf-8")
+    assert main(["flows", "check", str(bad), str(tmp_path / "missing.toml")]) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(line.startswith(f"{bad}:") for line in lines)
+    assert any("missing.toml:0: no such file" in line for line in lines)
+
+
+def valid_answer(question: Question) -> str:
+    """Some answer the question accepts, as a person would type it."""
+    if question.type in (QuestionType.SELECT_ONE, QuestionType.SELECT_MANY):
+        return "1"
+    if question.type in (QuestionType.NUMERIC, QuestionType.SCALE):
+        return str(question.scale_range[0])
+    if question.type is QuestionType.DATE:
+        return "2026-02-01"
+    return "Bra bemötande, men lång väntan."
+
+
+def answer_script(survey: Survey, lang: str) -> list[str]:
+    """The answers that take the survey from start to end, found by asking the engine."""
+    now = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    step = engine.start(survey, now=now, lang=lang)
+    script = []
+    while not step.state.status.finished:
+        question = survey.question(step.state.current or "")
+        assert question is not None
+        script.append(valid_answer(question))
+        step = engine.resume(survey, step.state, Input(text=script[-1]), now)
+    return script
+
+
+@pytest.mark.parametrize(
+    ("survey_id", "lang"),
+    [
+        ("uppfoljning-insats", "en"),
+        ("uppfoljning-insats", "sv-x-lattlast"),
+        ("barnenkat", "sv"),
+        ("ifo-brukarundersokning", "ar"),
+        ("brukardialog-konsultation", "sv"),
+        ("brukardialog-konsultation", "en"),
+    ],
+)
+def test_each_shipped_survey_can_be_completed_in_a_pipe(survey_id: str, lang: str) -> None:
+    survey = shipped(survey_id)
+    out = io.StringIO()
+    stdin = io.StringIO("\n".join(answer_script(survey, lang)) + "\n")
+    code = try_survey(survey, lang, stdin, out, now=lambda: datetime(2026, 3, 2, 10, tzinfo=UTC))
+    assert code == 0
+    assert out.getvalue().rstrip().endswith("[completed]"), out.getvalue()[-500:]
+
+
+def test_flows_try_ends_cleanly_at_the_end_of_input() -> None:
+    result = run("flows", "try", "uppfoljning-insats", stdin="2\n")
+    assert result.returncode == 0
+    assert result.stdout.rstrip().endswith("[active]")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "files", "code", "message"),
+    [
+        (["flows", "try", "nope"], {}, 1, "error: unknown survey 'nope'"),
+        (
+            ["--config", "c.toml", "flows", "check"],
+            {"c.toml": "[server]\nport = 'x'\n"},
+            2,
+            "server.port must be an integer",
+        ),
+        (
+            ["--config", "c.toml", "flows", "check"],
+            {"c.toml": "[twilio]\nauth_tokn = 'x'\n"},
+            2,
+            "did you mean 'auth_token'",
+        ),
+        (["--config", "c.toml", "flows", "check"], {"c.toml": "[server\n"}, 2, "c.toml"),
+        (["--config", "nope.toml", "flows", "check"], {}, 2, "does not exist"),
+        (
+            ["--config", "c.toml", "serve"],
+            {"c.toml": "[database]\nurl = 'postgresql+asyncpg://nobody@127.0.0.1:1/none'\n"},
+            1,
+            "cannot reach the database",
+        ),
+    ],
+)
+def test_mistakes_get_a_clear_message_and_no_traceback(
+    tmp_path: Path, args: list[str], files: dict[str, str], code: int, message: str
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_db_upgrade_creates_the_embedded_database(tmp_path: Path) -> None:
+    result = run("db", "upgrade", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "var" / "brukardialog.db").exists()
