@@ -1,4 +1,4 @@
-"""The `brukardialog` command: survey checks, trying a survey in a pipe, errors without tracebacks."""
+"""The `brukardialog` command: survey checks, surveys in a pipe, errors without tracebacks."""
 
 from __future__ import annotations
 
