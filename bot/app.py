@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from bot import features
 from bot.channels.base import Channel, RequestRejected, WebRequest
 from bot.clock import Clock
 from bot.config import Settings
@@ -24,13 +25,6 @@ API_MAX_BODY = 16 * 1024 * 1024
 """Bulk contact imports over the staff API may be large; webhooks stay at MAX_BODY."""
 
 RUNTIME = web.AppKey("runtime", Runtime)
-
-ApiRoutes = Callable[[web.Application], None]
-API_ROUTES: list[ApiRoutes] = []
-"""Features add their staff API routes here (mounted under /api/v1)."""
-PUBLIC_ROUTES: list[ApiRoutes] = []
-"""Features add public pages here (e.g. /results, /flow-results)."""
-
 
 def create_app(
     settings: Settings,
@@ -68,10 +62,8 @@ def create_app(
     app.router.add_post("/webhooks/twilio/status", twilio_status)
     app.router.add_post("/webhooks/telegram", telegram_inbound)
     chat.add_routes(app)
-    for add in PUBLIC_ROUTES:
-        add(app)
-    for add in API_ROUTES:
-        add(api)
+    features.add_public_routes(app)
+    features.add_api_routes(api)
     app.add_subapp("/api/v1", api)
     return app
 

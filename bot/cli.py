@@ -229,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     telegram.add_parser(
         "set-webhook", help="register server.public_url/webhooks/telegram with Telegram"
     ).set_defaults(func=cmd_telegram_set_webhook)
+
+    from bot import features
+
+    features.add_commands(sub)
     return parser
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot import features
 from bot.catalog import SurveyCatalog
 from bot.channels.base import Channel
 from bot.clock import Clock, SystemClock
@@ -102,12 +103,6 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     return channels
 
 
-Extension = Callable[[Runtime], None]
-"""Registers a feature's task handlers on a fresh runtime (campaigns, follow-ups, results)."""
-
-EXTENSIONS: list[Extension] = []
-
-
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,
@@ -135,8 +130,7 @@ async def open_runtime(
             clock=clock,
             channels=channels if channels is not None else build_channels(settings),
         )
-        for extension in EXTENSIONS:
-            extension(runtime)
+        features.register(runtime)
         try:
             yield runtime
         finally:

@@ -1,0 +1,37 @@
+"""Every feature plugged into the service, in one place: task handlers, staff API routes,
+public pages and commands. Imports are lazy because the features import the app and the CLI."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from bot.runtime import Runtime
+
+
+def register(runtime: Runtime) -> None:
+    """Task handlers of every feature, on a fresh runtime."""
+    from bot import followups
+
+    followups.register(runtime)
+
+
+def add_api_routes(api: web.Application) -> None:
+    """Staff API routes, mounted under /api/v1."""
+    from bot.api import events
+
+    events.add_api_routes(api)
+
+
+def add_public_routes(app: web.Application) -> None:
+    """Pages and APIs on the main app."""
+
+
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    """Sub-commands of `brukardialog`."""
+    from bot import cli_events
+
+    cli_events.add_commands(sub)
