@@ -14,15 +14,18 @@ if TYPE_CHECKING:
 
 def register(runtime: Runtime) -> None:
     """Task handlers of every feature, on a fresh runtime."""
-    from bot import followups
+    from bot import campaigns, followups
 
+    campaigns.register(runtime)
     followups.register(runtime)
 
 
 def add_api_routes(api: web.Application) -> None:
     """Staff API routes, mounted under /api/v1."""
-    from bot.api import events
+    from bot.api import campaigns, contacts, events
 
+    contacts.add_api_routes(api)
+    campaigns.add_api_routes(api)
     events.add_api_routes(api)
 
 
@@ -32,6 +35,7 @@ def add_public_routes(app: web.Application) -> None:
 
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     """Sub-commands of `brukardialog`."""
-    from bot import cli_events
+    from bot import cli_campaigns, cli_events
 
+    cli_campaigns.add_commands(sub)
     cli_events.add_commands(sub)

@@ -956,7 +956,7 @@ async def send_followup(runtime: Runtime, followup_id: int) -> str:
 async def _try_send(s: AsyncSession, runtime: Runtime, f: Followup, now: datetime) -> str:
     schedule = runtime.settings.schedule
     if f.due_at > now:  # moved later (a changed occurred_at) while this run was queued
-        await repo_events.requeue_task(s, task_key(f.id), f.due_at)
+        await repo_tasks.requeue(s, task_key(f.id), f.due_at)
         return f.status
     rule = await repo_events.get_rule_by_id(s, f.rule_id)
     event = await s.get(CaseEvent, f.event_id)
@@ -983,7 +983,7 @@ async def _try_send(s: AsyncSession, runtime: Runtime, f: Followup, now: datetim
     async def later(when: datetime, why: str) -> str:
         if when > deadline:
             return await finish(repo_events.EXPIRED, f"{why}, and {expiry} after due has passed")
-        await repo_events.requeue_task(s, task_key(f.id), when)
+        await repo_tasks.requeue(s, task_key(f.id), when)
         return f.status
 
     window = _window(rule)

@@ -11,7 +11,7 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +38,8 @@ from storage.models import Contact, Conversation
 log = logging.getLogger(__name__)
 
 EXPIRE_TASK = "conversation.expire"
+CLOSED_GRACE = timedelta(days=30)
+"""How long after a campaign closed a late answer gets "this survey has closed"."""
 WEBCHAT = "webchat"
 
 
@@ -139,12 +141,17 @@ class ConversationService:
         key = self.pseudonymizer.address_key(msg.channel, msg.address)
         async with self.db.transaction() as s:
             contact = await repo_contacts.find_by_address(s, msg.channel, key)
+            conv = (
+                await repo_conversations.active_for_contact(s, contact.id)
+                if contact is not None
+                else None
+            )
             message_id = await repo_messages.record_inbound(
                 s,
                 channel=msg.channel,
                 provider_id=msg.provider_id,
                 contact_id=contact.id if contact else None,
-                conversation_id=None,
+                conversation_id=conv.id if conv else None,
                 address_key=key,
                 body=msg.text,
                 payload={"button": msg.payload} if msg.payload else {},
@@ -152,7 +159,7 @@ class ConversationService:
             )
             if message_id is None:
                 return InboundResult(duplicate=True)
-            turn = _Turn(self, s, msg, message_id, contact, now)
+            turn = _Turn(self, s, msg, message_id, contact, conv, now)
             await turn.run()
             return InboundResult(message_id=message_id, reply_ids=tuple(turn.reply_ids))
 
@@ -244,8 +251,18 @@ class ConversationService:
             started_at=now,
             expires_at=step.state.expires_at,
         )
-        if contact.language != step.state.lang and contact.language is None:
+        if contact.language is None:
             contact.language = step.state.lang
+        # One timer per conversation: when it fires early (the person kept answering), the
+        # handler moves it to the state's new expiry, so steps need not touch it.
+        await repo_tasks.schedule(
+            s,
+            EXPIRE_TASK,
+            f"{EXPIRE_TASK}:{conv.id}",
+            step.state.expires_at,
+            {"conversation_id": conv.id},
+            replace=True,
+        )
         ids = await self.apply_step(
             s, conv, survey, step, contact, channel, address, now, kind=kind, not_before=not_before
         )
@@ -318,15 +335,10 @@ class ConversationService:
                 s, conv, state.status.value, now, anonymous=survey.anonymous
             )
             await repo_tasks.cancel(s, f"{EXPIRE_TASK}:{conv.id}")
-        else:
-            await repo_tasks.schedule(
-                s,
-                EXPIRE_TASK,
-                f"{EXPIRE_TASK}:{conv.id}",
-                state.expires_at,
-                {"conversation_id": conv.id},
-                replace=True,
-            )
+            if conv.campaign_id is not None:
+                from bot.campaigns import on_conversation_finished
+
+                await on_conversation_finished(s, conv, state.status.value)
 
     async def expire_conversation(self, conversation_id: str) -> bool:
         """The due task behind `expires_after`: finish a conversation nobody came back to."""
@@ -337,14 +349,8 @@ class ConversationService:
                 return False
             state = ConversationState.from_json(conv.state)
             if state.expires_at > now:
-                await repo_tasks.schedule(
-                    s,
-                    EXPIRE_TASK,
-                    f"{EXPIRE_TASK}:{conv.id}",
-                    state.expires_at,
-                    {"conversation_id": conv.id},
-                    replace=True,
-                )
+                # The person kept answering: the timer moves to the state's expiry.
+                await repo_tasks.requeue(s, f"{EXPIRE_TASK}:{conv.id}", state.expires_at)
                 return False
             survey = await self.catalog.version(s, conv.survey_version_id)
             await self._save_and_finish(s, conv, survey, engine.expire(survey, state, now), now)
@@ -373,6 +379,7 @@ class _Turn:
         msg: InboundMessage,
         message_id: int,
         contact: Contact | None,
+        conv: Conversation | None,
         now: datetime,
     ) -> None:
         self.service = service
@@ -380,8 +387,14 @@ class _Turn:
         self.msg = msg
         self.message_id = message_id
         self.contact = contact
+        self.conv = conv
         self.now = now
         self.reply_ids: list[int] = []
+        self.linked: tuple[int | None, str | None] = (
+            contact.id if contact else None,
+            conv.id if conv else None,
+        )
+        """What the inbound row was recorded with, so it is only updated when that changes."""
 
     async def run(self) -> None:
         msg = self.msg
@@ -399,16 +412,21 @@ class _Turn:
         if msg.start_token is not None:
             await self._link_by_token(msg.start_token)
             return
-        if contact is not None:
-            conv = await repo_conversations.active_for_contact(self.s, contact.id)
-            if conv is not None and await self._continue(contact, conv):
-                return
+        if (
+            contact is not None
+            and self.conv is not None
+            and await self._continue(contact, self.conv)
+        ):
+            return
         if keyword is Keyword.STOP:
             contact = contact or await self._new_contact(None)
             await opt_out(self.s, contact, self.now)
             await self._reply(engine.opted_out_confirmation(self._lang()), kind="opt_out")
             return
         entry = self._requested_survey()
+        if entry is None and contact is not None and await self._closed_recently(contact):
+            await self._reply(engine.closed_notice(self._lang()), kind="notice")
+            return
         if entry is not None:
             contact = contact or await self._new_contact(self._keyword_language(entry))
             _, ids = await self.service.start_conversation(
@@ -426,15 +444,11 @@ class _Turn:
         await self._reply(self._menu(), kind="notice")
 
     async def _continue(self, contact: Contact, conv: Conversation) -> bool:
-        """Feed the message to the contact's active conversation; False if it had expired."""
+        """Feed the message to the contact's active conversation (an expired one answers with
+        the expired notice and finishes)."""
         service = self.service
         survey = await service.catalog.version(self.s, conv.survey_version_id)
         state = ConversationState.from_json(conv.state)
-        if self.now >= state.expires_at:
-            await service._save_and_finish(
-                self.s, conv, survey, engine.expire(survey, state, self.now), self.now
-            )
-            return False
         await self._link_message(contact.id, conv.id)
         if self.msg.extras.get("callback_query_id"):
             await self._acknowledge_button(survey, state)
@@ -509,6 +523,17 @@ class _Turn:
         else:
             await self._reply(self._menu(), kind="notice")
 
+    async def _closed_recently(self, contact: Contact) -> bool:
+        """A late answer to a campaign survey that has closed (within CLOSED_GRACE)."""
+        last = await repo_conversations.latest_for_contact(self.s, contact.id)
+        return (
+            last is not None
+            and last.status == "closed"
+            and last.campaign_id is not None
+            and last.finished_at is not None
+            and self.now - last.finished_at < CLOSED_GRACE
+        )
+
     def _requested_survey(self) -> CatalogEntry | None:
         catalog = self.service.catalog
         if self.msg.payload and self.msg.payload.startswith("survey:"):
@@ -537,7 +562,9 @@ class _Turn:
         return contact
 
     async def _link_message(self, contact_id: int, conversation_id: str | None) -> None:
-        await repo_messages.link_inbound(self.s, self.message_id, contact_id, conversation_id)
+        if self.linked != (contact_id, conversation_id):
+            await repo_messages.link_inbound(self.s, self.message_id, contact_id, conversation_id)
+            self.linked = (contact_id, conversation_id)
 
     async def _reply(self, message: OutMessage, *, kind: str) -> None:
         self.reply_ids.append(

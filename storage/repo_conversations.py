@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import repo_messages
-from storage.db import dialect_insert
+from storage.db import dialect_insert, dialect_name
 from storage.models import Answer, Contact, Conversation, Respondent
 
 ACTIVE = "active"
@@ -49,7 +49,7 @@ async def active_for_contact(
         .order_by(Conversation.started_at.desc(), Conversation.id.desc())
         .limit(1)
     )
-    if for_update:
+    if for_update and dialect_name(s) == "postgresql":
         await s.execute(select(Contact.id).where(Contact.id == contact_id).with_for_update())
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return (await s.scalars(stmt)).first()
@@ -246,3 +246,14 @@ async def active_for_campaign(s: AsyncSession, campaign_id: int) -> list[Convers
         .order_by(Conversation.started_at, Conversation.id)
     )
     return list(await s.scalars(stmt))
+
+
+async def latest_for_contact(s: AsyncSession, contact_id: int) -> Conversation | None:
+    """The contact's newest conversation, finished or not."""
+    stmt = (
+        select(Conversation)
+        .where(Conversation.contact_id == contact_id)
+        .order_by(Conversation.started_at.desc(), Conversation.id.desc())
+        .limit(1)
+    )
+    return (await s.scalars(stmt)).first()

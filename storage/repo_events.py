@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, select, update
+from sqlalchemy import ColumnElement, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import dialect_insert
@@ -15,7 +15,6 @@ from storage.models import (
     CaseEvent,
     Contact,
     Conversation,
-    DueTask,
     Followup,
     FollowupRule,
     Invitation,
@@ -271,17 +270,3 @@ async def surveyed_since(
     # database, but selecting from contacts lets the planner stop at one row.
     stmt = select(Contact.id).where(Contact.id == contact_id, or_(*conditions)).limit(1)
     return (await s.scalar(stmt)) is not None
-
-
-async def requeue_task(s: AsyncSession, key: str, due_at: datetime) -> bool:
-    """Put a task back to pending at `due_at`, even while it is running.
-
-    For a handler that decides "not now, at due_at": the running claim is released, so the task
-    runner's completion of this run finds nothing to complete and the row stays pending."""
-    result = await s.execute(
-        update(DueTask)
-        .where(DueTask.key == key, DueTask.status.in_(("pending", "running")))
-        .values(status="pending", due_at=due_at, claimed_by=None, lease_until=None, attempts=0)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0))

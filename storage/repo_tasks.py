@@ -174,3 +174,18 @@ async def pending(s: AsyncSession, *, kinds: Collection[str] | None = None) -> l
     if kinds is not None:
         stmt = stmt.where(DueTask.kind.in_(list(kinds)))
     return list(await s.scalars(stmt))
+
+
+async def requeue(s: AsyncSession, key: str, due_at: datetime) -> bool:
+    """Put a task back to pending at `due_at`, even while it is running.
+
+    For a handler that decides "not now, at due_at": the running claim is released, so the task
+    runner's completion of this run finds nothing to complete and the row stays pending."""
+    result = await s.execute(
+        update(DueTask)
+        .where(DueTask.key == key, DueTask.status.in_((PENDING, RUNNING)))
+        .values(status=PENDING, due_at=due_at, claimed_by=None, lease_until=None, attempts=0)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
