@@ -215,6 +215,64 @@ def _parse(
         yield validator.row(line, cells)
 
 
+class ContactValidator:
+    """Validates contact records that arrive as JSON objects (the staff API) by the same rules,
+    normalisation and duplicate checks as the CSV parser; `line` in errors is the record's index.
+
+    A record maps the column names (see COLUMNS) to text or numbers, and may hold `attributes`:
+    an object of free attributes (names a-z, 0-9, _; values text or numbers)."""
+
+    def __init__(self, *, default_region: str = "SE", today: date) -> None:
+        self._validator = _RowValidator((), default_region.upper(), today)
+
+    def record(self, index: int, record: object) -> ContactRow | RowError:
+        """A ContactRow, or a RowError saying everything wrong with the record."""
+        if not isinstance(record, Mapping):
+            return RowError(index, "a contact must be a JSON object")
+        items: list[tuple[str | None, str]] = []
+        problems: list[str] = []
+        for key, value in record.items():
+            if key == "attributes":
+                if value is None:
+                    continue
+                if not isinstance(value, Mapping):
+                    problems.append("attributes must be an object")
+                    continue
+                for attr, attr_value in value.items():
+                    if not isinstance(attr, str) or not _ATTR_NAME_RE.match(attr):
+                        problems.append(f"attribute name {attr!r} may only use a-z, 0-9 and _")
+                    elif (text := _scalar_text(attr_value)) is None:
+                        problems.append(f"attribute {attr!r} must be text or a number")
+                    else:
+                        items.append((ATTR_PREFIX + attr, text))
+                continue
+            if key not in COLUMNS:
+                close = difflib.get_close_matches(str(key), COLUMNS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"unknown field {key!r}{hint}")
+                continue
+            if value is None:
+                continue
+            text = _scalar_text(value)
+            if text is None:
+                problems.append(f"{key} must be text or a number")
+                continue
+            items.append((key, text))
+        if problems:
+            return RowError(index, "; ".join(problems))
+        return self._validator.fields(index, items)
+
+
+def _scalar_text(value: object) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
 class _PhoneNormaliser:
     """Phone text -> E.164, as phonenumbers.parse + is_valid_number would give it.
 
@@ -337,11 +395,15 @@ class _RowValidator:
     def row(self, line: int, cells: list[str]) -> ContactRow | RowError:
         if len(cells) != len(self._names):
             return RowError(line, f"expected {len(self._names)} fields, got {len(cells)}")
+        return self.fields(line, zip(self._names, cells, strict=True))
+
+    def fields(self, line: int, items: Iterable[tuple[str | None, str]]) -> ContactRow | RowError:
+        """Validate one record given as (column name, text) pairs."""
         parsed: dict[str, Any] = {}
         attributes: dict[str, str] = {}
         problems: list[str] = []
         has_identifier = False
-        for index, (name, cell) in enumerate(zip(self._names, cells, strict=True), start=1):
+        for index, (name, cell) in enumerate(items, start=1):
             value = cell.strip()
             if not value:
                 continue

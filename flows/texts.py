@@ -176,6 +176,48 @@ TEXTS: Final[Mapping[str, Mapping[str, str]]] = {
         "en": "Thank you for your answers!",
         "ar": "شكراً على إجاباتك!",
     },
+    "campaign_invitation": {
+        "sv": (
+            "Hej! {sender} vill gärna höra vad du tycker och skickar några korta frågor. "
+            "Det är frivilligt att svara. Svara STOPP om du inte vill få fler meddelanden."
+        ),
+        "en": (
+            "Hello! {sender} would like to hear what you think and is sending a few short "
+            "questions. Answering is voluntary. Reply STOP if you don't want more messages."
+        ),
+        "ar": (
+            "مرحبًا! يودّ {sender} أن يعرف رأيك ويرسل إليك بعض الأسئلة القصيرة. "
+            "الإجابة اختيارية. أرسل «توقف» إذا كنت لا ترغب في تلقي المزيد من الرسائل."
+        ),
+    },
+    "campaign_invitation_no_sender": {
+        "sv": (
+            "Hej! Vi vill gärna höra vad du tycker och skickar några korta frågor. "
+            "Det är frivilligt att svara. Svara STOPP om du inte vill få fler meddelanden."
+        ),
+        "en": (
+            "Hello! We would like to hear what you think and are sending a few short "
+            "questions. Answering is voluntary. Reply STOP if you don't want more messages."
+        ),
+        "ar": (
+            "مرحبًا! نودّ أن نعرف رأيك ونرسل إليك بعض الأسئلة القصيرة. "
+            "الإجابة اختيارية. أرسل «توقف» إذا كنت لا ترغب في تلقي المزيد من الرسائل."
+        ),
+    },
+    "campaign_reminder": {
+        "sv": (
+            "En vänlig påminnelse: vi vill gärna höra vad du tycker. Det är frivilligt. "
+            "Svara STOPP om du inte vill få fler meddelanden."
+        ),
+        "en": (
+            "A friendly reminder: we would like to hear what you think. It is voluntary. "
+            "Reply STOP if you don't want more messages."
+        ),
+        "ar": (
+            "تذكير لطيف: نودّ أن نعرف رأيك. المشاركة اختيارية. "
+            "أرسل «توقف» إذا كنت لا ترغب في تلقي المزيد من الرسائل."
+        ),
+    },
 }
 
 _LANGUAGE_NAMES: Final[Mapping[str, str]] = {

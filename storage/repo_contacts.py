@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
+from sqlalchemy import insert as insert_stmt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import dialect_insert
@@ -38,9 +39,10 @@ class AddressImport:
 
 @dataclass(frozen=True, slots=True)
 class ContactImport:
-    """One row of a contact list, keyed on the organisation's own `external_ref`."""
+    """One row of a contact list, keyed on the organisation's own `external_ref` (else on an
+    address, see `upsert_many`)."""
 
-    external_ref: str
+    external_ref: str | None = None
     language: str | None = None
     gender: str | None = None
     birth_year: int | None = None
@@ -57,6 +59,8 @@ class ImportResult:
     inserted: int
     updated: int
     addresses: int
+    personal: int = 0
+    """Personal addresses (web chat tokens) made for contacts that had none."""
 
 
 async def find_by_address(s: AsyncSession, channel: str, address_key: str) -> Contact | None:
@@ -168,51 +172,154 @@ def _chunks(rows: Sequence[ContactImport], size: int) -> Iterator[Sequence[Conta
         yield rows[start : start + size]
 
 
-async def upsert_many(
-    s: AsyncSession, rows: Sequence[ContactImport], *, chunk_size: int = IMPORT_CHUNK
-) -> ImportResult:
-    """Insert or update contacts by `external_ref`, and link their addresses, in chunks.
+def _dedupe(rows: Sequence[ContactImport]) -> list[ContactImport]:
+    """One row per reference (else per first address), the last row winning."""
+    unique: dict[tuple[str, ...], ContactImport] = {}
+    for index, row in enumerate(rows):
+        if row.external_ref:
+            key: tuple[str, ...] = ("ref", row.external_ref)
+        elif row.addresses:
+            key = ("address", row.addresses[0].channel, row.addresses[0].address_key)
+        else:
+            key = ("row", str(index))
+        unique.pop(key, None)
+        unique[key] = row
+    return list(unique.values())
 
-    The import is the authority: listed fields are overwritten and an address listed for a row
-    moves to that contact. A reference listed twice counts once, its last row winning."""
-    by_ref = {row.external_ref: row for row in rows}
-    unique = list(by_ref.values())
-    inserted = updated = linked = 0
+
+def _imported_values(row: ContactImport) -> dict[str, Any]:
+    values = {name: getattr(row, name) for name in IMPORTED_FIELDS}
+    values["attributes"] = dict(row.attributes)
+    return values
+
+
+async def upsert_many(
+    s: AsyncSession,
+    rows: Sequence[ContactImport],
+    *,
+    chunk_size: int = IMPORT_CHUNK,
+    match_channels: Sequence[str] = ("sms", "telegram"),
+    personal: Callable[[], AddressImport] | None = None,
+) -> ImportResult:
+    """Insert or update contacts, and link their addresses, in chunks.
+
+    A row is matched on `external_ref`; failing that, on its first address on one of
+    `match_channels` (for a row with a reference: only a contact with none yet, e.g. someone who
+    wrote in before being imported, which then gets the row's reference). The import is the
+    authority: listed fields are overwritten and an address listed for a row moves to that
+    contact. A row listed twice counts once, its last row winning. `personal` makes the address
+    (e.g. a web chat token) for each imported contact that has none on its channel yet."""
+    unique = _dedupe(rows)
+    inserted = updated = linked = made = 0
     contacts = Contact.__table__
     addresses_table = ContactAddress.__table__
     for chunk in _chunks(unique, chunk_size):
         now = utcnow()
-        refs = [row.external_ref for row in chunk]
-        existing = set(
-            await s.scalars(select(Contact.external_ref).where(Contact.external_ref.in_(refs)))
-        )
-        values = [
+        refs = [row.external_ref for row in chunk if row.external_ref]
+        by_ref: dict[str, int] = {}
+        if refs:
+            found = await s.execute(
+                select(Contact.external_ref, Contact.id).where(Contact.external_ref.in_(refs))
+            )
+            by_ref = {ref: cid for ref, cid in found.all() if ref is not None}
+        owners = await _address_owners(
+            s,
             {
-                "external_ref": row.external_ref,
-                **{name: getattr(row, name) for name in IMPORTED_FIELDS},
-                "attributes": dict(row.attributes),
-                "created_at": now,
-                "updated_at": now,
-            }
-            for row in chunk
-        ]
-        insert = dialect_insert(s, contacts)
-        stmt = insert.on_conflict_do_update(
-            index_elements=[contacts.c.external_ref],
-            set_={
-                **{name: insert.excluded[name] for name in IMPORTED_FIELDS},
-                "updated_at": now,
+                (a.channel, a.address_key)
+                for row in chunk
+                if not (row.external_ref and row.external_ref in by_ref)
+                for a in row.addresses
+                if a.channel in match_channels
             },
-        ).returning(contacts.c.id, contacts.c.external_ref)
-        ids = {ref: cid for cid, ref in (await s.execute(stmt, values)).all()}
-        updated += len(existing)
-        inserted += len(chunk) - len(existing)
+        )
+
+        by_ref_rows: list[ContactImport] = []
+        by_id_rows: list[tuple[int, ContactImport]] = []
+        new_rows: list[ContactImport] = []
+        claimed: set[int] = set()
+        for row in chunk:
+            if row.external_ref and row.external_ref in by_ref:
+                by_ref_rows.append(row)
+                continue
+            # A row with a reference only takes over a contact that has none.
+            owner = next(
+                (
+                    owners[(a.channel, a.address_key)][0]
+                    for channel in match_channels
+                    for a in row.addresses
+                    if a.channel == channel
+                    and (a.channel, a.address_key) in owners
+                    and (row.external_ref is None or owners[(a.channel, a.address_key)][1] is None)
+                ),
+                None,
+            )
+            if owner is not None and owner not in claimed:
+                claimed.add(owner)
+                by_id_rows.append((owner, row))
+            elif row.external_ref:
+                by_ref_rows.append(row)
+            else:
+                new_rows.append(row)
+
+        ids: dict[int, int] = {}  # id(row) -> contact id
+        if by_ref_rows:
+            insert = dialect_insert(s, contacts)
+            stmt = insert.on_conflict_do_update(
+                index_elements=[contacts.c.external_ref],
+                set_={
+                    **{name: insert.excluded[name] for name in IMPORTED_FIELDS},
+                    "updated_at": now,
+                },
+            ).returning(contacts.c.id, contacts.c.external_ref)
+            values = [
+                {
+                    "external_ref": row.external_ref,
+                    **_imported_values(row),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for row in by_ref_rows
+            ]
+            returned = {ref: cid for cid, ref in (await s.execute(stmt, values)).all()}
+            for row in by_ref_rows:
+                ids[id(row)] = returned[row.external_ref]
+                if row.external_ref in by_ref:
+                    updated += 1
+                else:
+                    inserted += 1
+        if by_id_rows:
+            await s.execute(
+                update(Contact).execution_options(synchronize_session=False),
+                [
+                    {
+                        "id": cid,
+                        **_imported_values(row),
+                        **({"external_ref": row.external_ref} if row.external_ref else {}),
+                        "updated_at": now,
+                    }
+                    for cid, row in by_id_rows
+                ],
+            )
+            for cid, row in by_id_rows:
+                ids[id(row)] = cid
+            updated += len(by_id_rows)
+        if new_rows:
+            stmt = insert_stmt(cast(Table, contacts)).returning(
+                contacts.c.id, sort_by_parameter_order=True
+            )
+            values = [
+                {**_imported_values(row), "created_at": now, "updated_at": now} for row in new_rows
+            ]
+            new_ids = list((await s.execute(stmt, values)).scalars())
+            for row, cid in zip(new_rows, new_ids, strict=True):
+                ids[id(row)] = cid
+            inserted += len(new_rows)
 
         address_rows: dict[tuple[str, str], dict[str, Any]] = {}
         for row in chunk:
             for a in row.addresses:
                 address_rows[(a.channel, a.address_key)] = {
-                    "contact_id": ids[row.external_ref],
+                    "contact_id": ids[id(row)],
                     "channel": a.channel,
                     "address": a.address,
                     "address_key": a.address_key,
@@ -231,4 +338,59 @@ async def upsert_many(
                 list(address_rows.values()),
             )
             linked += len(address_rows)
-    return ImportResult(inserted=inserted, updated=updated, addresses=linked)
+        if personal is not None:
+            made += await _add_personal(s, set(ids.values()), personal, now)
+    return ImportResult(inserted=inserted, updated=updated, addresses=linked, personal=made)
+
+
+async def _address_owners(
+    s: AsyncSession, wanted: set[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, str | None]]:
+    """(channel, address_key) -> (id, external_ref) of the contact owning it."""
+    owners: dict[tuple[str, str], tuple[int, str | None]] = {}
+    # One query per channel, so the (channel, address_key) unique index is used.
+    for channel in sorted({channel for channel, _ in wanted}):
+        keys = [key for ch, key in wanted if ch == channel]
+        stmt = (
+            select(ContactAddress.address_key, Contact.id, Contact.external_ref)
+            .join(Contact, Contact.id == ContactAddress.contact_id)
+            .where(ContactAddress.channel == channel, ContactAddress.address_key.in_(keys))
+        )
+        for key, cid, ref in (await s.execute(stmt)).all():
+            owners[(channel, key)] = (cid, ref)
+    return owners
+
+
+async def _add_personal(
+    s: AsyncSession, contact_ids: set[int], make: Callable[[], AddressImport], now: datetime
+) -> int:
+    """Give each contact without an address on `make`'s channel a new one from `make`."""
+    if not contact_ids:
+        return 0
+    sample = make()
+    # Filtered on contact_id only: with the channel in the WHERE clause SQLite prefers the
+    # (channel, address_key) index and scans every address on that channel.
+    rows = await s.execute(
+        select(ContactAddress.contact_id, ContactAddress.channel).where(
+            ContactAddress.contact_id.in_(contact_ids)
+        )
+    )
+    have = {cid for cid, channel in rows.all() if channel == sample.channel}
+    missing = sorted(contact_ids - have)
+    if not missing:
+        return 0
+    made = [sample, *(make() for _ in missing[1:])]
+    await s.execute(
+        insert_stmt(cast(Table, ContactAddress.__table__)),
+        [
+            {
+                "contact_id": cid,
+                "channel": a.channel,
+                "address": a.address,
+                "address_key": a.address_key,
+                "created_at": now,
+            }
+            for cid, a in zip(missing, made, strict=True)
+        ],
+    )
+    return len(missing)

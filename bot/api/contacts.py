@@ -1,0 +1,46 @@
+"""Staff API: bulk contact import (`POST /api/v1/contacts`)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bot.api.auth import json_body, json_error, staff_actor
+from bot.contacts_import import ImportRefused, import_validated, validate_records
+
+MAX_IMPORT_BYTES = 16 * 1024 * 1024
+
+
+async def import_contacts(request: web.Request) -> web.StreamResponse:
+    """Insert or update contacts; all-or-nothing unless "skip_invalid" is true (422 lists why)."""
+    from bot.app import RUNTIME
+
+    runtime = request.app[RUNTIME]
+    actor = staff_actor(request, runtime.settings.admin.api_tokens)
+    body = await json_body(request, max_bytes=MAX_IMPORT_BYTES)
+    if not isinstance(body, dict) or not isinstance(body.get("contacts"), list):
+        return json_error(400, 'expected {"contacts": [...]}')
+    skip_invalid = body.get("skip_invalid", False)
+    if not isinstance(skip_invalid, bool):
+        return json_error(400, "skip_invalid must be true or false")
+    today = runtime.clock.now().astimezone(runtime.settings.schedule.tz).date()
+    validated = validate_records(body["contacts"], today=today)
+    errors = [{"index": e.line, "reason": e.reason} for e in validated.errors]
+    try:
+        report = await import_validated(
+            runtime.db,
+            runtime.service.pseudonymizer,
+            validated,
+            skip_invalid=skip_invalid,
+            actor=actor,
+            source="api",
+        )
+    except ImportRefused:
+        return json_error(422, "invalid contacts; nothing was imported", errors=errors)
+    return web.json_response(
+        {"inserted": report.inserted, "updated": report.updated, "skipped": errors}
+    )
+
+
+def add_api_routes(api: web.Application) -> None:
+    """Mount the contact routes on the /api/v1 sub-app."""
+    api.router.add_post("/contacts", import_contacts)

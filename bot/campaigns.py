@@ -1,0 +1,831 @@
+"""Survey campaigns: staff send one survey to an audience of contacts over a time window.
+
+Lifecycle, all driven by due tasks (so several service processes can share the work):
+
+- `campaign.start:<id>` at starts_at: the audience expression is evaluated over the contacts in
+  pages (constant memory) and one pending Invitation row per person is added (unique per
+  campaign). Opted-out contacts are left out.
+- `campaign.invite:<id>:<round>`: each round claims as many pending invitations as the campaign's
+  channels can send in the next minute, starts their conversations (the invitation text first,
+  then the survey's intro and first question) and schedules the next round. A task key runs once,
+  so every round has its own key; rounds wait out quiet hours.
+- `campaign.remind:<id>:<n>` at starts_at + the n-th reminder offset: people invited whose
+  conversation is still running get a short reminder and the current question again.
+- `campaign.close:<id>` at ends_at (or staff closing early): unfinished conversations are closed,
+  queued invitations and reminders cancelled, and `campaign.feedback:<id>` is scheduled.
+
+Pausing holds the campaign's queued invitations and reminders (their `not_before` is moved to
+repo_campaigns.HELD_UNTIL, so they keep their place and an opt-out still cancels them) and stops
+the invite rounds; resuming releases the held messages (outside quiet hours) and starts a round.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import case, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.catalog import CatalogEntry
+from bot.reach import DEFAULT_ORDER, route_to
+from bot.service import age_group, contact_length_band, message_payload
+from bot.timewindows import next_allowed
+from flows import engine
+from flows.conversation import ConversationState, MessageKind, OutMessage
+from flows.durations import format_duration, parse_duration
+from flows.expr import Expr, ExprError, compile_expr
+from flows.model import Participation, Survey, localize
+from flows.texts import text
+from storage import (
+    repo_audit,
+    repo_campaigns,
+    repo_contacts,
+    repo_conversations,
+    repo_messages,
+    repo_tasks,
+)
+from storage.models import Campaign, Conversation, Invitation
+from storage.repo_campaigns import AudienceContact, CampaignCounts
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+START_TASK = "campaign.start"
+INVITE_TASK = "campaign.invite"
+REMIND_TASK = "campaign.remind"
+CLOSE_TASK = "campaign.close"
+FEEDBACK_TASK = "campaign.feedback"
+
+CHANNELS = DEFAULT_ORDER
+FEEDBACK_TO = ("respondents", "invited", "none")
+DEFAULT_FEEDBACK_DELAY = 3 * 24 * 3600
+
+AUDIENCE_PAGE = 5000
+"""Contacts read per transaction while evaluating an audience."""
+INVITES_PER_TRANSACTION = 50
+REMINDERS_PER_TRANSACTION = 200
+CLOSES_PER_TRANSACTION = 200
+ROUND_SECONDS = 60
+MESSAGES_PER_INVITATION = 3
+"""Invitation text, intro and first question."""
+ROUND_LIMITS = (5, 2000)
+"""Fewest and most invitations one round starts."""
+WEBCHAT_RATE = 50.0
+"""Web chat "sends" are only outbox rows a browser fetches; this just keeps rounds short."""
+
+FIXED_ATTRIBUTES = frozenset(
+    {
+        "language",
+        "gender",
+        "birth_year",
+        "age",
+        "age_group",
+        "target_group",
+        "unit",
+        "contact_since",
+        "contact_length",
+    }
+)
+"""Names an audience expression may use besides the keys of contacts' free attributes."""
+
+_WORD_OR_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[A-Za-z0-9_]+")
+
+
+class CampaignInvalid(ValueError):
+    """A campaign request that cannot be carried out; every problem, each for staff to fix."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class EmptyAudience(CampaignInvalid):
+    """The audience expression matches nobody: the campaign is not created."""
+
+
+class CampaignNotFound(LookupError):
+    """No campaign has this id."""
+
+
+class CampaignStateError(ValueError):
+    """The campaign is not in a state that allows this (e.g. resuming a closed one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRequest:
+    """What staff ask for, as given on the command line or in the API's JSON."""
+
+    survey_id: str
+    audience: str
+    ends: str
+    name: str | None = None
+    starts: str | None = None
+    reminders: Sequence[str] = ()
+    channels: Sequence[str] = ()
+    participation: str | None = None
+    feedback_delay: str | int | None = None
+    feedback_to: str = "respondents"
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignView:
+    """A campaign and its live counts."""
+
+    campaign: Campaign
+    counts: CampaignCounts
+
+
+# -- audiences -----------------------------------------------------------------------------------
+
+
+def audience_env(contact: AudienceContact, today: date) -> dict[str, object]:
+    """The names an audience expression sees for one contact; fixed fields win over free ones."""
+    env: dict[str, object] = dict(contact.attributes) if contact.attributes else {}
+    env["language"] = contact.language
+    env["gender"] = contact.gender
+    env["birth_year"] = contact.birth_year
+    env["age"] = today.year - contact.birth_year if contact.birth_year is not None else None
+    env["age_group"] = contact.age_group or age_group(contact.birth_year, today)
+    env["target_group"] = contact.target_group
+    env["unit"] = contact.unit
+    since = contact.contact_since
+    env["contact_since"] = since.isoformat() if since is not None else None
+    env["contact_length"] = contact_length_band(since, today)
+    return env
+
+
+def _name_position(source: str, name: str) -> int:
+    for match in _WORD_OR_STRING.finditer(source):
+        if match.group() == name:
+            return match.start()
+    return 0
+
+
+async def compile_audience(s: AsyncSession, source: str) -> Expr:
+    """Compile an audience; raises ExprError at the offending token, also for unknown names."""
+    if not source.strip():
+        raise ExprError("the audience is empty; write an expression like unit == 'Norr'", 0)
+    expr = compile_expr(source)
+    unknown = expr.names - FIXED_ATTRIBUTES
+    if unknown:
+        unknown -= await repo_campaigns.attribute_names(s)
+    if unknown:
+        first = min(unknown, key=lambda n: _name_position(source, n))
+        known = ", ".join(sorted(FIXED_ATTRIBUTES))
+        raise ExprError(
+            f"unknown attribute '{first}' (known: {known} and contacts' own attributes)",
+            _name_position(source, first),
+            first,
+        )
+    return expr
+
+
+async def _audience_matches_anyone(runtime: Runtime, expr: Expr, today: date) -> bool:
+    after = 0
+    while True:
+        async with runtime.db.transaction(read_only=True) as s:
+            page = await repo_campaigns.audience_chunk(s, after, AUDIENCE_PAGE)
+        if any(expr.evaluate(audience_env(c, today)) for c in page):
+            return True
+        if len(page) < AUDIENCE_PAGE:
+            return False
+        after = page[-1].id
+
+
+# -- creating ------------------------------------------------------------------------------------
+
+
+def parse_instant(value: str, tz: ZoneInfo, *, end_of_day: bool = False) -> datetime:
+    """An ISO date or date-time; without an offset it is local time in `tz`. A date alone is the
+    start of that day, or (end_of_day) the start of the next one."""
+    value = value.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            day = date.fromisoformat(value) + timedelta(days=1 if end_of_day else 0)
+            return datetime.combine(day, time(0), tzinfo=tz)
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date or time like 2026-06-01T09:00") from None
+    return instant.replace(tzinfo=tz) if instant.tzinfo is None else instant
+
+
+def _duration(value: str | int) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"{value}: a duration must be longer than zero")
+        return value
+    return parse_duration(str(value))
+
+
+def _items(value: str | Sequence[str]) -> list[str]:
+    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return [p.strip() for p in parts if p.strip()]
+
+
+async def create_campaign(runtime: Runtime, request: CampaignRequest, *, actor: str) -> Campaign:
+    """Validate and create a campaign with its start, reminder and close tasks.
+
+    Raises CampaignInvalid listing every problem, EmptyAudience when nobody matches; nothing is
+    stored then."""
+    settings = runtime.settings
+    tz = settings.schedule.tz
+    now = runtime.clock.now()
+    problems: list[str] = []
+
+    entry = runtime.catalog.latest(request.survey_id)
+    if entry is None:
+        known = ", ".join(s.id for s in runtime.catalog.surveys) or "none"
+        problems.append(f"survey: unknown survey '{request.survey_id}' (known: {known})")
+
+    starts_at = now
+    if request.starts:
+        try:
+            starts_at = max(parse_instant(request.starts, tz), now)
+        except ValueError as e:
+            problems.append(f"starts: {e}")
+    ends_at: datetime | None = None
+    try:
+        ends_at = parse_instant(request.ends, tz, end_of_day=True)
+    except ValueError as e:
+        problems.append(f"ends: {e}")
+    if ends_at is not None:
+        if ends_at <= now:
+            problems.append(f"ends: {request.ends} is in the past")
+        elif ends_at <= starts_at:
+            problems.append(f"ends: {request.ends} is not after the start ({request.starts})")
+
+    reminders: list[int] = []
+    for item in _items(request.reminders):
+        try:
+            reminders.append(parse_duration(item))
+        except ValueError as e:
+            problems.append(f"reminders: {e}")
+    if ends_at is not None and ends_at > starts_at:
+        for offset in reminders:
+            if starts_at + timedelta(seconds=offset) >= ends_at:
+                problems.append(
+                    f"reminders: {format_duration(offset)} after the start is after the end"
+                )
+
+    channels = _items(request.channels) or list(CHANNELS)
+    for channel in channels:
+        if channel not in CHANNELS:
+            problems.append(f"channels: unknown channel '{channel}' (use {', '.join(CHANNELS)})")
+    if len(set(channels)) != len(channels):
+        problems.append("channels: a channel is listed twice")
+
+    participation = entry.survey.participation.value if entry else ""
+    if request.participation:
+        rungs = [p.value for p in Participation]
+        if request.participation not in rungs:
+            problems.append(
+                f"participation: unknown rung '{request.participation}' (use {', '.join(rungs)})"
+            )
+        else:
+            participation = request.participation
+
+    feedback_delay = DEFAULT_FEEDBACK_DELAY
+    if request.feedback_delay is not None:
+        try:
+            feedback_delay = _duration(request.feedback_delay)
+        except ValueError as e:
+            problems.append(f"feedback_delay: {e}")
+    if request.feedback_to not in FEEDBACK_TO:
+        problems.append(
+            f"feedback_to: '{request.feedback_to}' is not one of {', '.join(FEEDBACK_TO)}"
+        )
+
+    expr: Expr | None = None
+    try:
+        async with runtime.db.transaction(read_only=True) as s:
+            expr = await compile_audience(s, request.audience)
+    except ExprError as e:
+        problems.append(f"audience: {e}")
+    if problems:
+        raise CampaignInvalid(problems)
+    assert entry is not None and ends_at is not None and expr is not None
+
+    if not await _audience_matches_anyone(runtime, expr, now.astimezone(tz).date()):
+        raise EmptyAudience(
+            [f"audience: {request.audience!r} matches nobody; the campaign was not created"]
+        )
+
+    name = (request.name or "").strip() or f"{entry.survey.id} {starts_at.astimezone(tz):%Y-%m-%d}"
+    async with runtime.db.transaction() as s:
+        campaign = await repo_campaigns.create(
+            s,
+            name=name[:200],
+            survey_id=entry.survey.id,
+            survey_version_id=entry.version_id,
+            audience=request.audience,
+            channels=channels,
+            status=repo_campaigns.SCHEDULED,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            reminders=reminders,
+            participation=participation,
+            feedback_delay=feedback_delay,
+            feedback_to=request.feedback_to,
+            feedback_status="none" if request.feedback_to == "none" else "pending",
+            created_by=actor,
+            created_at=now,
+        )
+        cid = campaign.id
+        payload = {"campaign_id": cid}
+        await repo_tasks.schedule(s, START_TASK, f"{START_TASK}:{cid}", starts_at, payload)
+        for n, offset in enumerate(reminders, start=1):
+            await repo_tasks.schedule(
+                s,
+                REMIND_TASK,
+                f"{REMIND_TASK}:{cid}:{n}",
+                starts_at + timedelta(seconds=offset),
+                {"campaign_id": cid, "n": n},
+            )
+        await repo_tasks.schedule(s, CLOSE_TASK, f"{CLOSE_TASK}:{cid}", ends_at, payload)
+        await repo_audit.log(
+            s,
+            actor,
+            "campaign.create",
+            f"campaign:{cid}",
+            {"survey_id": entry.survey.id, "audience": request.audience, "channels": channels},
+            at=now,
+        )
+    return campaign
+
+
+# -- staff actions -------------------------------------------------------------------------------
+
+
+async def list_campaigns(runtime: Runtime) -> list[Campaign]:
+    """Every campaign, newest first."""
+    async with runtime.db.transaction(read_only=True) as s:
+        return await repo_campaigns.listing(s)
+
+
+async def show_campaign(runtime: Runtime, campaign_id: int) -> CampaignView:
+    """A campaign with its live counts."""
+    async with runtime.db.transaction(read_only=True) as s:
+        campaign = await repo_campaigns.get(s, campaign_id)
+        if campaign is None:
+            raise CampaignNotFound(campaign_id)
+        return CampaignView(campaign, await repo_campaigns.counts(s, campaign))
+
+
+async def pause_campaign(runtime: Runtime, campaign_id: int, *, actor: str) -> Campaign:
+    """Stop inviting and hold queued invitations and reminders until resumed."""
+    now = runtime.clock.now()
+    async with runtime.db.transaction() as s:
+        campaign = await _locked(s, campaign_id)
+        if campaign.status == repo_campaigns.PAUSED:
+            return campaign
+        if campaign.status == repo_campaigns.CLOSED:
+            raise CampaignStateError(f"campaign {campaign_id} is closed")
+        campaign.status = repo_campaigns.PAUSED
+        held = await repo_campaigns.hold_messages(s, campaign_id)
+        await repo_tasks.cancel_prefix(s, f"{INVITE_TASK}:{campaign_id}:")
+        await repo_audit.log(
+            s, actor, "campaign.pause", f"campaign:{campaign_id}", {"held": held}, at=now
+        )
+        return campaign
+
+
+async def resume_campaign(runtime: Runtime, campaign_id: int, *, actor: str) -> Campaign:
+    """Continue a paused campaign: release held messages and invite the rest."""
+    now = runtime.clock.now()
+    async with runtime.db.transaction() as s:
+        campaign = await _locked(s, campaign_id)
+        if campaign.status != repo_campaigns.PAUSED:
+            raise CampaignStateError(f"campaign {campaign_id} is {campaign.status}, not paused")
+        started = campaign.audience_size is not None
+        campaign.status = repo_campaigns.RUNNING if started else repo_campaigns.SCHEDULED
+        released = await repo_campaigns.release_messages(s, campaign_id, _allowed(runtime, now))
+        if started:
+            await _schedule_round(s, campaign_id, now)
+        await repo_audit.log(
+            s, actor, "campaign.resume", f"campaign:{campaign_id}", {"released": released}, at=now
+        )
+        return campaign
+
+
+async def close_campaign(
+    runtime: Runtime, campaign_id: int, *, actor: str = "scheduler"
+) -> Campaign:
+    """Close now: unfinished conversations end, queued sending is cancelled, feedback planned.
+
+    Safe to run again (the close task retries it after a crash)."""
+    now = runtime.clock.now()
+    async with runtime.db.transaction() as s:
+        campaign = await _locked(s, campaign_id)
+        if campaign.status != repo_campaigns.CLOSED:
+            campaign.status = repo_campaigns.CLOSED
+            campaign.closed_at = now
+            await repo_campaigns.set_status_where(
+                s, campaign_id, [repo_campaigns.PENDING], repo_campaigns.CLOSED
+            )
+            cancelled = await repo_campaigns.cancel_messages(s, campaign_id, "cancelled: closed")
+            for prefix in (START_TASK, INVITE_TASK, REMIND_TASK, CLOSE_TASK):
+                await repo_tasks.cancel_prefix(s, f"{prefix}:{campaign_id}")
+            if campaign.feedback_to != "none":
+                await repo_tasks.schedule(
+                    s,
+                    FEEDBACK_TASK,
+                    f"{FEEDBACK_TASK}:{campaign_id}",
+                    now + timedelta(seconds=campaign.feedback_delay),
+                    {"campaign_id": campaign_id},
+                )
+            await repo_audit.log(
+                s,
+                actor,
+                "campaign.close",
+                f"campaign:{campaign_id}",
+                {"cancelled_messages": cancelled},
+                at=now,
+            )
+    while True:
+        async with runtime.db.transaction() as s:
+            conversations = await repo_campaigns.active_conversations(
+                s, campaign_id, CLOSES_PER_TRANSACTION
+            )
+            for conv in conversations:
+                await _close_conversation(runtime, s, conv, now)
+        if len(conversations) < CLOSES_PER_TRANSACTION:
+            break
+    async with runtime.db.transaction() as s:
+        await _settle_invitations(s, campaign_id)
+    return campaign
+
+
+async def _locked(s: AsyncSession, campaign_id: int) -> Campaign:
+    campaign = await repo_campaigns.get(s, campaign_id, for_update=True)
+    if campaign is None:
+        raise CampaignNotFound(campaign_id)
+    return campaign
+
+
+async def _close_conversation(
+    runtime: Runtime, s: AsyncSession, conv: Conversation, now: datetime
+) -> None:
+    survey = await runtime.catalog.version(s, conv.survey_version_id)
+    step = engine.close(survey, ConversationState.from_json(conv.state), now)
+    contact = await repo_contacts.get(s, conv.contact_id) if conv.contact_id else None
+    if contact is None:
+        await repo_conversations.finish(s, conv, "closed", now, anonymous=survey.anonymous)
+        return
+    # Closing sends nothing, so the address is never used.
+    await runtime.service.apply_step(s, conv, survey, step, contact, conv.channel, "", now)
+
+
+async def _settle_invitations(s: AsyncSession, campaign_id: int) -> None:
+    """Invitations still marked as reached take their conversation's final status."""
+    final = (
+        select(
+            case(
+                (
+                    Conversation.status.in_([repo_campaigns.COMPLETED, repo_campaigns.OPTED_OUT]),
+                    Conversation.status,
+                ),
+                else_=repo_campaigns.CLOSED,
+            )
+        )
+        .where(Conversation.id == Invitation.conversation_id)
+        .scalar_subquery()
+    )
+    await s.execute(
+        update(Invitation)
+        .where(
+            Invitation.campaign_id == campaign_id,
+            Invitation.status.in_(repo_campaigns.REACHED),
+        )
+        .values(status=final)
+        .execution_options(synchronize_session=False)
+    )
+    await repo_campaigns.set_status_where(
+        s, campaign_id, repo_campaigns.REACHED, repo_campaigns.CLOSED
+    )
+
+
+# -- conversation hook ---------------------------------------------------------------------------
+
+
+async def on_conversation_finished(s: AsyncSession, conv: Conversation, status: str) -> None:
+    """Record that a campaign conversation finished: only the final status, never when."""
+    if conv.campaign_id is None:
+        return
+    invitation = await repo_campaigns.for_conversation(s, conv.id)
+    if invitation is None or invitation.status not in repo_campaigns.REACHED:
+        return
+    if status in (repo_campaigns.COMPLETED, repo_campaigns.OPTED_OUT):
+        invitation.status = status
+    else:
+        invitation.status = repo_campaigns.CLOSED
+    await s.flush()
+
+
+# -- tasks ---------------------------------------------------------------------------------------
+
+
+def _allowed(runtime: Runtime, now: datetime) -> datetime:
+    schedule = runtime.settings.schedule
+    return next_allowed(now, schedule.tz, quiet=schedule.quiet)
+
+
+async def _schedule_round(s: AsyncSession, campaign_id: int, due_at: datetime) -> None:
+    await repo_tasks.schedule(
+        s,
+        INVITE_TASK,
+        f"{INVITE_TASK}:{campaign_id}:{uuid.uuid4().hex[:12]}",
+        due_at,
+        {"campaign_id": campaign_id},
+    )
+
+
+def round_size(runtime: Runtime, channels: Sequence[str]) -> int:
+    """Invitations one round starts: what the campaign's channels can send in a round."""
+    rates = {
+        "sms": runtime.settings.twilio.mps,
+        "telegram": runtime.settings.dispatcher.telegram_rate,
+        "webchat": WEBCHAT_RATE,
+    }
+    usable = [c for c in channels or CHANNELS if c in runtime.channels]
+    per_round = sum(rates.get(c, 1.0) for c in usable) * ROUND_SECONDS / MESSAGES_PER_INVITATION
+    low, high = ROUND_LIMITS
+    return max(low, min(high, int(per_round)))
+
+
+async def start_task(runtime: Runtime, campaign_id: int) -> int:
+    """Evaluate the audience and add the invitation rows; returns the audience size."""
+    now = runtime.clock.now()
+    async with runtime.db.transaction() as s:
+        campaign = await repo_campaigns.get(s, campaign_id, for_update=True)
+        if campaign is None or campaign.status == repo_campaigns.CLOSED:
+            return 0
+        if campaign.status == repo_campaigns.SCHEDULED:
+            campaign.status = repo_campaigns.RUNNING
+        source = campaign.audience
+    expr = compile_expr(source)
+    today = now.astimezone(runtime.settings.schedule.tz).date()
+    after = 0
+    while True:
+        async with runtime.db.transaction() as s:
+            page = await repo_campaigns.audience_chunk(s, after, AUDIENCE_PAGE)
+            matching = [c.id for c in page if expr.evaluate(audience_env(c, today))]
+            if matching:
+                await repo_campaigns.add_invitations(s, campaign_id, matching)
+        if len(page) < AUDIENCE_PAGE:
+            break
+        after = page[-1].id
+    async with runtime.db.transaction() as s:
+        campaign = await _locked(s, campaign_id)
+        size = await repo_campaigns.count_invitations(s, campaign_id)
+        campaign.audience_size = size
+        if campaign.status == repo_campaigns.RUNNING and size:
+            await _schedule_round(s, campaign_id, now)
+    if not size:
+        log.warning("campaign %s: the audience matches nobody now; closing it", campaign_id)
+        await close_campaign(runtime, campaign_id)
+    return size
+
+
+def invitation_text(survey: Survey, lang: str) -> str:
+    """The survey's own invitation, else a discreet built-in one naming the sender."""
+    if survey.invitation:
+        return localize(survey.invitation, lang, survey.default_language)
+    sender = localize(survey.sender, lang, survey.default_language) if survey.sender else ""
+    if sender:
+        return text("campaign_invitation", lang, sender=sender)
+    return text("campaign_invitation_no_sender", lang)
+
+
+async def invite_task(runtime: Runtime, campaign_id: int) -> int:
+    """One invite round; returns how many conversations it started."""
+    now = runtime.clock.now()
+    async with runtime.db.transaction(read_only=True) as s:
+        campaign = await repo_campaigns.get(s, campaign_id)
+        if campaign is None or campaign.status != repo_campaigns.RUNNING:
+            return 0
+        if now >= campaign.ends_at:
+            return 0
+        survey = await runtime.catalog.version(s, campaign.survey_version_id)
+        channels = list(campaign.channels)
+    entry = CatalogEntry(survey, campaign.survey_version_id)
+    allowed = _allowed(runtime, now)
+    if allowed > now:
+        async with runtime.db.transaction() as s:
+            await _schedule_round(s, campaign_id, allowed)
+        return 0
+
+    size = round_size(runtime, channels)
+    started = claimed = 0
+    while claimed < size:
+        wanted = min(INVITES_PER_TRANSACTION, size - claimed)
+        async with runtime.db.transaction() as s:
+            campaign = await _locked(s, campaign_id)
+            if campaign.status != repo_campaigns.RUNNING:
+                return started
+            invitations = await repo_campaigns.claim_pending(s, campaign_id, wanted)
+            for invitation in invitations:
+                started += await _invite(runtime, s, campaign, entry, invitation, now)
+        claimed += len(invitations)
+        if len(invitations) < wanted:
+            break
+    async with runtime.db.transaction() as s:
+        campaign = await _locked(s, campaign_id)
+        if campaign.status == repo_campaigns.RUNNING and await repo_campaigns.has_pending(
+            s, campaign_id
+        ):
+            await _schedule_round(s, campaign_id, now + timedelta(seconds=ROUND_SECONDS))
+    return started
+
+
+async def _invite(
+    runtime: Runtime,
+    s: AsyncSession,
+    campaign: Campaign,
+    entry: CatalogEntry,
+    invitation: Invitation,
+    now: datetime,
+) -> int:
+    contact = await repo_contacts.get(s, invitation.contact_id)
+    if contact is None:
+        invitation.status = repo_campaigns.CLOSED
+        return 0
+    if contact.opted_out_at is not None:
+        invitation.status = repo_campaigns.OPTED_OUT
+        return 0
+    route = await route_to(s, contact.id, campaign.channels, runtime.channels.keys())
+    if route is None:
+        invitation.status = repo_campaigns.UNREACHABLE
+        return 0
+    survey = entry.survey
+    lang = engine.pick_language(survey, contact.language)
+    not_before = _allowed(runtime, now)
+    await repo_messages.enqueue(
+        s,
+        channel=route.channel,
+        address=route.address,
+        body=invitation_text(survey, lang),
+        payload=message_payload(OutMessage(invitation_text(survey, lang), MessageKind.INFO), lang),
+        kind="invitation",
+        contact_id=contact.id,
+        conversation_id=None,
+        campaign_id=campaign.id,
+        not_before=not_before,
+    )
+    conv, _ = await runtime.service.start_conversation(
+        s,
+        contact,
+        route.channel,
+        route.address,
+        entry,
+        lang=contact.language,
+        now=now,
+        campaign_id=campaign.id,
+        kind="invitation",
+        not_before=not_before,
+    )
+    invitation.status = repo_campaigns.INVITED
+    invitation.channel = route.channel
+    invitation.conversation_id = conv.id
+    invitation.invited_at = now
+    return 1
+
+
+async def remind_task(runtime: Runtime, campaign_id: int, n: int) -> int:
+    """Send the n-th reminder to everyone invited who has not finished; returns how many."""
+    now = runtime.clock.now()
+    not_before = _allowed(runtime, now)
+    sent = 0
+    after = 0
+    while True:
+        async with runtime.db.transaction() as s:
+            campaign = await repo_campaigns.get(s, campaign_id, for_update=True)
+            if campaign is None or campaign.status not in (
+                repo_campaigns.RUNNING,
+                repo_campaigns.PAUSED,
+            ):
+                return sent
+            targets = await repo_campaigns.reminder_targets(
+                s, campaign_id, after, REMINDERS_PER_TRANSACTION
+            )
+            for invitation, conv in targets:
+                # A reminder task retried after a crash skips people it already reminded.
+                if invitation.reminders_sent < n:
+                    sent += await _remind(runtime, s, invitation, conv, now, not_before)
+            if campaign.status == repo_campaigns.PAUSED:
+                await repo_campaigns.hold_messages(s, campaign_id)
+        if len(targets) < REMINDERS_PER_TRANSACTION:
+            return sent
+        after = targets[-1][0].id
+
+
+async def _remind(
+    runtime: Runtime,
+    s: AsyncSession,
+    invitation: Invitation,
+    conv: Conversation,
+    now: datetime,
+    not_before: datetime,
+) -> int:
+    contact = await repo_contacts.get(s, invitation.contact_id)
+    address = await repo_contacts.address_on(s, invitation.contact_id, conv.channel)
+    if contact is None or address is None:
+        return 0
+    survey = await runtime.catalog.version(s, conv.survey_version_id)
+    state = ConversationState.from_json(conv.state)
+    lead = text("campaign_reminder", state.lang)
+    await repo_messages.enqueue(
+        s,
+        channel=conv.channel,
+        address=address.address,
+        body=lead,
+        payload=message_payload(OutMessage(lead, MessageKind.INFO), state.lang),
+        kind="reminder",
+        contact_id=contact.id,
+        conversation_id=conv.id,
+        campaign_id=invitation.campaign_id,
+        not_before=not_before,
+    )
+    step = engine.repeat(survey, state, now)
+    await runtime.service.apply_step(
+        s,
+        conv,
+        survey,
+        step,
+        contact,
+        conv.channel,
+        address.address,
+        now,
+        kind="reminder",
+        not_before=not_before,
+    )
+    invitation.reminders_sent = invitation.reminders_sent + 1
+    return 1
+
+
+def register(runtime: Runtime) -> None:
+    """Register the campaign task handlers on a runtime."""
+
+    def campaign_id(payload: Mapping[str, Any]) -> int:
+        return int(payload["campaign_id"])
+
+    async def start(payload: dict[str, Any]) -> None:
+        await start_task(runtime, campaign_id(payload))
+
+    async def invite(payload: dict[str, Any]) -> None:
+        await invite_task(runtime, campaign_id(payload))
+
+    async def remind(payload: dict[str, Any]) -> None:
+        await remind_task(runtime, campaign_id(payload), int(payload["n"]))
+
+    async def close(payload: dict[str, Any]) -> None:
+        try:
+            await close_campaign(runtime, campaign_id(payload))
+        except CampaignNotFound:
+            log.warning("campaign %s no longer exists; nothing to close", payload)
+
+    runtime.tasks.register(START_TASK, start)
+    runtime.tasks.register(INVITE_TASK, invite)
+    runtime.tasks.register(REMIND_TASK, remind)
+    runtime.tasks.register(CLOSE_TASK, close)
+
+
+def campaign_json(campaign: Campaign, counts: CampaignCounts | None = None) -> dict[str, Any]:
+    """A campaign as the staff API and the CLI show it."""
+    data: dict[str, Any] = {
+        "id": campaign.id,
+        "name": campaign.name,
+        "survey_id": campaign.survey_id,
+        "status": campaign.status,
+        "audience": campaign.audience,
+        "channels": list(campaign.channels),
+        "starts_at": campaign.starts_at.isoformat(),
+        "ends_at": campaign.ends_at.isoformat(),
+        "reminders": [format_duration(r) for r in campaign.reminders],
+        "participation": campaign.participation,
+        "feedback_delay": format_duration(campaign.feedback_delay),
+        "feedback_to": campaign.feedback_to,
+        "audience_size": campaign.audience_size,
+        "closed_at": campaign.closed_at.isoformat() if campaign.closed_at else None,
+    }
+    if counts is not None:
+        data["counts"] = {
+            "audience": counts.audience,
+            "pending": counts.pending,
+            "invited": counts.invited,
+            "delivered": counts.delivered,
+            "started": counts.started,
+            "completed": counts.completed,
+            "opted_out": counts.opted_out,
+            "failed": counts.failed,
+            "response_rate": counts.response_rate,
+        }
+    return data

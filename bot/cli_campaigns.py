@@ -1,0 +1,254 @@
+"""`brukardialog contacts import` and `brukardialog campaigns ...`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+from bot import campaigns
+from bot.campaigns import (
+    CampaignInvalid,
+    CampaignNotFound,
+    CampaignRequest,
+    CampaignStateError,
+    EmptyAudience,
+)
+from bot.contacts_import import ImportRefused, ImportReport, import_validated, validate_csv
+from bot.runtime import Runtime, open_runtime
+from storage.models import Campaign
+
+T = TypeVar("T")
+
+
+def _command_error(message: str) -> Exception:
+    from bot.cli import CommandError
+
+    return CommandError(message)
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _run(args: argparse.Namespace, work: Callable[[Runtime], Awaitable[T]]) -> T:
+    from bot.cli import _settings
+
+    settings = _settings(args)
+
+    async def main() -> T:
+        migrate = settings.database.url.startswith("sqlite")
+        async with open_runtime(settings, migrate=migrate, channels={}) as runtime:
+            campaigns.register(runtime)
+            return await work(runtime)
+
+    return asyncio.run(main())
+
+
+def _progress(stream: TextIO) -> Callable[[int, int], None] | None:
+    if not stream.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        stream.write(f"\rimporting {done}/{total}")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
+
+
+# -- contacts ------------------------------------------------------------------------------------
+
+
+def cmd_contacts_import(args: argparse.Namespace) -> int:
+    from bot.cli import _settings
+
+    path = Path(args.file)
+    tz = _settings(args).schedule.tz
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            validated = validate_csv(handle, today=datetime.now(tz).date())
+    except OSError as e:
+        raise _command_error(f"cannot read {path}: {e.strerror or e}") from None
+
+    async def work(runtime: Runtime) -> ImportReport:
+        return await import_validated(
+            runtime.db,
+            runtime.service.pseudonymizer,
+            validated,
+            skip_invalid=args.skip_invalid,
+            actor=_actor(),
+            source=path.name,
+            progress=_progress(sys.stderr),
+        )
+
+    try:
+        report = _run(args, work)
+    except ImportRefused as e:
+        for error in e.errors:
+            print(error, file=sys.stderr)
+        raise _command_error(
+            f"{len(e.errors)} invalid rows in {path}; nothing was imported "
+            "(fix them, or use --skip-invalid to import the valid rows)"
+        ) from None
+    for error in report.skipped:
+        print(f"skipped {error}", file=sys.stderr)
+    print(
+        f"imported {report.imported} contacts ({report.inserted} new, {report.updated} "
+        f"updated), skipped {len(report.skipped)} invalid rows"
+    )
+    return 0
+
+
+# -- campaigns -----------------------------------------------------------------------------------
+
+
+def _campaign_errors(func: Callable[[Runtime], Awaitable[T]]) -> Callable[[Runtime], Awaitable[T]]:
+    async def wrapped(runtime: Runtime) -> T:
+        try:
+            return await func(runtime)
+        except EmptyAudience as e:
+            raise _command_error(f"warning: {e}") from None
+        except CampaignInvalid as e:
+            raise _command_error(
+                "\n  ".join(("the campaign was not created:", *e.problems))
+            ) from None
+        except CampaignNotFound as e:
+            raise _command_error(f"no campaign with id {e.args[0]}") from None
+        except CampaignStateError as e:
+            raise _command_error(str(e)) from None
+
+    return wrapped
+
+
+def cmd_campaigns_create(args: argparse.Namespace) -> int:
+    request = CampaignRequest(
+        survey_id=args.survey,
+        audience=args.audience,
+        ends=args.ends,
+        name=args.name,
+        starts=args.starts,
+        reminders=args.reminders or "",
+        channels=args.channels or "",
+        participation=args.participation,
+        feedback_delay=args.feedback_delay,
+        feedback_to=args.feedback_to,
+    )
+
+    @_campaign_errors
+    async def work(runtime: Runtime) -> int:
+        campaign = await campaigns.create_campaign(runtime, request, actor=_actor())
+        return campaign.id
+
+    print(_run(args, work))
+    return 0
+
+
+def _format(data: dict[str, Any]) -> str:
+    lines = []
+    for key, value in data.items():
+        if key == "counts":
+            continue
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value) or "-"
+        lines.append(f"{key:15} {value if value is not None else '-'}")
+    counts = data.get("counts")
+    if counts:
+        for key, value in counts.items():
+            if key == "response_rate":
+                value = f"{value:.1%}" if value is not None else "-"
+            lines.append(f"{key:15} {value}")
+    return "\n".join(lines)
+
+
+def cmd_campaigns_list(args: argparse.Namespace) -> int:
+    async def work(runtime: Runtime) -> list[Any]:
+        return await campaigns.list_campaigns(runtime)
+
+    rows = _run(args, work)
+    if not rows:
+        print("no campaigns")
+    for c in rows:
+        print(f"{c.id:>5}  {c.status:9}  {c.survey_id:28}  {c.ends_at:%Y-%m-%d %H:%M}  {c.name}")
+    return 0
+
+
+def cmd_campaigns_show(args: argparse.Namespace) -> int:
+    @_campaign_errors
+    async def work(runtime: Runtime) -> str:
+        view = await campaigns.show_campaign(runtime, args.id)
+        return _format(campaigns.campaign_json(view.campaign, view.counts))
+
+    print(_run(args, work))
+    return 0
+
+
+def _action(name: str) -> Callable[[argparse.Namespace], int]:
+    actions: dict[str, Callable[..., Awaitable[Campaign]]] = {
+        "pause": campaigns.pause_campaign,
+        "resume": campaigns.resume_campaign,
+        "close": campaigns.close_campaign,
+    }
+
+    def cmd(args: argparse.Namespace) -> int:
+        @_campaign_errors
+        async def work(runtime: Runtime) -> str:
+            campaign = await actions[name](runtime, args.id, actor=_actor())
+            return str(campaign.status)
+
+        print(f"campaign {args.id}: {_run(args, work)}")
+        return 0
+
+    return cmd
+
+
+def add_commands(sub: Any) -> None:
+    """Add `contacts` and `campaigns` to the top-level subcommands."""
+    contacts = sub.add_parser("contacts", help="contact lists").add_subparsers(
+        dest="contacts", required=True
+    )
+    imp = contacts.add_parser("import", help="import or update contacts from a CSV file")
+    imp.add_argument("file", help="CSV with a header row (see bot/contacts_csv.py)")
+    imp.add_argument(
+        "--skip-invalid", action="store_true", help="import the valid rows, list the rest"
+    )
+    imp.set_defaults(func=cmd_contacts_import)
+
+    camp = sub.add_parser("campaigns", help="survey campaigns").add_subparsers(
+        dest="campaigns", required=True
+    )
+    create = camp.add_parser("create", help="send a survey to an audience; prints the new id")
+    create.add_argument("--survey", required=True, help="survey id")
+    create.add_argument(
+        "--audience", required=True, help="expression, e.g. \"target_group == 'missbruk'\""
+    )
+    create.add_argument("--name")
+    create.add_argument("--starts", help="ISO date/time (local time unless an offset is given)")
+    create.add_argument("--ends", required=True, help="ISO date/time; a date means its end")
+    create.add_argument("--reminders", help="offsets after the start, e.g. 2d,5d")
+    create.add_argument("--channels", help="in order of preference, e.g. sms,telegram,webchat")
+    create.add_argument("--participation", help="participation rung (default: the survey's)")
+    create.add_argument("--feedback-delay", help="after closing, e.g. 3d")
+    create.add_argument(
+        "--feedback-to", default="respondents", choices=("respondents", "invited", "none")
+    )
+    create.set_defaults(func=cmd_campaigns_create)
+    camp.add_parser("list", help="all campaigns").set_defaults(func=cmd_campaigns_list)
+    for name, helptext, func in (
+        ("show", "a campaign with live counts", cmd_campaigns_show),
+        ("pause", "hold a campaign's sending", _action("pause")),
+        ("resume", "continue a paused campaign", _action("resume")),
+        ("close", "close a campaign now", _action("close")),
+    ):
+        parser = camp.add_parser(name, help=helptext)
+        parser.add_argument("id", type=int)
+        parser.set_defaults(func=func)
