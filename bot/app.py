@@ -26,6 +26,7 @@ API_MAX_BODY = 16 * 1024 * 1024
 
 RUNTIME = web.AppKey("runtime", Runtime)
 
+
 def create_app(
     settings: Settings,
     *,

@@ -1,4 +1,4 @@
-"""How to reach a contact: the first of the wanted channels they have an address on and that runs."""
+"""How to reach a contact: the first wanted channel that runs and that they have an address on."""
 
 from __future__ import annotations
 

@@ -188,4 +188,3 @@ async def requeue(s: AsyncSession, key: str, due_at: datetime) -> bool:
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
-

@@ -72,7 +72,10 @@ class Harness:
 
     @property
     def runtime(self) -> Runtime:
-        return self.client.app[RUNTIME]  # type: ignore[index]
+        app = self.client.app
+        assert app is not None
+        runtime: Runtime = app[RUNTIME]
+        return runtime
 
     async def deliver(self) -> int:
         """Send everything due in the outbox (what the background dispatcher would do)."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.channels.base import OutboundMessage, SendError, SendResult
+from bot.channels.base import InboundMessage, OutboundMessage, SendError, SendResult, WebRequest
 from bot.clock import FixedClock
 from bot.config import DispatcherSettings
 from bot.dispatcher import ChannelLimits, Dispatcher, TokenBucket
@@ -35,10 +35,10 @@ class RecordingChannel:
     sent: list[tuple[float, OutboundMessage]] = field(default_factory=list)
     failures: list[SendError] = field(default_factory=list)
 
-    def verify(self, request: object) -> bool:
+    def verify(self, request: WebRequest) -> bool:
         return True
 
-    def parse(self, request: object) -> list[object]:
+    def parse(self, request: WebRequest) -> list[InboundMessage]:
         return []
 
     async def send(self, message: OutboundMessage) -> SendResult:

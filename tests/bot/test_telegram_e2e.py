@@ -59,7 +59,7 @@ def button_data(params: dict[str, Any]) -> list[str]:
 async def press(h: Harness, telegram: FakeTelegram, update_id: int, data: str) -> None:
     """Press a button under the last question the bot sent."""
     question = last_question(telegram)
-    message_id = telegram.calls_to("sendMessage")[-1] and _message_id(telegram, question)
+    message_id = _message_id(telegram, question)
     update = callback_update(
         update_id, CHAT, data, message_id, question["text"], callback_query_id=f"q{update_id}"
     )

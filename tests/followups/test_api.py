@@ -20,9 +20,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-async def client(
-    database_url: str, clock: FixedClock
-) -> AsyncIterator[TestClient[Any, Any]]:
+async def client(database_url: str, clock: FixedClock) -> AsyncIterator[TestClient[Any, Any]]:
     app = create_app(
         settings_for(database_url),
         clock=clock,
