@@ -34,12 +34,15 @@ def create_app(
     channels: dict[str, Channel] | None = None,
     background: bool = True,
     migrate: bool = False,
+    startup: bool | None = None,
 ) -> web.Application:
     """The service as an aiohttp application.
 
     `background` starts the outbox dispatcher and the due-task poller; tests turn it off and
-    drive them by hand. `migrate` upgrades the schema at startup (the embedded SQLite default)."""
+    drive them by hand. `migrate` upgrades the schema at startup (the embedded SQLite default).
+    `startup` (default: as `background`) loads the follow-up rules and plans periodic feedback."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
+    startup = background if startup is None else startup
     api = web.Application(client_max_size=API_MAX_BODY, middlewares=[error_middleware])
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -48,6 +51,8 @@ def create_app(
         ) as runtime:
             app[RUNTIME] = runtime
             api[RUNTIME] = runtime
+            if startup:
+                await features.start(runtime)
             if background:
                 await runtime.dispatcher.start()
                 await runtime.tasks.start()

@@ -15,27 +15,44 @@ if TYPE_CHECKING:
 def register(runtime: Runtime) -> None:
     """Task handlers of every feature, on a fresh runtime."""
     from bot import campaigns, followups
+    from bot.results import feedback
 
     campaigns.register(runtime)
     followups.register(runtime)
+    feedback.register(runtime)
+
+
+async def start(runtime: Runtime) -> None:
+    """What the service does once at startup: load the follow-up rules file, then plan this
+    period's feedback for the follow-up surveys those rules use."""
+    from bot import followups
+    from bot.results import feedback
+
+    await followups.load_rules(runtime)
+    await feedback.schedule_periodic(runtime)
 
 
 def add_api_routes(api: web.Application) -> None:
     """Staff API routes, mounted under /api/v1."""
-    from bot.api import campaigns, contacts, events
+    from bot.api import campaigns, contacts, events, results
 
     contacts.add_api_routes(api)
     campaigns.add_api_routes(api)
     events.add_api_routes(api)
+    results.add_api_routes(api)
 
 
 def add_public_routes(app: web.Application) -> None:
-    """Pages and APIs on the main app."""
+    """Pages and APIs on the main app: the public results page and the FLOIP results API."""
+    from bot.api import results
+
+    results.add_public_routes(app)
 
 
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     """Sub-commands of `brukardialog`."""
-    from bot import cli_campaigns, cli_events
+    from bot import cli_campaigns, cli_events, cli_results
 
     cli_campaigns.add_commands(sub)
     cli_events.add_commands(sub)
+    cli_results.add_commands(sub)

@@ -22,7 +22,7 @@ MAX_EVENTS_BODY = 4 * 1024 * 1024
 
 
 def add_api_routes(api: web.Application) -> None:
-    """Mount the routes on the /api/v1 sub-app, and load the rules file when it starts."""
+    """Mount the routes on the /api/v1 sub-app."""
     api.router.add_post("/events", post_events)
     api.router.add_get("/events/{event_id}", get_event)
     api.router.add_get("/followup-rules", list_rules)
@@ -30,11 +30,6 @@ def add_api_routes(api: web.Application) -> None:
     api.router.add_get("/followup-rules/{name}", get_rule)
     api.router.add_put("/followup-rules/{name}", put_rule)
     api.router.add_delete("/followup-rules/{name}", delete_rule)
-    api.on_startup.append(_load_rules)
-
-
-async def _load_rules(api: web.Application) -> None:
-    await followups.load_rules(api[RUNTIME])
 
 
 def _staff(request: web.Request) -> tuple[Runtime, str]:

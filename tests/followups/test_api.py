@@ -26,6 +26,7 @@ async def client(database_url: str, clock: FixedClock) -> AsyncIterator[TestClie
         clock=clock,
         channels={"webchat": WebChatChannel()},
         background=False,
+        startup=True,
     )
     test_client: TestClient[Any, Any] = TestClient(TestServer(app))
     await test_client.start_server()

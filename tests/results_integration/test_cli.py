@@ -1,0 +1,255 @@
+"""`brukardialog results show|export` and `brukardialog feedback ...` from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+
+import bot.cli
+from bot.cli_results import add_commands
+from bot.clock import FixedClock
+from storage import repo_audit
+from tests.conftest import run_in_thread
+from tests.results_integration.conftest import (
+    START,
+    Person,
+    make_campaign,
+    people,
+    results_runtime,
+    settings_for,
+)
+
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Cli:
+    settings = settings_for(database_url)
+    monkeypatch.delenv("BRUKARDIALOG_CONFIG", raising=False)
+    monkeypatch.setenv("BRUKARDIALOG__DATABASE__URL", database_url)
+    monkeypatch.setenv("BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY", settings.privacy.pseudonym_key)
+    monkeypatch.setenv("BRUKARDIALOG__SURVEYS__PATHS", str(settings.surveys.paths[0]))
+    monkeypatch.setenv("BRUKARDIALOG__SERVER__PUBLIC_URL", "https://enkat.example.se")
+    original = bot.cli.build_parser
+
+    def build_parser() -> argparse.ArgumentParser:
+        parser = original()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction) and "results" not in action.choices:
+                add_commands(action)
+        return parser
+
+    monkeypatch.setattr(bot.cli, "build_parser", build_parser)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = bot.cli.main(list(argv))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def campaigns(database_url: str) -> tuple[int, int, int]:
+    """An earlier closed campaign, a closed one and an open one."""
+
+    async def make() -> tuple[int, int, int]:
+        async with results_runtime(database_url, FixedClock(START)) as runtime:
+            before = [
+                Person(answers={"hjalp": "ja" if i < 5 else "nej", "bemotande": "bra"})
+                for i in range(10)
+            ]
+            earlier = await make_campaign(
+                runtime, before, closed_at=START.replace(year=2025), name="Hösten 2025"
+            )
+            now = [
+                Person(
+                    answers={"hjalp": "ja", "bemotande": "bra", "ovrigt": "ring 0701234567"},
+                    unit="norr" if i < 6 else "syd",
+                )
+                for i in range(10)
+            ]
+            closed = await make_campaign(runtime, [*now, *people(2, status="closed")])
+            running = await make_campaign(runtime, people(5), status="running")
+            return earlier, closed, running
+
+    return run_in_thread(make)
+
+
+def test_show_prints_tables_with_change_and_footnote(cli: Cli, database_url: str) -> None:
+    earlier, closed, _ = campaigns(database_url)
+    code, out, err = cli("results", "show", str(closed), "--breakdown", "unit")
+    assert code == 0, err
+    assert "Svarsfrekvens" in out and "83 %" in out  # 10 of 12
+    assert "Har du fått hjälp?" in out
+    assert f"Förändring mot kampanj {earlier}" in out
+    assert "50 % -> 100 % (+50)" in out
+    assert "== unit ==" in out
+    assert "k = 5" in out
+    assert "0701234567" not in out
+    code, out, _ = cli("results", "show", str(closed), "--lang", "en")
+    assert code == 0 and "Response rate" in out and "Have you been helped?" in out
+
+
+def test_show_marks_withheld_cells(cli: Cli, database_url: str) -> None:
+    async def make() -> int:
+        async with results_runtime(database_url, FixedClock(START)) as runtime:
+            persons = [Person(answers={"hjalp": "ja"}) for _ in range(7)]
+            persons.append(Person(answers={"hjalp": "nej"}))
+            return await make_campaign(runtime, persons)
+
+    campaign_id = run_in_thread(make)
+    code, out, _ = cli("results", "show", str(campaign_id))
+    assert code == 0
+    assert "–" in out and "– = visas inte" in out
+
+
+def test_export_formats(cli: Cli, database_url: str, tmp_path: Path) -> None:
+    _, closed, _ = campaigns(database_url)
+    code, out, err = cli(
+        "results", "export", str(closed), "--format", "csv", "--out", str(tmp_path / "a.csv")
+    )
+    assert code == 0, err
+    assert "10 respondents" in out
+    with (tmp_path / "a.csv").open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][0] == "respondent" and len(rows) == 1 + 10 * 3
+    assert any("[telefon]" in row[3] for row in rows[1:])
+
+    code, _, err = cli(
+        "results",
+        "export",
+        str(closed),
+        "--format",
+        "xlsx",
+        "--out",
+        str(tmp_path / "a.xlsx"),
+        "--breakdown",
+        "unit",
+    )
+    assert code == 0, err
+    workbook = load_workbook(tmp_path / "a.xlsx")
+    assert workbook.sheetnames == ["Sammanfattning", "Enhet", "Svar"]
+    assert workbook["Svar"].max_row == 1 + 10 * 3
+
+    folder = tmp_path / "package"
+    code, _, err = cli(
+        "results", "export", str(closed), "--format", "flow-results", "--out", str(folder)
+    )
+    assert code == 0, err
+    descriptor = json.loads((folder / "datapackage.json").read_text(encoding="utf-8"))
+    assert descriptor["profile"] == "flow-results-package"
+    assert descriptor["flow_results_specification_version"] == "1.0.0-rc1"
+    assert descriptor["id"] and descriptor["created"] and descriptor["modified"]
+    (resource,) = descriptor["resources"]
+    assert [f["name"] for f in resource["schema"]["fields"]][:2] == ["timestamp", "row_id"]
+    assert set(resource["schema"]["questions"]) == {"hjalp", "bemotande", "ovrigt"}
+    responses = json.loads((folder / resource["path"]).read_text(encoding="utf-8"))
+    assert len(responses) == 30
+
+    async def audited() -> list[tuple[str, str]]:
+        async with (
+            results_runtime(database_url, FixedClock(START)) as runtime,
+            runtime.db.transaction(read_only=True) as s,
+        ):
+            entries = await repo_audit.recent(s, action="results.export")
+        return [(e.details["format"], e.actor) for e in entries]
+
+    entries = run_in_thread(audited)
+    assert [fmt for fmt, _ in entries] == ["flow-results", "xlsx", "csv"]
+    assert all(actor.startswith("cli") for _, actor in entries)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("results", "show", "999"), "no campaign with id 999"),
+        (("results", "export", "999", "--format", "csv", "--out", "{tmp}/x.csv"), "no campaign"),
+        (
+            ("results", "export", "{closed}", "--format", "pdf", "--out", "{tmp}/x.pdf"),
+            "unknown format 'pdf'",
+        ),
+        (
+            ("results", "export", "{closed}", "--format", "csv", "--out", "{tmp}/no/such/x.csv"),
+            "does not exist",
+        ),
+        (("results", "export", "{closed}", "--format", "csv", "--out", "{tmp}"), "is a folder"),
+        (
+            ("results", "export", "{running}", "--format", "csv", "--out", "{tmp}/x.csv"),
+            "final when it closes",
+        ),
+        (("results", "show", "{closed}", "--breakdown", "shoe"), "unknown breakdown shoe"),
+        (("feedback", "set", "{closed}", "--text", "Hei", "--lang", "fi"), "no language 'fi'"),
+        (("feedback", "set", "{closed}"), "give --text"),
+        (("feedback", "hold", "999"), "no campaign with id 999"),
+    ],
+)
+def test_bad_input(
+    cli: Cli, database_url: str, tmp_path: Path, argv: tuple[str, ...], message: str
+) -> None:
+    _, closed, running = campaigns(database_url)
+    args = [a.format(tmp=tmp_path, closed=closed, running=running) for a in argv]
+    code, out, err = cli(*args)
+    assert code == 1, (out, err)
+    assert err.startswith("error: ") and message in err, err
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_unwritable_path(cli: Cli, database_url: str, tmp_path: Path) -> None:
+    _, closed, _ = campaigns(database_url)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    import os
+
+    if os.access(locked, os.W_OK):
+        pytest.skip("running as a user who can write anywhere")
+    code, _, err = cli(
+        "results", "export", str(closed), "--format", "csv", "--out", str(locked / "x.csv")
+    )
+    assert code == 1 and "permission denied" in err
+
+
+def test_partial_export_of_an_open_campaign(cli: Cli, database_url: str, tmp_path: Path) -> None:
+    _, _, running = campaigns(database_url)
+    code, out, err = cli(
+        "results",
+        "export",
+        str(running),
+        "--format",
+        "csv",
+        "--out",
+        str(tmp_path / "p.csv"),
+        "--partial",
+    )
+    assert code == 0, err
+    assert "preliminary" in out
+
+
+def test_feedback_commands(cli: Cli, database_url: str) -> None:
+    _, closed, _ = campaigns(database_url)
+    code, out, err = cli(
+        "feedback",
+        "set",
+        str(closed),
+        "--text",
+        "Vi ringer tillbaka inom en dag.",
+        "--plan-ref",
+        "Mål 3.2",
+    )
+    assert code == 0, err
+    assert "feedback text in sv" in out and "Mål 3.2" in out
+    code, out, _ = cli("feedback", "preview", str(closed))
+    assert code == 0
+    assert "--- sv: 10 recipients, SMS" in out
+    assert "Det här gör vi: Vi ringer tillbaka inom en dag. (Mål 3.2)" in out
+    assert f"https://enkat.example.se/results/{closed}" in out
+    assert "--- en: 0 recipients" in out and "--- ar: 0 recipients" in out
+    assert cli("feedback", "hold", str(closed))[1].strip().endswith("feedback held")
+    assert cli("feedback", "release", str(closed))[1].strip().endswith("feedback pending")

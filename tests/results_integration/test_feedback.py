@@ -1,0 +1,282 @@
+"""The feedback loop: after a campaign closes, the people who answered get the results, once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.clock import FixedClock
+from bot.results import feedback
+from bot.results.service import ResultsError
+from bot.runtime import Runtime
+from flows.segments import segment_info
+from storage import repo_tasks
+from storage.models import Campaign, Invitation
+from tests.results_integration.conftest import (
+    START,
+    Person,
+    contact_languages,
+    feedback_messages,
+    make_campaign,
+    people,
+)
+
+TEN_ANSWERED = [
+    *people(7, language="sv"),
+    *people(2, language="en"),
+    Person(language="ar"),
+]
+"""Ten completed: all said "ja" (10 of 10); 5 "bra" and 5 "daligt" (5 of 10)."""
+
+
+def ten_with_mixed_treatment() -> list[Person]:
+    out = []
+    for i, person in enumerate(TEN_ANSWERED):
+        treated = "bra" if i % 2 == 0 else "daligt"
+        out.append(Person(language=person.language, answers={"hjalp": "ja", "bemotande": treated}))
+    return out
+
+
+async def run_feedback(runtime: Runtime, clock: FixedClock, delay: timedelta) -> None:
+    clock.advance(delay)
+    await runtime.tasks.run_due()
+
+
+async def campaign_row(runtime: Runtime, campaign_id: int) -> Campaign:
+    async with runtime.db.transaction(read_only=True) as s:
+        campaign = await s.get(Campaign, campaign_id)
+        assert campaign is not None
+        return campaign
+
+
+async def test_respondents_get_results_once_in_their_language(
+    runtime: Runtime, clock: FixedClock
+) -> None:
+    persons = [
+        *ten_with_mixed_treatment(),
+        Person(status="opted_out", opted_out=True),
+        Person(status="closed"),
+        Person(status="completed", opted_out=True, language="sv"),
+    ]
+    campaign_id = await make_campaign(runtime, persons)
+    await feedback.set_feedback(
+        runtime,
+        campaign_id,
+        text={"sv": "Vi ska svara snabbare i telefon.", "en": "We will answer the phone faster."},
+        plan_ref="Mål 3.2",
+        actor="test",
+    )
+
+    await run_feedback(runtime, clock, timedelta(minutes=59))
+    assert await feedback_messages(runtime, campaign_id) == []
+
+    await run_feedback(runtime, clock, timedelta(minutes=1))
+    sent = await feedback_messages(runtime, campaign_id)
+    languages = await contact_languages(runtime)
+    # Ten completed and reachable; the one who completed but then opted out gets nothing.
+    assert len(sent) == 10
+    assert len({m.contact_id for m in sent}) == 10
+    by_lang: dict[str | None, list[str]] = {}
+    for message in sent:
+        assert message.channel == "webchat"
+        assert message.conversation_id is None
+        assert message.not_before == START + timedelta(hours=1)
+        by_lang.setdefault(languages[message.contact_id or 0], []).append(message.body or "")
+    assert {k: len(v) for k, v in by_lang.items()} == {"sv": 7, "en": 2, "ar": 1}
+    sv = by_lang["sv"][0]
+    assert sv.startswith("Hej från Testkommunen!")
+    assert "11 personer svarade" in sv  # the one who opted out afterwards answered too
+    assert '10 av 10 svarade "Ja" på "Har du fått hjälp?"' in sv
+    assert '5 av 10 svarade "Bra" på "Hur var bemötandet?"' in sv
+    assert "Det här gör vi: Vi ska svara snabbare i telefon. (Mål 3.2)" in sv
+    assert sv.endswith(f"https://enkat.example.se/results/{campaign_id}")
+    assert "socialtjänst" not in sv.lower()
+    assert "11 people answered" in by_lang["en"][0]
+    assert "We will answer the phone faster." in by_lang["en"][0]
+    assert "البلدية" in by_lang["ar"][0]
+    for bodies in by_lang.values():
+        assert segment_info(bodies[0]).segments <= 3
+
+    campaign = await campaign_row(runtime, campaign_id)
+    assert campaign.feedback_status == "sent"
+    async with runtime.db.transaction(read_only=True) as s:
+        flags = (
+            await s.execute(
+                select(Invitation.status, Invitation.feedback_sent).where(
+                    Invitation.campaign_id == campaign_id
+                )
+            )
+        ).all()
+    assert sorted(flags) == sorted(
+        [("completed", True)] * 10 + [("opted_out", False), ("closed", False), ("completed", False)]
+    )
+
+    # Re-running (a retry, a second process, a manual release) sends nothing new.
+    async with runtime.db.transaction() as s:
+        await repo_tasks.schedule(
+            s,
+            feedback.FEEDBACK_TASK,
+            f"campaign.feedback:{campaign_id}:again",
+            clock.now(),
+            {"campaign_id": campaign_id},
+        )
+    await runtime.tasks.run_due()
+    assert await feedback.run_campaign_feedback(runtime, campaign_id) == 0
+    async with runtime.db.transaction() as s:
+        (await s.get(Campaign, campaign_id)).feedback_status = "pending"  # type: ignore[union-attr]
+    assert await feedback.run_campaign_feedback(runtime, campaign_id) == 0
+    assert len(await feedback_messages(runtime, campaign_id)) == 10
+
+
+async def test_quiet_hours_hold_the_messages_until_morning(
+    runtime: Runtime, clock: FixedClock
+) -> None:
+    evening = START.replace(hour=18, minute=30)  # 19:30 in Stockholm; due 20:30, in quiet hours
+    clock.advance(evening - START)
+    campaign_id = await make_campaign(runtime, ten_with_mixed_treatment(), closed_at=evening)
+    await run_feedback(runtime, clock, timedelta(hours=1))
+    sent = await feedback_messages(runtime, campaign_id)
+    assert len(sent) == 10
+    morning = START.replace(day=3, hour=8)  # 09:00 in Stockholm the next day
+    assert {m.not_before for m in sent} == {morning}
+
+
+async def test_too_few_answers_show_no_figures(runtime: Runtime, clock: FixedClock) -> None:
+    campaign_id = await make_campaign(runtime, people(3))
+    await run_feedback(runtime, clock, timedelta(hours=1))
+    sent = await feedback_messages(runtime, campaign_id)
+    assert len(sent) == 3
+    body = sent[0].body or ""
+    assert "För få svarade för att vi ska kunna visa resultat." in body
+    assert "av 10" not in body and "3" not in body.split("https://")[0]
+
+
+async def test_headlines_withheld_when_their_cells_are_below_k(
+    runtime: Runtime, clock: FixedClock
+) -> None:
+    # 8 answered: "hjalp" 7 ja / 1 nej hides both cells (and so its share);
+    # "bemotande" all "bra" publishes 10 of 10.
+    persons = [Person(answers={"hjalp": "ja", "bemotande": "bra"}) for _ in range(7)]
+    persons.append(Person(answers={"hjalp": "nej", "bemotande": "bra"}))
+    campaign_id = await make_campaign(runtime, persons)
+    await run_feedback(runtime, clock, timedelta(hours=1))
+    body = (await feedback_messages(runtime, campaign_id))[0].body or ""
+    assert "8 personer svarade" in body
+    assert "Har du fått hjälp" not in body
+    assert '10 av 10 svarade "Bra"' in body
+
+
+async def test_everything_withheld_says_so(runtime: Runtime, clock: FixedClock) -> None:
+    persons = [Person(answers={"hjalp": "ja", "bemotande": "bra"}) for _ in range(6)]
+    persons.append(Person(answers={"hjalp": "nej", "bemotande": "daligt"}))
+    campaign_id = await make_campaign(runtime, persons)
+    await run_feedback(runtime, clock, timedelta(hours=1))
+    body = (await feedback_messages(runtime, campaign_id))[0].body or ""
+    assert "7 personer svarade" in body
+    assert "Resultaten bygger på för få svar för att visas." in body
+    assert "av 10" not in body
+
+
+async def test_hold_then_release(runtime: Runtime, clock: FixedClock) -> None:
+    campaign_id = await make_campaign(runtime, ten_with_mixed_treatment())
+    held = await feedback.hold(runtime, campaign_id, actor="test")
+    assert held.feedback_status == "held"
+    await run_feedback(runtime, clock, timedelta(hours=2))
+    assert await feedback_messages(runtime, campaign_id) == []
+    async with runtime.db.transaction(read_only=True) as s:
+        waiting = await repo_tasks.pending(s, kinds=[feedback.FEEDBACK_TASK])
+    assert [t.due_at for t in waiting] == [clock.now() + timedelta(days=1)]
+
+    released = await feedback.release(runtime, campaign_id, actor="test")
+    assert released.feedback_status == "pending"
+    await runtime.tasks.run_due()
+    assert len(await feedback_messages(runtime, campaign_id)) == 10
+    assert (await campaign_row(runtime, campaign_id)).feedback_status == "sent"
+    # The daily re-check of the hold finds nothing left to do.
+    await run_feedback(runtime, clock, timedelta(days=1))
+    assert len(await feedback_messages(runtime, campaign_id)) == 10
+    with pytest.raises(ResultsError, match="already sent"):
+        await feedback.hold(runtime, campaign_id, actor="test")
+
+
+@pytest.mark.parametrize(
+    ("feedback_to", "expected"),
+    [("respondents", 10), ("invited", 11), ("none", 0)],
+)
+async def test_feedback_to(
+    runtime: Runtime, clock: FixedClock, feedback_to: str, expected: int
+) -> None:
+    persons = [
+        *ten_with_mixed_treatment(),
+        Person(status="closed"),
+        Person(status="opted_out", opted_out=True),
+        Person(status="pending"),
+        Person(status="unreachable"),
+    ]
+    campaign_id = await make_campaign(runtime, persons, feedback_to=feedback_to)
+    await run_feedback(runtime, clock, timedelta(hours=1))
+    assert len(await feedback_messages(runtime, campaign_id)) == expected
+
+
+async def test_large_campaign_goes_in_batches(
+    runtime: Runtime, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(feedback, "BATCH", 4)
+    monkeypatch.setattr(feedback, "PER_RUN", 8)
+    campaign_id = await make_campaign(runtime, [*ten_with_mixed_treatment(), *people(9)])
+    clock.advance(timedelta(hours=1))
+    assert await feedback.run_campaign_feedback(runtime, campaign_id) == 8
+    assert (await campaign_row(runtime, campaign_id)).feedback_status == "sending"
+    await runtime.tasks.run_due()
+    assert len(await feedback_messages(runtime, campaign_id)) == 19
+    assert (await campaign_row(runtime, campaign_id)).feedback_status == "sent"
+
+
+async def test_preview_shows_each_language_with_segments(runtime: Runtime) -> None:
+    campaign_id = await make_campaign(runtime, ten_with_mixed_treatment())
+    await feedback.set_feedback(
+        runtime, campaign_id, text={"sv": "Vi ändrar öppettiderna."}, actor="test"
+    )
+    campaign, previews = await feedback.preview(runtime, campaign_id)
+    assert campaign.feedback_text == {"sv": "Vi ändrar öppettiderna."}
+    assert [(p.lang, p.recipients) for p in previews] == [("sv", 7), ("en", 2), ("ar", 1)]
+    sv = previews[0]
+    assert "Det här gör vi: Vi ändrar öppettiderna." in sv.text
+    assert sv.segments.encoding == "GSM-7" and sv.segments.segments <= 3
+    assert previews[2].segments.encoding == "UCS-2" and previews[2].segments.segments <= 3
+    assert await feedback_messages(runtime, campaign_id) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ({"fi": "Teemme"}, "no language 'fi'"),
+        ({"sv": "x" * 301}, "too long"),
+    ],
+)
+async def test_set_feedback_refuses(runtime: Runtime, text: dict[str, str], message: str) -> None:
+    campaign_id = await make_campaign(runtime, people(1))
+    with pytest.raises(ResultsError, match=message):
+        await feedback.set_feedback(runtime, campaign_id, text=text, actor="test")
+
+
+def test_compose_fits_three_segments_with_a_long_staff_text() -> None:
+    from bot.results.aggregate import Participation, ResponseRecord, compute
+    from flows.loader import load_paths
+    from tests.results_integration.conftest import SURVEYS
+
+    survey = load_paths([SURVEYS]).surveys[0]
+    records = [
+        ResponseRecord(f"r{i}", True, START.date(), {}, {"hjalp": "ja", "bemotande": "bra"})
+        for i in range(12)
+    ]
+    results = compute(survey, records, Participation(20, 12, 12, 0), k=5)
+    long_text = " ".join(["Vi kommer att förbättra bemötandet i alla våra verksamheter."] * 5)
+    for lang in ("sv", "en", "ar"):
+        message = compose = feedback.compose(
+            survey, results, lang, text=long_text, plan_ref="Mål 3.2", link="https://x.se/results/1"
+        )
+        assert segment_info(compose).segments <= 3, (lang, message)
+        assert message.endswith("https://x.se/results/1")

@@ -1,0 +1,294 @@
+"""Results over HTTP: the staff API, the FLOIP Flow Results API and the public results page."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from openpyxl import load_workbook
+
+from bot.app import RUNTIME, create_app
+from bot.channels.webchat import WebChatChannel
+from bot.clock import FixedClock
+from bot.results import feedback
+from bot.runtime import Runtime
+from storage import repo_audit
+from tests.results_integration.conftest import (
+    AUTH,
+    START,
+    K,
+    Person,
+    feedback_messages,
+    make_campaign,
+    people,
+    settings_for,
+    walk_figures,
+)
+
+Client = TestClient[Any, Any]
+SECRET = "ring mig på 070-123 45 67, hemligt svar"
+
+
+@pytest.fixture
+async def client(database_url: str, clock: FixedClock) -> AsyncIterator[Client]:
+    app = create_app(
+        settings_for(database_url),
+        clock=clock,
+        channels={"webchat": WebChatChannel()},
+        background=False,
+    )
+    test_client: Client = TestClient(TestServer(app))
+    await test_client.start_server()
+    try:
+        yield test_client
+    finally:
+        await test_client.close()
+
+
+def runtime_of(client: Client) -> Runtime:
+    runtime: Runtime = client.app[RUNTIME]
+    return runtime
+
+
+def answered(n: int, *, secret: bool = False) -> list[Person]:
+    out = []
+    for i in range(n):
+        answers: dict[str, Any] = {"hjalp": "ja", "bemotande": "bra" if i % 2 else "daligt"}
+        if secret and i == 0:
+            answers["ovrigt"] = SECRET
+        out.append(Person(answers=answers, unit="norr" if i < n // 2 else "syd"))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/campaigns/1/results"),
+        ("GET", "/api/v1/campaigns/1/results?format=csv"),
+        ("PUT", "/api/v1/campaigns/1/feedback"),
+        ("GET", "/flow-results/packages"),
+        ("GET", "/flow-results/packages/x"),
+        ("GET", "/flow-results/packages/x/responses"),
+    ],
+)
+async def test_staff_routes_need_a_token(client: Client, method: str, path: str) -> None:
+    response = await client.request(method, path)
+    assert response.status == 401
+    response = await client.request(method, path, headers={"Authorization": "Bearer wrong"})
+    assert response.status == 401
+
+
+async def test_results_json_and_downloads(client: Client) -> None:
+    runtime = runtime_of(client)
+    campaign_id = await make_campaign(runtime, answered(10, secret=True))
+    response = await client.get(
+        f"/api/v1/campaigns/{campaign_id}/results?breakdown=unit&lang=en", headers=AUTH
+    )
+    assert response.status == 200
+    data = await response.json()
+    assert data["final"] is True
+    assert data["results"]["participation"]["completed"] == {"value": 10, "suppressed": False}
+    assert data["results"]["breakdowns"][0]["dimension"] == "unit"
+    hjalp = next(q for q in data["results"]["questions"] if q["question_id"] == "hjalp")
+    assert hjalp["label"] == "Have you been helped?"
+    assert SECRET not in await response.text()
+
+    response = await client.get(f"/api/v1/campaigns/{campaign_id}/results?format=csv", headers=AUTH)
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/csv")
+    assert "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO((await response.read()).decode("utf-8-sig"))))
+    assert rows[0][:2] == ["respondent", "question_id"]
+    assert len(rows) == 1 + 10 * 2 + 1
+    assert any("[telefon]" in cell for row in rows for cell in row)
+
+    response = await client.get(
+        f"/api/v1/campaigns/{campaign_id}/results?format=xlsx&breakdown=unit", headers=AUTH
+    )
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("application/vnd.openxmlformats")
+    workbook = load_workbook(io.BytesIO(await response.read()))
+    assert len(workbook.sheetnames) == 3
+
+    async with runtime.db.transaction(read_only=True) as s:
+        audit = await repo_audit.recent(s, action="results.export")
+    assert [(a.details["format"], a.actor.startswith("api:")) for a in audit] == [
+        ("xlsx", True),
+        ("csv", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "message"),
+    [
+        ("?format=pdf", 400, "unknown format"),
+        ("?breakdown=shoe_size", 400, "unknown breakdown"),
+    ],
+)
+async def test_results_bad_requests(client: Client, query: str, status: int, message: str) -> None:
+    campaign_id = await make_campaign(runtime_of(client), answered(5))
+    response = await client.get(f"/api/v1/campaigns/{campaign_id}/results{query}", headers=AUTH)
+    assert response.status == status
+    assert message in (await response.json())["error"]
+
+
+async def test_open_campaign_downloads_need_partial(client: Client) -> None:
+    campaign_id = await make_campaign(runtime_of(client), answered(5), status="running")
+    path = f"/api/v1/campaigns/{campaign_id}/results"
+    assert (await client.get(path, headers=AUTH)).status == 200
+    response = await client.get(f"{path}?format=csv", headers=AUTH)
+    assert response.status == 409
+    assert (await client.get(f"{path}?format=csv&partial=1", headers=AUTH)).status == 200
+    assert (await client.get("/api/v1/campaigns/999/results", headers=AUTH)).status == 404
+
+
+async def test_put_feedback(client: Client) -> None:
+    campaign_id = await make_campaign(runtime_of(client), answered(10))
+    path = f"/api/v1/campaigns/{campaign_id}/feedback"
+    body = {"text": {"sv": "Vi gör om.", "en": "We redo."}, "plan_ref": "Mål 1", "hold": True}
+    response = await client.put(path, json=body, headers=AUTH)
+    assert response.status == 200
+    data = await response.json()
+    assert data["feedback_text"] == {"sv": "Vi gör om.", "en": "We redo."}
+    assert data["feedback_status"] == "held"
+    for bad in ({"text": "x"}, {"hold": "yes"}, {"colour": 1}, {"text": {"fi": "x"}}):
+        response = await client.put(path, json=bad, headers=AUTH)
+        assert response.status == 400, bad
+    response = await client.put("/api/v1/campaigns/999/feedback", json={}, headers=AUTH)
+    assert response.status == 404
+
+
+async def test_floip_packages_descriptor_and_paged_responses(client: Client) -> None:
+    runtime = runtime_of(client)
+    campaign_id = await make_campaign(runtime, answered(6, secret=True))
+    response = await client.get("/flow-results/packages", headers=AUTH)
+    assert response.status == 200
+    assert response.content_type == "application/vnd.api+json"
+    listing = await response.json()
+    assert len(listing["data"]) == 1
+    package_id = listing["data"][0]["id"]
+
+    response = await client.get(f"/flow-results/packages/{package_id}", headers=AUTH)
+    descriptor = (await response.json())["data"]["attributes"]
+    assert descriptor["profile"] == "flow-results-package"
+    assert descriptor["flow_results_specification_version"] == "1.0.0-rc1"
+    resource = descriptor["resources"][0]
+    assert resource["api-data-url"].endswith(f"/flow-results/packages/{package_id}/responses")
+    assert set(resource["schema"]["questions"]) == {"hjalp", "bemotande", "ovrigt"}
+
+    url = f"/flow-results/packages/{package_id}/responses"
+    seen: list[list[Any]] = []
+    params: dict[str, str] = {"page[size]": "5"}
+    while True:
+        response = await client.get(url, params=params, headers=AUTH)
+        assert response.status == 200
+        doc = await response.json()
+        seen.extend(doc["data"]["attributes"]["responses"])
+        next_link = doc["links"]["next"]
+        if next_link is None:
+            break
+        params = {"page[size]": "5", "page[afterCursor]": seen[-1][1]}
+    assert len(seen) == 6 * 2 + 1
+    assert [r[1] for r in seen] == sorted(r[1] for r in seen)
+    assert not any(SECRET in str(r) for r in seen)
+    # Back from the last page.
+    response = await client.get(
+        url, params={"page[size]": "5", "page[beforeCursor]": seen[10][1]}, headers=AUTH
+    )
+    assert [r[1] for r in (await response.json())["data"]["attributes"]["responses"]] == [
+        r[1] for r in seen[5:10]
+    ]
+    # Timestamps are the day answered; a start after it (exclusive) leaves nothing.
+    day = seen[0][0]
+    for start, expected in ((None, 13), (day, 0), ("2026-01-01T00:00:00+00:00", 13)):
+        query = {"page[size]": "100"}
+        if start:
+            query["filter[start-timestamp]"] = start
+        response = await client.get(url, params=query, headers=AUTH)
+        assert len((await response.json())["data"]["attributes"]["responses"]) == expected
+    response = await client.get(
+        url, params={"filter[end-timestamp]": "2026-01-01T00:00:00+00:00"}, headers=AUTH
+    )
+    assert (await response.json())["data"]["attributes"]["responses"] == []
+    for bad in (
+        {"page[size]": "0"},
+        {"filter[start-timestamp]": "yesterday"},
+        {"filter[start-timestamp]": "2026-01-01T00:00:00"},
+        {"page[afterCursor]": "a", "page[beforeCursor]": "b"},
+    ):
+        assert (await client.get(url, params=bad, headers=AUTH)).status == 400, bad
+    assert (await client.get("/flow-results/packages/nope", headers=AUTH)).status == 404
+    assert (await client.get("/flow-results/packages/nope/responses", headers=AUTH)).status == 404
+    async with runtime.db.transaction(read_only=True) as s:
+        assert await repo_audit.recent(s, action="results.floip_responses")
+    assert campaign_id
+
+
+async def test_public_page_for_a_closed_campaign(client: Client) -> None:
+    runtime = runtime_of(client)
+    campaign_id = await make_campaign(runtime, answered(10, secret=True))
+    await feedback.set_feedback(
+        runtime,
+        campaign_id,
+        text={"sv": "Vi förlänger öppettiderna.", "en": "We will open longer."},
+        plan_ref="Mål 3.2",
+        actor="test",
+    )
+    response = await client.get(f"/results/{campaign_id}")
+    assert response.status == 200
+    page = await response.text()
+    assert '<svg role="img"' in page and "<title" in page and "<desc" in page
+    assert "<table" in page
+    assert "Vi förlänger öppettiderna." in page and "Mål 3.2" in page
+    assert "Har du fått hjälp?" in page
+    assert "100 %" in page
+    assert SECRET not in page and "hemligt" not in page and "Något mer?" not in page
+    english = await (await client.get(f"/results/{campaign_id}?lang=en")).text()
+    assert 'lang="en"' in english and "We will open longer." in english
+    assert "Have you been helped?" in english
+
+
+@pytest.mark.parametrize("path", ["/results/999", "/results/abc", "/results/{open}"])
+async def test_public_page_404_for_open_or_unknown(client: Client, path: str) -> None:
+    open_id = await make_campaign(runtime_of(client), answered(10), status="running")
+    response = await client.get(path.format(open=open_id))
+    assert response.status == 404
+    assert "Resultaten visas när enkäten har avslutats" in await response.text()
+
+
+async def test_no_output_shows_a_group_below_k(client: Client, clock: FixedClock) -> None:
+    """3 answered with k=5: the API, the page and the message show nothing but "too few"."""
+    runtime = runtime_of(client)
+    persons = [Person(answers={"hjalp": "ja", "bemotande": "bra"}, unit="norr") for _ in range(3)]
+    campaign_id = await make_campaign(runtime, [*persons, *people(1, status="closed")])
+    response = await client.get(
+        f"/api/v1/campaigns/{campaign_id}/results?breakdown=unit,gender", headers=AUTH
+    )
+    data = await response.json()
+    figures = list(walk_figures(data["results"]))
+    assert figures
+    for figure in figures:
+        value = figure["value"]
+        assert value is None or value == 0 or (isinstance(value, int) and value >= K), figure
+        if isinstance(value, float):
+            raise AssertionError(f"a share was published: {figure}")
+
+    page = await (await client.get(f"/results/{campaign_id}")).text()
+    assert "För få svarade för att vi ska kunna visa resultat." in page
+    assert "<svg" not in page
+    for digit in ("3", "4"):
+        body_text = page.split("<main", 1)[1]
+        assert f">{digit}<" not in body_text
+
+    clock.advance(START.replace(hour=11) - clock.now())
+    await runtime.tasks.run_due()
+    messages = await feedback_messages(runtime, campaign_id)
+    assert len(messages) == 3
+    for message in messages:
+        body = message.body or ""
+        assert "För få svarade" in body
+        assert "3" not in body.replace(f"/results/{campaign_id}", "")
