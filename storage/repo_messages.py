@@ -358,6 +358,41 @@ async def outbound_after(
     return list(await s.scalars(stmt))
 
 
+async def chat_history(
+    s: AsyncSession,
+    channel: str,
+    address: str,
+    address_key: str,
+    after_id: int,
+    limit: int,
+) -> list[Message]:
+    """Both sides of a chat with id above `after_id`, oldest first: what was sent to `address`
+    (once sent) and what came from `address_key` (while its text is kept)."""
+    stmt = (
+        select(Message)
+        .where(
+            Message.channel == channel,
+            Message.id > after_id,
+            or_(
+                and_(
+                    Message.direction == OUT,
+                    Message.address == address,
+                    Message.status.in_(list(VISIBLE)),
+                ),
+                and_(
+                    Message.direction == IN,
+                    Message.address_key == address_key,
+                    Message.body.is_not(None),
+                    Message.body != "",
+                ),
+            ),
+        )
+        .order_by(Message.id)
+        .limit(limit)
+    )
+    return list(await s.scalars(stmt))
+
+
 async def for_conversation(s: AsyncSession, conversation_id: str) -> list[Message]:
     """Every message of a conversation, in order."""
     stmt = select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)

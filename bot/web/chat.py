@@ -12,6 +12,7 @@ from aiohttp import web
 from bot.channels.base import RequestRejected, WebRequest
 from flows.model import base_language, localize
 from storage import repo_contacts, repo_messages
+from storage.models import Contact
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -137,27 +138,39 @@ async def start(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/chat/{session.token}")
 
 
-async def _known_token(request: web.Request) -> str:
+async def _known_contact(request: web.Request) -> tuple[str, Contact]:
+    """The personal token in the URL and its contact; 404 for a token nobody has."""
     rt = runtime(request)
     token = request.match_info["token"]
     key = rt.service.pseudonymizer.address_key("webchat", token)
-    async with rt.db.transaction() as s:
+    async with rt.db.transaction(read_only=True) as s:
         contact = await repo_contacts.find_by_address(s, "webchat", key)
     if contact is None:
-        raise web.HTTPNotFound(text="unknown chat link")
-    return token
+        raise web.HTTPNotFound(
+            text='{"error": "unknown chat link"}', content_type="application/json"
+        )
+    return token, contact
+
+
+async def _known_token(request: web.Request) -> str:
+    return (await _known_contact(request))[0]
 
 
 async def chat_page(request: web.Request) -> web.Response:
     lang = page_language(request)
-    t = PAGE_TEXT[lang]
     try:
-        token = await _known_token(request)
+        token, contact = await _known_contact(request)
     except web.HTTPNotFound:
+        t = PAGE_TEXT[lang]
         body = f'<main class="index"><p>{escape(t["missing"])}</p><a href="/chat">/chat</a></main>'
         return web.Response(
             text=layout(lang, t["title"], body), content_type="text/html", status=404
         )
+    # The page speaks the language the person chose for the survey, not the browser's.
+    chosen = base_language(contact.language or "")
+    if "lang" not in request.query and chosen in PAGE_TEXT:
+        lang = chosen
+    t = PAGE_TEXT[lang]
     texts = json.dumps({code: PAGE_TEXT[code] for code in PAGE_TEXT}, ensure_ascii=False)
     body = (
         f'<main class="chat" data-token="{escape(token)}" data-texts="{escape(texts)}">'
@@ -178,8 +191,17 @@ async def chat_page(request: web.Request) -> web.Response:
 def message_json(row: Any) -> dict[str, Any]:
     payload = row.payload or {}
     lang = payload.get("lang") or "sv"
+    if row.direction == "in":
+        # The person's own message; the client id lets the page skip what it already shows.
+        return {
+            "id": row.id,
+            "who": "me",
+            "client_id": (row.provider_id or "").rpartition(":")[2],
+            "text": row.body or "",
+        }
     return {
         "id": row.id,
+        "who": "bot",
         "text": row.body or "",
         "lang": lang,
         "dir": "rtl" if base_language(lang) in RTL_LANGUAGES else "ltr",
@@ -192,8 +214,9 @@ def message_json(row: Any) -> dict[str, Any]:
 
 async def _messages_after(request: web.Request, token: str, after: int) -> list[dict[str, Any]]:
     rt = runtime(request)
-    async with rt.db.transaction() as s:
-        rows = await repo_messages.outbound_after(s, "webchat", token, after, 100)
+    key = rt.service.pseudonymizer.address_key("webchat", token)
+    async with rt.db.transaction(read_only=True) as s:
+        rows = await repo_messages.chat_history(s, "webchat", token, key, after, 100)
     return [message_json(r) for r in rows]
 
 

@@ -40,12 +40,17 @@ async def say(
     return await replies(h, token)
 
 
-async def replies(h: Harness, token: str, after: int = 0) -> list[dict[str, Any]]:
+async def history(h: Harness, token: str, after: int = 0) -> list[dict[str, Any]]:
+    """Both sides of the chat, as the page polls it."""
     await h.deliver()
     response = await h.client.get(f"/chat/{token}/messages", params={"after": str(after)})
     assert response.status == 200
     data = await response.json()
     return list(data["messages"])
+
+
+async def replies(h: Harness, token: str, after: int = 0) -> list[dict[str, Any]]:
+    return [m for m in await history(h, token, after) if m["who"] == "bot"]
 
 
 async def test_index_lists_the_shipped_surveys_in_the_chosen_language(harness: Harness) -> None:
@@ -168,3 +173,14 @@ async def test_healthz(harness: Harness) -> None:
     response = await harness.client.get("/healthz")
     assert response.status == 200
     assert (await response.json()) == {"database": "ok"}
+
+
+async def test_a_reloaded_page_shows_both_sides_and_the_chosen_language(harness: Harness) -> None:
+    token = await start_chat(harness, lang="ar")
+    await say(harness, token, "نعم", client_id="c1")
+    whole = await history(harness, token)
+    mine = [m for m in whole if m["who"] == "me"]
+    assert mine == [{"id": mine[0]["id"], "who": "me", "client_id": "c1", "text": "نعم"}]
+    assert [m["id"] for m in whole] == sorted(m["id"] for m in whole)
+    page = await harness.client.get(f"/chat/{token}", headers={"Accept-Language": "en-GB"})
+    assert 'lang="ar" dir="rtl"' in await page.text()

@@ -10,6 +10,7 @@
   var input = form.querySelector("textarea");
   var lastId = 0;
   var polling = false;
+  var shown = {};  // client ids of our own messages already on screen
 
   function newId() {
     var a = new Uint8Array(12);
@@ -50,6 +51,11 @@
     messages.forEach(function (m) {
       if (m.id <= lastId) return;
       lastId = m.id;
+      if (m.who === "me") {
+        // Our own earlier messages (after a reload); those sent from this page are already shown.
+        if (!shown[m.client_id] && m.text) bubble(m.text, "me");
+        return;
+      }
       var text = m.text;
       if (m.numbered && m.numbered.length && !(m.buttons && m.buttons.length)) {
         text += "\n" + m.numbered.map(function (n, i) { return (i + 1) + ". " + n; }).join("\n");
@@ -78,6 +84,7 @@
   function send(text, payload) {
     var body = { id: newId(), text: text || "" };
     if (payload) body.payload = payload;
+    shown[body.id] = true;
     bubble(text, "me");
     buttonsBox.innerHTML = "";
     var attempt = function (n) {
