@@ -59,9 +59,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, migrate=embedded)
     host, port = settings.server.host, settings.server.port
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
-    print(f"Brukardialog is running. Web chat: http://{shown}:{port}/chat", flush=True)
+    ready = f"Brukardialog is running. Web chat: http://{shown}:{port}/chat"
     try:
-        web.run_app(app, host=host, port=port, print=None, access_log=None)
+        # aiohttp calls `print` once the socket is bound, so the line never precedes a failure.
+        web.run_app(
+            app, host=host, port=port, print=lambda _: print(ready, flush=True), access_log=None
+        )
     except OSError as e:
         raise CommandError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     return 0
