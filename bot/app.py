@@ -123,51 +123,52 @@ def _channel(request: web.Request, name: str) -> Channel:
 
 
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+FORM = "application/x-www-form-urlencoded"
 
 
-async def twilio_inbound(request: web.Request) -> web.Response:
-    channel = _channel(request, "sms")
+async def verified_request(request: web.Request, channel: Channel, content_type: str) -> WebRequest:
+    """The provider's request once its signature or secret checks out; RequestRejected if not."""
+    req = await read_provider_request(request, content_type)
+    if not channel.verify(req):
+        raise RequestRejected(403, "invalid signature or secret")
+    return req
+
+
+async def receive(
+    request: web.Request, name: str, content_type: str, ok: web.Response
+) -> web.Response:
+    """A provider's inbound webhook: verify, parse, store every message (one transaction each),
+    and only then answer `ok`."""
+    channel = _channel(request, name)
     try:
-        req = await read_provider_request(request, "application/x-www-form-urlencoded")
-        if not channel.verify(req):
-            return web.Response(status=403, text="invalid signature")
-        messages = channel.parse(req)
+        messages = channel.parse(await verified_request(request, channel, content_type))
     except RequestRejected as e:
         return web.Response(status=e.status, text=e.reason)
     runtime = request.app[RUNTIME]
     for message in messages:
         await runtime.service.handle_inbound(message)
     runtime.dispatcher.wake()
-    return web.Response(text=TWIML_EMPTY, content_type="text/xml")
+    return ok
+
+
+async def twilio_inbound(request: web.Request) -> web.Response:
+    return await receive(
+        request, "sms", FORM, web.Response(text=TWIML_EMPTY, content_type="text/xml")
+    )
+
+
+async def telegram_inbound(request: web.Request) -> web.Response:
+    return await receive(request, "telegram", "application/json", web.Response(text="ok"))
 
 
 async def twilio_status(request: web.Request) -> web.Response:
     from bot.channels.twilio import TwilioChannel
 
     channel = _channel(request, "sms")
+    assert isinstance(channel, TwilioChannel)
     try:
-        req = await read_provider_request(request, "application/x-www-form-urlencoded")
-        if not channel.verify(req):
-            return web.Response(status=403, text="invalid signature")
-        assert isinstance(channel, TwilioChannel)
-        update = channel.parse_status(req)
+        update = channel.parse_status(await verified_request(request, channel, FORM))
     except RequestRejected as e:
         return web.Response(status=e.status, text=e.reason)
     await request.app[RUNTIME].service.handle_status(update)
     return web.Response(text=TWIML_EMPTY, content_type="text/xml")
-
-
-async def telegram_inbound(request: web.Request) -> web.Response:
-    channel = _channel(request, "telegram")
-    try:
-        req = await read_provider_request(request, "application/json")
-        if not channel.verify(req):
-            return web.Response(status=403, text="invalid secret token")
-        messages = channel.parse(req)
-    except RequestRejected as e:
-        return web.Response(status=e.status, text=e.reason)
-    runtime = request.app[RUNTIME]
-    for message in messages:
-        await runtime.service.handle_inbound(message)
-    runtime.dispatcher.wake()
-    return web.Response(text="ok")

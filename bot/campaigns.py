@@ -33,9 +33,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.bands import age_group_of, contact_length_of
 from bot.catalog import CatalogEntry
 from bot.reach import DEFAULT_ORDER, route_to
-from bot.service import age_group, contact_length_band, message_payload
+from bot.service import message_payload
 from bot.timewindows import next_allowed
 from flows import engine
 from flows.conversation import ConversationState, MessageKind, OutMessage
@@ -154,12 +155,12 @@ def audience_env(contact: AudienceContact, today: date) -> dict[str, object]:
     env["gender"] = contact.gender
     env["birth_year"] = contact.birth_year
     env["age"] = today.year - contact.birth_year if contact.birth_year is not None else None
-    env["age_group"] = contact.age_group or age_group(contact.birth_year, today)
+    env["age_group"] = contact.age_group or age_group_of(contact.birth_year, today)
     env["target_group"] = contact.target_group
     env["unit"] = contact.unit
     since = contact.contact_since
     env["contact_since"] = since.isoformat() if since is not None else None
-    env["contact_length"] = contact_length_band(since, today)
+    env["contact_length"] = contact_length_of(since, today)
     return env
 
 

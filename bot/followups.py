@@ -32,10 +32,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import flows
+from bot.bands import age_group_of
 from bot.contacts_csv import GENDERS, snake_case
 from bot.reach import DEFAULT_ORDER, route_to
 from bot.runtime import Runtime
-from bot.service import age_group
 from bot.timewindows import DailyWindow, next_allowed
 from flows.durations import format_duration, parse_duration
 from flows.expr import ExprError, compile_expr
@@ -879,7 +879,7 @@ def filter_env(event: CaseEvent, contact: Contact, tz: ZoneInfo) -> dict[str, ob
         language=contact.language,
         gender=contact.gender,
         birth_year=contact.birth_year,
-        age_group=contact.age_group or age_group(contact.birth_year, on),
+        age_group=contact.age_group or age_group_of(contact.birth_year, on),
         target_group=contact.target_group,
         unit=contact.unit,
         contact_since=contact.contact_since.isoformat() if contact.contact_since else None,

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.bands import age_group_of, contact_length_of
 from bot.catalog import CatalogEntry, SurveyCatalog
 from bot.channels.base import InboundMessage, StatusUpdate, clean_text
 from bot.clock import Clock
@@ -57,38 +58,14 @@ class WebChatSession:
     reply_ids: tuple[int, ...] = field(default=())
 
 
-def contact_length_band(since: date | None, on: date) -> str | None:
-    """Length of contact as the bands results are broken down by."""
-    if since is None:
-        return None
-    months = (on.year - since.year) * 12 + (on.month - since.month) - (on.day < since.day)
-    if months < 6:
-        return "<6m"
-    if months < 12:
-        return "6-12m"
-    if months < 36:
-        return "1-3y"
-    return ">3y"
-
-
-def age_group(birth_year: int | None, on: date) -> str | None:
-    if birth_year is None:
-        return None
-    age = on.year - birth_year
-    for limit, label in ((13, "6-12"), (18, "13-17"), (25, "18-24"), (45, "25-44"), (65, "45-64")):
-        if age < limit:
-            return label
-    return "65+"
-
-
 def respondent_attributes(contact: Contact, lang: str, on: date) -> dict[str, Any]:
     """What an anonymous respondent keeps of the contact: only what results are broken down by."""
     return {
         "gender": contact.gender,
         "target_group": contact.target_group,
         "unit": contact.unit,
-        "age_group": contact.age_group or age_group(contact.birth_year, on),
-        "contact_length": contact_length_band(contact.contact_since, on),
+        "age_group": contact.age_group or age_group_of(contact.birth_year, on),
+        "contact_length": contact_length_of(contact.contact_since, on),
         "language": lang,
     }
 

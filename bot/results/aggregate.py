@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import date
 from typing import Any, Final
 
+from bot.bands import age_band, contact_length_band
 from bot.results.redact import mask_pii
 from bot.results.suppress import publishable, suppress
 from flows.conversation import AnswerValue
@@ -135,26 +136,6 @@ class Participation:
     started: int
     completed: int
     opted_out: int
-
-
-def contact_length_band(since: date, on: date) -> str:
-    """The band of a contact that started on `since`, as of `on` (a future start counts as new)."""
-    months = (on.year - since.year) * 12 + (on.month - since.month) - (on.day < since.day)
-    if months < 6:
-        return "<6m"
-    if months < 12:
-        return "6-12m"
-    if months < 36:
-        return "1-3y"
-    return ">3y"
-
-
-def age_band(age: int) -> str:
-    """The age group results are broken down by (the same bands as contact attributes)."""
-    for limit, band in ((13, "6-12"), (18, "13-17"), (25, "18-24"), (45, "25-44"), (65, "45-64")):
-        if age < limit:
-            return band
-    return "65+"
 
 
 # --- Output ----------------------------------------------------------------------------------
