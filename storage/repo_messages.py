@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.db import dialect_insert, dialect_name
+from storage import claims
+from storage.db import dialect_insert
 from storage.models import Message, utcnow
 
 IN = "in"
@@ -159,35 +160,21 @@ async def claim(
 
     Oldest first. The rows are 'sending' with attempts counted; no concurrent claimer gets them
     until the lease expires."""
-    candidates = (
-        select(Message.id)
-        .where(_claimable(now, channel))
-        .order_by(Message.not_before, Message.id)
-        .limit(limit)
+    return await claims.claim(
+        s,
+        Message,
+        Message.id,
+        where=_claimable(now, channel),
+        order_by=(Message.not_before, Message.id),
+        limit=limit,
+        values={
+            "status": SENDING,
+            "claimed_by": worker,
+            "lease_until": now + timedelta(seconds=lease_seconds),
+            "attempts": Message.attempts + 1,
+        },
+        sort_key=lambda m: (m.not_before, m.id),
     )
-    if dialect_name(s) == "postgresql":
-        ids = list(await s.scalars(candidates.with_for_update(skip_locked=True)))
-        if not ids:
-            return []
-        target: Any = Message.id.in_(ids)
-    else:
-        # One statement: SQLite runs it under the database write lock, so it is atomic.
-        target = Message.id.in_(candidates.scalar_subquery())
-    stmt = (
-        update(Message)
-        .where(target)
-        .values(
-            status=SENDING,
-            claimed_by=worker,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            attempts=Message.attempts + 1,
-        )
-        .returning(Message)
-        .execution_options(populate_existing=True, synchronize_session=False)
-    )
-    rows = list(await s.scalars(stmt))
-    rows.sort(key=lambda m: (m.not_before, m.id))
-    return rows
 
 
 def _held_by(message_id: int, worker: str) -> ColumnElement[bool]:

@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.db import dialect_insert, dialect_name
+from storage import claims
+from storage.db import dialect_insert
 from storage.models import DueTask, utcnow
 
 PENDING = "pending"
@@ -104,35 +105,21 @@ async def claim_due(
     """Lease up to `limit` due tasks (and ones whose lease ran out) to `worker`, earliest first.
 
     No concurrent claimer gets the same task until its lease expires."""
-    candidates = (
-        select(DueTask.id)
-        .where(_claimable(now, kinds))
-        .order_by(DueTask.due_at, DueTask.id)
-        .limit(limit)
+    return await claims.claim(
+        s,
+        DueTask,
+        DueTask.id,
+        where=_claimable(now, kinds),
+        order_by=(DueTask.due_at, DueTask.id),
+        limit=limit,
+        values={
+            "status": RUNNING,
+            "claimed_by": worker,
+            "lease_until": now + timedelta(seconds=lease_seconds),
+            "attempts": DueTask.attempts + 1,
+        },
+        sort_key=lambda t: (t.due_at, t.id),
     )
-    if dialect_name(s) == "postgresql":
-        ids = list(await s.scalars(candidates.with_for_update(skip_locked=True)))
-        if not ids:
-            return []
-        target: Any = DueTask.id.in_(ids)
-    else:
-        # One statement: SQLite runs it under the database write lock, so it is atomic.
-        target = DueTask.id.in_(candidates.scalar_subquery())
-    stmt = (
-        update(DueTask)
-        .where(target)
-        .values(
-            status=RUNNING,
-            claimed_by=worker,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            attempts=DueTask.attempts + 1,
-        )
-        .returning(DueTask)
-        .execution_options(populate_existing=True, synchronize_session=False)
-    )
-    tasks = list(await s.scalars(stmt))
-    tasks.sort(key=lambda t: (t.due_at, t.id))
-    return tasks
 
 
 def _held_by(task_id: int, worker: str) -> ColumnElement[bool]:
