@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from bot.config import ConfigError, Settings, load_settings
 
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
 log = logging.getLogger("brukardialog")
+T = TypeVar("T")
 
 
 class CommandError(Exception):
@@ -24,6 +29,41 @@ class CommandError(Exception):
 def _settings(args: argparse.Namespace) -> Settings:
     path = args.config or os.environ.get("BRUKARDIALOG_CONFIG")
     return load_settings(Path(path) if path else None, os.environ)
+
+
+def cli_actor() -> str:
+    """Who ran a command, for the audit log."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def run_with_runtime(
+    args: argparse.Namespace | Settings,
+    work: Callable[[Runtime], Awaitable[T]],
+    *,
+    errors: tuple[type[Exception], ...] = (),
+) -> T:
+    """Run `work` on a runtime for the length of one command (the embedded SQLite database is
+    migrated first). A database that cannot be reached, and any of `errors`, become a
+    CommandError with their message."""
+    from bot.runtime import open_runtime
+    from storage.db import DatabaseUnavailable
+
+    settings = args if isinstance(args, Settings) else _settings(args)
+
+    async def main() -> T:
+        migrate = settings.database.url.startswith("sqlite")
+        # Commands only store work for the service; sending is the service's, so no channels.
+        async with open_runtime(settings, migrate=migrate, channels={}) as runtime:
+            return await work(runtime)
+
+    caught: tuple[type[Exception], ...] = (DatabaseUnavailable, *errors)
+    try:
+        return asyncio.run(main())
+    except caught as e:
+        raise CommandError(str(e)) from None
 
 
 def _setup_logging(verbose: bool = False) -> None:

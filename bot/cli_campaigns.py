@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -19,38 +17,16 @@ from bot.campaigns import (
     CampaignStateError,
     EmptyAudience,
 )
+from bot.cli import CommandError, cli_actor, run_with_runtime
 from bot.contacts_import import ImportRefused, ImportReport, import_validated, validate_csv
-from bot.runtime import Runtime, open_runtime
+from bot.runtime import Runtime
 from storage.models import Campaign
 
 T = TypeVar("T")
 
 
-def _command_error(message: str) -> Exception:
-    from bot.cli import CommandError
-
-    return CommandError(message)
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
 def _run(args: argparse.Namespace, work: Callable[[Runtime], Awaitable[T]]) -> T:
-    from bot.cli import _settings
-
-    settings = _settings(args)
-
-    async def main() -> T:
-        migrate = settings.database.url.startswith("sqlite")
-        async with open_runtime(settings, migrate=migrate, channels={}) as runtime:
-            campaigns.register(runtime)
-            return await work(runtime)
-
-    return asyncio.run(main())
+    return run_with_runtime(args, work)
 
 
 def _progress(stream: TextIO) -> Callable[[int, int], None] | None:
@@ -78,7 +54,7 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
         with path.open(encoding="utf-8", newline="") as handle:
             validated = validate_csv(handle, today=datetime.now(tz).date())
     except OSError as e:
-        raise _command_error(f"cannot read {path}: {e.strerror or e}") from None
+        raise CommandError(f"cannot read {path}: {e.strerror or e}") from None
 
     async def work(runtime: Runtime) -> ImportReport:
         return await import_validated(
@@ -86,7 +62,7 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
             runtime.service.pseudonymizer,
             validated,
             skip_invalid=args.skip_invalid,
-            actor=_actor(),
+            actor=cli_actor(),
             source=path.name,
             progress=_progress(sys.stderr),
         )
@@ -96,7 +72,7 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
     except ImportRefused as e:
         for error in e.errors:
             print(error, file=sys.stderr)
-        raise _command_error(
+        raise CommandError(
             f"{len(e.errors)} invalid rows in {path}; nothing was imported "
             "(fix them, or use --skip-invalid to import the valid rows)"
         ) from None
@@ -117,15 +93,15 @@ def _campaign_errors(func: Callable[[Runtime], Awaitable[T]]) -> Callable[[Runti
         try:
             return await func(runtime)
         except EmptyAudience as e:
-            raise _command_error(f"warning: {e}") from None
+            raise CommandError(f"warning: {e}") from None
         except CampaignInvalid as e:
-            raise _command_error(
+            raise CommandError(
                 "\n  ".join(("the campaign was not created:", *e.problems))
             ) from None
         except CampaignNotFound as e:
-            raise _command_error(f"no campaign with id {e.args[0]}") from None
+            raise CommandError(f"no campaign with id {e.args[0]}") from None
         except CampaignStateError as e:
-            raise _command_error(str(e)) from None
+            raise CommandError(str(e)) from None
 
     return wrapped
 
@@ -146,7 +122,7 @@ def cmd_campaigns_create(args: argparse.Namespace) -> int:
 
     @_campaign_errors
     async def work(runtime: Runtime) -> int:
-        campaign = await campaigns.create_campaign(runtime, request, actor=_actor())
+        campaign = await campaigns.create_campaign(runtime, request, actor=cli_actor())
         return campaign.id
 
     print(_run(args, work))
@@ -202,7 +178,7 @@ def _action(name: str) -> Callable[[argparse.Namespace], int]:
     def cmd(args: argparse.Namespace) -> int:
         @_campaign_errors
         async def work(runtime: Runtime) -> str:
-            campaign = await actions[name](runtime, args.id, actor=_actor())
+            campaign = await actions[name](runtime, args.id, actor=cli_actor())
             return str(campaign.status)
 
         print(f"campaign {args.id}: {_run(args, work)}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -11,13 +10,16 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from bot import followups
-from bot.cli import CommandError, _settings
+from bot.cli import CommandError, _settings, run_with_runtime
 from bot.config import Settings
-from bot.runtime import Runtime, open_runtime
+from bot.runtime import Runtime
 from storage import repo_events
-from storage.db import DatabaseUnavailable
 
 T = TypeVar("T")
+
+
+def _run(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
+    return run_with_runtime(settings, work)
 
 
 def add_commands(sub: Any) -> None:
@@ -44,18 +46,6 @@ def add_commands(sub: Any) -> None:
         "path", nargs="?", type=Path, help=f"rules file (default: {followups.RULES_FILE})"
     )
     check.set_defaults(func=cmd_rules_check)
-
-
-def _run(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
-    async def main() -> T:
-        migrate = settings.database.url.startswith("sqlite")
-        async with open_runtime(settings, migrate=migrate) as runtime:
-            return await work(runtime)
-
-    try:
-        return asyncio.run(main())
-    except DatabaseUnavailable as e:
-        raise CommandError(str(e)) from None
 
 
 def _local(when: datetime, tz: ZoneInfo) -> str:

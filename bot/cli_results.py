@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.cli import CommandError, cli_actor, run_with_runtime
 from bot.results import feedback
 from bot.results.aggregate import Figure, QuestionFigures, Results
 from bot.results.export_xlsx import SUPPRESSED_MARK
@@ -20,7 +19,7 @@ from bot.results.service import (
     export_campaign,
     parse_breakdowns,
 )
-from bot.runtime import Runtime, open_runtime
+from bot.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -68,33 +67,8 @@ _LABELS = {
 }
 
 
-def _command_error(message: str) -> Exception:
-    from bot.cli import CommandError
-
-    return CommandError(message)
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
 def _run(args: argparse.Namespace, work: Callable[[Runtime], Awaitable[T]]) -> T:
-    from bot.cli import _settings
-
-    settings = _settings(args)
-
-    async def main() -> T:
-        migrate = settings.database.url.startswith("sqlite")
-        async with open_runtime(settings, migrate=migrate, channels={}) as runtime:
-            try:
-                return await work(runtime)
-            except ResultsError as e:
-                raise _command_error(str(e)) from None
-
-    return asyncio.run(main())
+    return run_with_runtime(args, work, errors=(ResultsError,))
 
 
 # -- formatting -------------------------------------------------------------------------------
@@ -209,7 +183,7 @@ def _breakdowns(args: argparse.Namespace) -> tuple[str, ...]:
     try:
         return parse_breakdowns(args.breakdown)
     except ResultsError as e:
-        raise _command_error(str(e)) from None
+        raise CommandError(str(e)) from None
 
 
 def cmd_results_show(args: argparse.Namespace) -> int:
@@ -225,7 +199,7 @@ def cmd_results_show(args: argparse.Namespace) -> int:
 
 def cmd_results_export(args: argparse.Namespace) -> int:
     if args.format not in FORMATS:
-        raise _command_error(f"unknown format {args.format!r} (use {', '.join(FORMATS)})")
+        raise CommandError(f"unknown format {args.format!r} (use {', '.join(FORMATS)})")
     breakdowns = _breakdowns(args)
     out = Path(args.out)
 
@@ -235,7 +209,7 @@ def cmd_results_export(args: argparse.Namespace) -> int:
             args.id,
             args.format,
             out,
-            actor=_actor(),
+            actor=cli_actor(),
             lang=args.lang,
             breakdowns=breakdowns,
             partial=args.partial,
@@ -249,7 +223,7 @@ def cmd_results_export(args: argparse.Namespace) -> int:
 
 def cmd_feedback_set(args: argparse.Namespace) -> int:
     if args.text is None and args.plan_ref is None:
-        raise _command_error("give --text and/or --plan-ref")
+        raise CommandError("give --text and/or --plan-ref")
 
     async def work(runtime: Runtime) -> str:
         campaign = await feedback.set_feedback(
@@ -257,7 +231,7 @@ def cmd_feedback_set(args: argparse.Namespace) -> int:
             args.id,
             text={args.lang: args.text} if args.text is not None else None,
             plan_ref=args.plan_ref,
-            actor=_actor(),
+            actor=cli_actor(),
         )
         langs = ", ".join(sorted(campaign.feedback_text or {})) or "none"
         return f"campaign {campaign.id}: feedback text in {langs}; plan: {campaign.plan_ref or '-'}"
@@ -294,7 +268,7 @@ def _hold_action(held: bool) -> Callable[[argparse.Namespace], int]:
     def cmd(args: argparse.Namespace) -> int:
         async def work(runtime: Runtime) -> str:
             action = feedback.hold if held else feedback.release
-            campaign = await action(runtime, args.id, actor=_actor())
+            campaign = await action(runtime, args.id, actor=cli_actor())
             return f"campaign {campaign.id}: feedback {campaign.feedback_status}"
 
         print(_run(args, work))
