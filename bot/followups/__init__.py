@@ -1,0 +1,117 @@
+"""Case events trigger follow-up surveys: "14 days after an insats ended, inside 10-18, ask".
+
+A case system reports events (`insats_ended`, `utredning_closed`, ...) for a person by their
+`external_ref`. Each enabled rule for that event type whose filter matches plans one `Followup`
+with `due_at = next_allowed(occurred_at + delay)` and one due task `followup.send:<id>`.
+When the task runs, everything is checked again at that moment — the event still stands, the
+rule is on, the person has not opted out or been surveyed lately, the follow-up has not expired,
+the local time is inside the delivery window — and the survey is started on the first channel
+that reaches the person. A follow-up that came due while the service was down is still sent
+when it comes back, as long as it has not expired (RapidPro drops such fires; we do not).
+"""
+
+from __future__ import annotations
+
+from bot.followups.events import (
+    CONTACT_KEYS,
+    CONTACT_TEXT_LIMITS,
+    CSV_ATTR_PREFIX,
+    CSV_CONTACT_COLUMNS,
+    CSV_EVENT_COLUMNS,
+    EVENT_KEYS,
+    MAX_ATTRIBUTES,
+    MAX_BATCH,
+    MAX_ID_LENGTH,
+    MAX_TEXT_LENGTH,
+    ContactDetails,
+    CsvEvents,
+    EventInput,
+    duplicate_event_ids,
+    parse_contact,
+    parse_event,
+    parse_events_csv,
+    parse_time,
+)
+from bot.followups.rules import (
+    CHANNELS,
+    MAX_DELAY,
+    MAX_EXPIRES_AFTER,
+    MAX_FATIGUE_DAYS,
+    RULE_KEYS,
+    RULES_FILE,
+    RulesFile,
+    known_surveys,
+    load_rules,
+    parse_rule,
+    read_rules_file,
+    rule_json,
+)
+from bot.followups.scheduling import (
+    BUSY_MIN_RETRY,
+    BUSY_RETRY,
+    SEND_TASK,
+    EventOutcome,
+    EventReport,
+    EventsRefused,
+    FollowupInfo,
+    Problem,
+    allowed_at,
+    due_time,
+    event_report,
+    filter_env,
+    ingest_events,
+    register,
+    rule_matches,
+    send_followup,
+    task_key,
+)
+
+__all__ = [
+    "BUSY_MIN_RETRY",
+    "BUSY_RETRY",
+    "CHANNELS",
+    "CONTACT_KEYS",
+    "CONTACT_TEXT_LIMITS",
+    "CSV_ATTR_PREFIX",
+    "CSV_CONTACT_COLUMNS",
+    "CSV_EVENT_COLUMNS",
+    "EVENT_KEYS",
+    "MAX_ATTRIBUTES",
+    "MAX_BATCH",
+    "MAX_DELAY",
+    "MAX_EXPIRES_AFTER",
+    "MAX_FATIGUE_DAYS",
+    "MAX_ID_LENGTH",
+    "MAX_TEXT_LENGTH",
+    "RULES_FILE",
+    "RULE_KEYS",
+    "SEND_TASK",
+    "ContactDetails",
+    "CsvEvents",
+    "EventInput",
+    "EventOutcome",
+    "EventReport",
+    "EventsRefused",
+    "FollowupInfo",
+    "Problem",
+    "RulesFile",
+    "allowed_at",
+    "due_time",
+    "duplicate_event_ids",
+    "event_report",
+    "filter_env",
+    "ingest_events",
+    "known_surveys",
+    "load_rules",
+    "parse_contact",
+    "parse_event",
+    "parse_events_csv",
+    "parse_rule",
+    "parse_time",
+    "read_rules_file",
+    "register",
+    "rule_json",
+    "rule_matches",
+    "send_followup",
+    "task_key",
+]
