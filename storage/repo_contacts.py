@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.db import dialect_insert
 from storage.models import Contact, ContactAddress, utcnow
 
-IMPORT_CHUNK = 1000
+IMPORT_CHUNK = 5000
 """Rows per INSERT in bulk imports: well under both databases' bound-parameter limits."""
 
 IMPORTED_FIELDS = (
