@@ -28,8 +28,6 @@ from sqlalchemy.pool import StaticPool
 
 log = logging.getLogger(__name__)
 
-SQLITE_CACHE_KIB = 65536
-"""Page cache per SQLite connection; only filled as far as it is used."""
 BUSY_TIMEOUT_MS = 5000
 _READ_ONLY = "brukardialog_read_only"
 """Execution option: this connection's transactions only read (SQLite: plain deferred BEGIN)."""
@@ -92,9 +90,6 @@ def make_engine(url: str | URL, *, sqlite_foreign_keys: bool = True, **kwargs: A
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cursor.execute(f"PRAGMA foreign_keys={foreign_keys}")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            # Address keys are HMACs, so index inserts land on random pages: a bigger page
-            # cache keeps large imports from slowing down as the tables grow.
-            cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         finally:
             cursor.close()
 
