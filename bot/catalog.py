@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flows.answers import normalize
 from flows.loader import (
     LoadResult,
     checksum,
@@ -47,11 +48,12 @@ class SurveyCatalog:
         return self._latest.get(survey_id)
 
     def by_keyword(self, text: str) -> CatalogEntry | None:
-        word = text.strip().upper()
+        """The survey a message that is only its keyword starts (case and diacritics ignored)."""
+        word = normalize(text)
         if not word:
             return None
         for entry in self._latest.values():
-            if word in (k.upper() for k in entry.survey.keywords):
+            if word in (normalize(k) for k in entry.survey.keywords):
                 return entry
         return None
 

@@ -22,6 +22,7 @@ from bot.channels.base import InboundMessage, StatusUpdate, clean_text
 from bot.clock import Clock
 from bot.privacy import Pseudonymizer
 from flows import engine
+from flows.answers import normalize
 from flows.conversation import (
     ConversationState,
     EventKind,
@@ -518,7 +519,9 @@ class _Turn:
         return catalog.by_keyword(self.msg.text)
 
     def _keyword_language(self, entry: CatalogEntry) -> str:
-        return entry.survey.default_language
+        """A newcomer's language: the language of the keyword they sent, else the survey's first."""
+        survey = entry.survey
+        return survey.keyword_languages.get(normalize(self.msg.text), survey.default_language)
 
     def _lang(self) -> str:
         return (self.contact.language if self.contact else None) or "sv"

@@ -517,7 +517,7 @@ class _SurveyBuilder:
 
         anonymous = self._typed(data, "anonymous", top("anonymous"), "anonymous", bool)
         participation = self._participation(data, top("participation"))
-        keywords = self._keywords(data, top("keywords"))
+        keywords, keyword_languages = self._keywords(data, top("keywords"), languages)
         expires_after = self._duration(data, "expires_after", top("expires_after"))
         max_retries = self._typed(data, "max_retries", top("max_retries"), "max_retries", int)
         if max_retries is not None and not 0 <= max_retries <= 10:
@@ -537,6 +537,7 @@ class _SurveyBuilder:
             anonymous=True if anonymous is None else anonymous,
             participation=participation or Participation.KONSULTATION,
             keywords=keywords,
+            keyword_languages=keyword_languages,
             expires_after=7 * 24 * 3600 if expires_after is None else expires_after,
             max_retries=2 if max_retries is None else max_retries,
             sender=texts.get("sender") or {},
@@ -574,8 +575,25 @@ class _SurveyBuilder:
             self.problem(line, f"unknown participation '{value}' (use one of: {choices})")
             return None
 
-    def _keywords(self, data: Mapping[str, Any], line: int) -> tuple[str, ...]:
-        words = self._id_list(data, "keywords", line, "keywords")
+    def _keywords(
+        self, data: Mapping[str, Any], line: int, languages: Sequence[str]
+    ) -> tuple[tuple[str, ...], dict[str, str]]:
+        """`keywords` as a list (any language), or a table of lists per language, so the word a
+        newcomer sends also tells which language to answer in."""
+        value = data.get("keywords", [])
+        by_language: dict[str, str] = {}
+        if isinstance(value, Mapping):
+            words_list: list[str] = []
+            for lang, listed in value.items():
+                if lang not in languages:
+                    self.problem(line, f"keywords: '{lang}' is not one of the survey's languages")
+                    continue
+                for word in self._id_list(value, lang, line, f"keywords.{lang}"):
+                    words_list.append(word)
+                    by_language.setdefault(normalize(word), lang)
+            words = tuple(words_list)
+        else:
+            words = self._id_list(data, "keywords", line, "keywords")
         for word in words:
             if not KEYWORD.fullmatch(word):
                 self.problem(line, f"keyword '{word}' must be one word of 2 to 30 characters")
@@ -586,7 +604,7 @@ class _SurveyBuilder:
         folded = [normalize(w) for w in words]
         for word in sorted({w for w in folded if folded.count(w) > 1}):
             self.problem(line, f"keyword '{word}' is listed twice")
-        return words
+        return words, by_language
 
     def _duration(self, data: Mapping[str, Any], key: str, line: int) -> int | None:
         value = self._typed(data, key, line, key, str)

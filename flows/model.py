@@ -103,6 +103,8 @@ class Survey:
     anonymous: bool = True
     participation: Participation = Participation.KONSULTATION
     keywords: tuple[str, ...] = ()
+    keyword_languages: Mapping[str, str] = field(default_factory=dict)
+    """Normalised keyword -> the language it is in, for keywords given per language."""
     expires_after: int = 7 * 24 * 3600
     """Seconds of silence after which an unfinished conversation expires."""
     max_retries: int = 2

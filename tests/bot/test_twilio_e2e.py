@@ -255,3 +255,20 @@ async def test_unsubscribed_recipient_opts_the_contact_out(
     assert out[0].status == "failed" and out[0].error
     assert all(m.status in ("failed", "cancelled") for m in out)
     assert len(twilio.sends) == 1, "after the first 21610 nothing more is tried"
+
+
+@pytest.mark.parametrize(
+    ("keyword", "question"),
+    [
+        ("UPPFOLJNING", "Har insatsen hjälpt dig?"),
+        ("followup", "Has the support helped you?"),
+        ("متابعة", "هل ساعدك الدعم الذي تلقيته؟"),
+        ("Uppföljning", "Har insatsen hjälpt dig?"),
+    ],
+)
+async def test_a_newcomer_is_answered_in_the_language_of_the_keyword(
+    harness: Harness, twilio: FakeTwilio, keyword: str, question: str
+) -> None:
+    await harness.sms(PHONE, keyword)
+    await harness.deliver()
+    assert sent_bodies(twilio)[-1].startswith(question)

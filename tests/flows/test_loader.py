@@ -525,6 +525,18 @@ BROKEN: list[tuple[str, str, str]] = [
         ),
         "16: question 'helped' in 'sv' is 4 SMS segments as sent",
     ),
+    (
+        "keywords for a language the survey does not have",
+        edit(
+            ('keywords = ["UPPFOLJNING"]', 'keywords = { sv = ["UPPFOLJNING"], fi = ["SEURANTA"] }')
+        ),
+        "keywords: 'fi' is not one of the survey's languages",
+    ),
+    (
+        "keywords per language must be lists",
+        edit(('keywords = ["UPPFOLJNING"]', 'keywords = { sv = "UPPFOLJNING" }')),
+        "keywords.sv must be a list of texts",
+    ),
 ]
 
 
@@ -761,3 +773,17 @@ def test_definition_with_any_value_anywhere(where: tuple[Any, ...], value: objec
         survey_from_definition(definition, "fuzz")
     except SurveyFileError as err:
         assert err.problems
+
+
+def test_keywords_per_language_name_the_language() -> None:
+    text = SPEC_EXAMPLE.replace(
+        'keywords = ["UPPFOLJNING"]',
+        'keywords = { sv = ["UPPFOLJNING"], en = ["FOLLOWUP"], ar = ["متابعة"] }',
+    )
+    survey = load_survey_text(text, "spec.toml")
+    assert survey.keywords == ("UPPFOLJNING", "FOLLOWUP", "متابعة")
+    assert dict(survey.keyword_languages) == {
+        "uppfoljning": "sv",
+        "followup": "en",
+        "متابعة": "ar",
+    }
