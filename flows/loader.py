@@ -584,7 +584,7 @@ class _SurveyBuilder:
         by_language: dict[str, str] = {}
         if isinstance(value, Mapping):
             words_list: list[str] = []
-            for lang, listed in value.items():
+            for lang in value:
                 if lang not in languages:
                     self.problem(line, f"keywords: '{lang}' is not one of the survey's languages")
                     continue
