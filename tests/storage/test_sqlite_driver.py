@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import CursorResult, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from storage.db import Database
@@ -21,13 +22,18 @@ async def db(tmp_path: Path) -> Database:
 
 async def test_rows_counts_and_last_row_id(db: Database) -> None:
     async with db.transaction() as s:
-        result = await s.execute(text("INSERT INTO t (name) VALUES ('a')"))
+        result = cast(CursorResult[Any], await s.execute(text("INSERT INTO t (name) VALUES ('a')")))
         assert result.lastrowid == 1 and result.rowcount == 1
-        many = await s.execute(
-            text("INSERT INTO t (name) VALUES (:name)"), [{"name": "b"}, {"name": "c"}]
+        many = cast(
+            CursorResult[Any],
+            await s.execute(
+                text("INSERT INTO t (name) VALUES (:name)"), [{"name": "b"}, {"name": "c"}]
+            ),
         )
         assert many.rowcount == 2
-        updated = await s.execute(text("UPDATE t SET name = name || '!' WHERE id > 1"))
+        updated = cast(
+            CursorResult[Any], await s.execute(text("UPDATE t SET name = name || '!' WHERE id > 1"))
+        )
         assert updated.rowcount == 2
         rows = (await s.execute(text("SELECT id, name FROM t ORDER BY id"))).all()
         assert [tuple(r) for r in rows] == [(1, "a"), (2, "b!"), (3, "c!")]
