@@ -195,3 +195,19 @@ async def test_start_with_a_token_links_the_chat_to_the_web_chat_contact(
     assert button_data(last_question(telegram)) == ["choice:yes", "choice:partly", "choice:no"]
     await press(harness, telegram, next(ids), "choice:yes")
     assert (await harness.answers())["helped"] == "yes"
+
+
+async def test_typed_stop_opts_out_and_nothing_more_is_sent(
+    harness: Harness, telegram: FakeTelegram, ids: Iterator[int]
+) -> None:
+    await harness.telegram(text_update(next(ids), CHAT, "UPPFOLJNING"))
+    await harness.deliver()
+    await harness.telegram(text_update(next(ids), CHAT, "SLUTA"))
+    await harness.deliver()
+    confirmation = sent(telegram)[-1]
+    assert not confirmation.get("reply_markup")
+    count = len(sent(telegram))
+    await harness.telegram(text_update(next(ids), CHAT, "hallå?"))
+    await harness.telegram(text_update(next(ids), CHAT, "UPPFOLJNING"))
+    await harness.deliver()
+    assert len(sent(telegram)) == count
