@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from bot import campaigns
 from bot.channels.webchat import WebChatChannel
-from bot.clock import FixedClock
+from bot.clock import Clock, FixedClock
 from bot.config import Settings, SurveySettings, load_settings
 from bot.contacts_import import import_validated, validate_csv
 from bot.runtime import Runtime, open_runtime
@@ -49,7 +49,7 @@ def settings_for(database_url: str, *, quiet: str = "") -> Settings:
 
 @asynccontextmanager
 async def campaign_runtime(
-    database_url: str, *, clock: FixedClock | None = None, quiet: str = ""
+    database_url: str, *, clock: Clock | None = None, quiet: str = ""
 ) -> AsyncIterator[Runtime]:
     async with open_runtime(
         settings_for(database_url, quiet=quiet),

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from bot import campaigns
 from bot.campaigns import CampaignRequest
-from bot.clock import FixedClock
+from bot.clock import FixedClock, SystemClock
 from storage.models import DueTask, Invitation
 from tests.campaigns.helpers import (
     ROWS,
@@ -22,6 +25,7 @@ from tests.campaigns.helpers import (
 )
 
 pytestmark = pytest.mark.postgres
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_two_runtimes_invite_each_person_once(database_url: str) -> None:
@@ -80,3 +84,67 @@ async def test_two_runtimes_invite_each_person_once(database_url: str) -> None:
     assert set(reminders) == {1}, "each person reminded once"
     assert all(attempts == 1 for _, attempts in done), "no task ran twice"
     assert sum(1 for key, _ in done if key.startswith("campaign.start:")) == 1
+
+
+SERVICE = """
+import asyncio, sys, time
+from tests.campaigns.helpers import settings_for
+from bot.channels.webchat import WebChatChannel
+from bot.clock import SystemClock
+from bot.runtime import open_runtime
+
+async def main(url):
+    async with open_runtime(settings_for(url), clock=SystemClock(),
+                            channels={"webchat": WebChatChannel()}) as runtime:
+        deadline = time.monotonic() + 18
+        while time.monotonic() < deadline:
+            await runtime.tasks.run_due()
+            await asyncio.sleep(0.05)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_two_service_processes_invite_and_remind_each_person_once(
+    database_url: str,
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("concurrent processes need PostgreSQL")
+    many = [*ROWS] + [
+        f"Q{i},07013{i:05d},sv,man,1985,missbruk,Norr,2021-01-01," for i in range(150)
+    ]
+    async with campaign_runtime(database_url, clock=SystemClock()) as runtime:
+        await import_csv(runtime, csv_text(many))
+        campaign = await campaigns.create_campaign(
+            runtime,
+            CampaignRequest(
+                survey_id="kort",
+                audience="target_group == 'missbruk'",
+                ends=(datetime.now(UTC) + timedelta(days=1)).isoformat(),
+                reminders="8s",
+                channels="webchat",
+            ),
+            actor="test",
+        )
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        processes = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-c", SERVICE, database_url, env=env, cwd=ROOT
+            )
+            for _ in range(2)
+        ]
+        codes = await asyncio.wait_for(asyncio.gather(*(p.wait() for p in processes)), 90)
+        assert codes == [0, 0]
+        sent = await invitation_messages(runtime, campaign.id)
+        async with runtime.db.transaction(read_only=True) as s:
+            reminders = list(
+                await s.scalars(
+                    select(Invitation.reminders_sent).where(Invitation.campaign_id == campaign.id)
+                )
+            )
+            attempts = list(
+                await s.scalars(select(DueTask.attempts).where(DueTask.status == "done"))
+            )
+    assert len(sent) == 153 and set(sent.values()) == {1}, "nobody invited twice"
+    assert set(reminders) == {1}, "each person reminded once"
+    assert attempts and set(attempts) == {1}, "every task ran once"
