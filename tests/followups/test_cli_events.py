@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import bot.cli
-from bot.cli_events import add_commands
 from tests.followups.conftest import settings_for
 
 Cli = Callable[..., tuple[int, str, str]]
@@ -25,17 +23,6 @@ def cli(
     monkeypatch.setenv("BRUKARDIALOG__DATABASE__URL", database_url)
     monkeypatch.setenv("BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY", settings.privacy.pseudonym_key)
     monkeypatch.setenv("BRUKARDIALOG__SCHEDULE__QUIET_HOURS", "20:00-09:00")
-    original = bot.cli.build_parser
-
-    def build_parser() -> argparse.ArgumentParser:
-        parser = original()
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction) and "events" not in action.choices:
-                add_commands(action)
-        return parser
-
-    monkeypatch.setattr(bot.cli, "build_parser", build_parser)
-
     def run(*argv: str) -> tuple[int, str, str]:
         code = bot.cli.main(list(argv))
         captured = capsys.readouterr()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from collections.abc import Callable
@@ -12,7 +11,6 @@ import pytest
 from openpyxl import load_workbook
 
 import bot.cli
-from bot.cli_results import add_commands
 from bot.clock import FixedClock
 from storage import repo_audit
 from tests.conftest import run_in_thread
@@ -38,17 +36,6 @@ def cli(
     monkeypatch.setenv("BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY", settings.privacy.pseudonym_key)
     monkeypatch.setenv("BRUKARDIALOG__SURVEYS__PATHS", str(settings.surveys.paths[0]))
     monkeypatch.setenv("BRUKARDIALOG__SERVER__PUBLIC_URL", "https://enkat.example.se")
-    original = bot.cli.build_parser
-
-    def build_parser() -> argparse.ArgumentParser:
-        parser = original()
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction) and "results" not in action.choices:
-                add_commands(action)
-        return parser
-
-    monkeypatch.setattr(bot.cli, "build_parser", build_parser)
-
     def run(*argv: str) -> tuple[int, str, str]:
         code = bot.cli.main(list(argv))
         captured = capsys.readouterr()
