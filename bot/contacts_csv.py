@@ -34,6 +34,8 @@ from typing import Any, TextIO
 
 import phonenumbers
 
+from storage.models import Contact
+
 COLUMNS = (
     "external_ref",
     "phone",
@@ -58,6 +60,12 @@ GENDERS: Mapping[str, str] = MappingProxyType(
 
 MIN_BIRTH_YEAR = 1900
 MAX_TEXT_LENGTH = 200
+COLUMN_LIMITS: Mapping[str, int] = {
+    name: int(getattr(Contact.__table__.c[name].type, "length", MAX_TEXT_LENGTH))
+    for name in ("external_ref", "language", "target_group", "unit")
+}
+"""What the contacts table holds, so a valid row always fits (a longer value would fail the
+whole import on PostgreSQL)."""
 
 _LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})*$")
 _DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
@@ -439,8 +447,9 @@ class _RowValidator:
         return ContactRow(line=line, attributes=MappingProxyType(attributes), **parsed)
 
     def _text(self, value: str, name: str) -> str:
-        if len(value) > MAX_TEXT_LENGTH:
-            raise ValueError(f"{name} is longer than {MAX_TEXT_LENGTH} characters")
+        limit = COLUMN_LIMITS.get(name, MAX_TEXT_LENGTH)
+        if len(value) > limit:
+            raise ValueError(f"{name} is longer than {limit} characters")
         return value
 
     def _external_ref(self, value: str) -> str:
@@ -450,10 +459,10 @@ class _RowValidator:
         return self._text(value, "unit")
 
     def _target_group(self, value: str) -> str:
-        slug = snake_case(self._text(value, "target_group"))
+        slug = snake_case(value)
         if not slug:
             raise ValueError(f"target_group {value!r} has no letters or digits")
-        return slug
+        return self._text(slug, "target_group")
 
     def _telegram_chat_id(self, value: str) -> str:
         if not _CHAT_ID_RE.match(value):
@@ -461,7 +470,7 @@ class _RowValidator:
         return str(int(value))
 
     def _language(self, value: str) -> str:
-        tag = value.lower().replace("_", "-")
+        tag = self._text(value.lower().replace("_", "-"), "language")
         if not _LANGUAGE_RE.match(tag):
             raise ValueError(f"language {value!r} is not a language code like sv, en or en-gb")
         return tag

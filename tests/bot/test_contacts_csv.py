@@ -228,8 +228,8 @@ BAD: list[tuple[str, dict[str, str], str]] = [
         {"external_ref": "r", "target_group": "!!!"},
         "target_group '!!!' has no letters or digits",
     ),
-    ("long ref", {"external_ref": "r" * 201}, "external_ref is longer than 200 characters"),
-    ("long unit", {"external_ref": "r", "unit": "u" * 201}, "unit is longer than 200 characters"),
+    ("long ref", {"external_ref": "r" * 101}, "external_ref is longer than 100 characters"),
+    ("long unit", {"external_ref": "r", "unit": "u" * 101}, "unit is longer than 100 characters"),
     (
         "several",
         {"external_ref": "r", "gender": "?", "birth_year": "0"},
@@ -561,3 +561,26 @@ def test_phone_shortcut_covers_every_swedish_number_type() -> None:
             continue
         for text in (f"0{desc.example_number}", f"+46{desc.example_number}"):
             assert normalise._shortcut(text) == reference_e164(text, "SE") is not None, name
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("unit", "U" * 101, "unit is longer than 100 characters"),
+        ("external_ref", "R" * 101, "external_ref is longer than 100 characters"),
+        ("target_group", "grupp " * 12, "target_group is longer than 60 characters"),
+        ("language", "en-" + "x" * 20, "language is longer than 20 characters"),
+    ],
+)
+def test_values_longer_than_their_column_are_refused(column: str, value: str, message: str) -> None:
+    header = "external_ref,phone,unit,target_group,language"
+    row = {
+        "external_ref": "R1",
+        "phone": "0701234567",
+        "unit": "Norr",
+        "target_group": "missbruk",
+        "language": "sv",
+    } | {column: value}
+    text = header + "\n" + ",".join(row[c] for c in header.split(",")) + "\n"
+    [result] = parse_contacts(io.StringIO(text), today=date(2026, 3, 2))
+    assert isinstance(result, RowError) and message in result.reason
