@@ -1,0 +1,61 @@
+"""What one SQL statement costs on SQLite, layer by layer: raw aiosqlite, SQLAlchemy text(),
+a Core select, and an ORM select (a repository call from the inbound hot path).
+
+    .venv/bin/python bench/statement_cost.py [--n 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import select, text
+
+from storage import repo_contacts
+from storage.db import Database
+from storage.migrate import upgrade_async
+from storage.models import Contact
+
+
+async def timed(name: str, n: int, call: Callable[[], Awaitable[Any]]) -> None:
+    started = time.perf_counter()
+    for _ in range(n):
+        await call()
+    print(f"{name:<32} {(time.perf_counter() - started) / n * 1e6:7.0f} µs")
+
+
+async def main(n: int) -> None:
+    url = f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='bench-stmt-')}/s.db"
+    await upgrade_async(url)
+    db = Database(url)
+    try:
+        async with db.transaction() as s:
+            connection = await s.connection()
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert raw is not None
+            await timed("raw aiosqlite execute", n, lambda: raw.execute("SELECT 1"))
+            await timed("SQLAlchemy text()", n, lambda: s.execute(text("SELECT 1")))
+            await timed(
+                "Core select", n, lambda: s.execute(select(Contact.id).where(Contact.id == 1))
+            )
+            await timed(
+                "ORM select (find_by_address)",
+                n,
+                lambda: repo_contacts.find_by_address(s, "sms", "x"),
+            )
+    finally:
+        await db.dispose()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=2000)
+    asyncio.run(main(parser.parse_args().n))
