@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.channels.base import Channel, OutboundMessage, SendError, SendResult
@@ -123,10 +123,6 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-
-    def set_rate(self, channel: str, rate: float, per_address: float | None = None) -> None:
-        self.limits[channel] = ChannelLimits(rate, per_address)
-        self._buckets[channel] = TokenBucket(rate)
 
     def wake(self) -> None:
         """New messages were queued in this process: look now instead of at the next poll."""
@@ -276,7 +272,3 @@ class Dispatcher:
                     await opt_out(s, contact, now)
         if not cancelled:
             log.warning("message %s on %s failed for good: %s", row.id, row.channel, error)
-
-
-def next_attempt(now: datetime, attempts: int) -> datetime:
-    return now + timedelta(seconds=backoff(attempts))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -561,7 +560,3 @@ class _Turn:
                 not_before=self.now,
             )
         )
-
-
-def surveys_offered(catalog: SurveyCatalog) -> Sequence[Survey]:
-    return [s for s in catalog.surveys if s.keywords]

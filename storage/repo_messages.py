@@ -10,7 +10,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import claims
@@ -93,18 +93,6 @@ async def link_inbound(
         .where(Message.id == message_id, Message.direction == IN)
         .values(contact_id=contact_id, conversation_id=conversation_id)
     )
-
-
-async def inbound_exists(s: AsyncSession, channel: str, provider_id: str) -> bool:
-    """True if an incoming message with this provider id is stored."""
-    stmt = select(
-        exists().where(
-            Message.channel == channel,
-            Message.direction == IN,
-            Message.provider_id == provider_id,
-        )
-    )
-    return bool(await s.scalar(stmt))
 
 
 async def enqueue(
@@ -316,35 +304,6 @@ async def cancel_queued_for_contact(
     return _rowcount(result)
 
 
-async def outbound_after(
-    s: AsyncSession,
-    channel: str,
-    address: str,
-    after_id: int,
-    limit: int,
-    *,
-    now: datetime | None = None,
-    statuses: Collection[str] = VISIBLE,
-) -> list[Message]:
-    """Outgoing messages to one address with id above `after_id`, oldest first (web chat
-    polling). With `now`, messages scheduled for later are left out."""
-    stmt = (
-        select(Message)
-        .where(
-            Message.channel == channel,
-            Message.address == address,
-            Message.direction == OUT,
-            Message.id > after_id,
-            Message.status.in_(list(statuses)),
-        )
-        .order_by(Message.id)
-        .limit(limit)
-    )
-    if now is not None:
-        stmt = stmt.where(Message.not_before <= now)
-    return list(await s.scalars(stmt))
-
-
 async def chat_history(
     s: AsyncSession,
     channel: str,
@@ -352,9 +311,11 @@ async def chat_history(
     address_key: str,
     after_id: int,
     limit: int,
+    now: datetime,
 ) -> list[Message]:
-    """Both sides of a chat with id above `after_id`, oldest first: what was sent to `address`
-    (once sent) and what came from `address_key` (while its text is kept)."""
+    """Both sides of a chat with id above `after_id`, oldest first: what is for `address` and
+    due by `now` (a message held for quiet hours shows when it is due), and what came from
+    `address_key` (while its text is kept)."""
     stmt = (
         select(Message)
         .where(
@@ -365,6 +326,7 @@ async def chat_history(
                     Message.direction == OUT,
                     Message.address == address,
                     Message.status.in_(list(VISIBLE)),
+                    Message.not_before <= now,
                 ),
                 and_(
                     Message.direction == IN,

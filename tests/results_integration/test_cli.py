@@ -36,6 +36,7 @@ def cli(
     monkeypatch.setenv("BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY", settings.privacy.pseudonym_key)
     monkeypatch.setenv("BRUKARDIALOG__SURVEYS__PATHS", str(settings.surveys.paths[0]))
     monkeypatch.setenv("BRUKARDIALOG__SERVER__PUBLIC_URL", "https://enkat.example.se")
+
     def run(*argv: str) -> tuple[int, str, str]:
         code = bot.cli.main(list(argv))
         captured = capsys.readouterr()

@@ -78,8 +78,6 @@ async def test_inbound_dedupe_on_provider_id(db: Database) -> None:
     assert await record("sms", "SM1") is None
     assert await record("telegram", "SM1") is not None, "ids are per channel"
     async with db.transaction() as s:
-        assert await repo_messages.inbound_exists(s, "sms", "SM1")
-        assert not await repo_messages.inbound_exists(s, "sms", "SM2")
         stored = await repo_messages.get(s, first)
     assert stored is not None
     assert (stored.direction, stored.status, stored.body, stored.address) == (
@@ -303,7 +301,7 @@ async def test_cancel_queued_for_contact(db: Database) -> None:
     assert in_flight == queued[0]
 
 
-async def test_outbound_after_reads_one_address_in_order(db: Database) -> None:
+async def test_chat_history_reads_one_chat_in_order(db: Database) -> None:
     async def put(address: str, at: datetime) -> int:
         async with db.transaction() as s:
             return await repo_messages.enqueue(
@@ -324,12 +322,29 @@ async def test_outbound_after_reads_one_address_in_order(db: Database) -> None:
     a2 = await put("tok-a", NOW)
     a3 = await put("tok-a", NOW + timedelta(hours=1))
     async with db.transaction() as s:
-        all_a = await repo_messages.outbound_after(s, "webchat", "tok-a", 0, 10)
-        after_first = await repo_messages.outbound_after(s, "webchat", "tok-a", a1, 10, now=NOW)
-        one = await repo_messages.outbound_after(s, "webchat", "tok-a", 0, 1)
-    assert [m.id for m in all_a] == [a1, a2, a3]
-    assert [m.id for m in after_first] == [a2]
-    assert [m.id for m in one] == [a1]
+        said = await repo_messages.record_inbound(
+            s,
+            channel="webchat",
+            provider_id="tok-a:1",
+            contact_id=None,
+            conversation_id=None,
+            address_key="key-a",
+            body="hej",
+            payload={},
+            received_at=NOW,
+        )
+
+    async def history(after: int, limit: int, now: datetime) -> list[int]:
+        async with db.transaction(read_only=True) as s:
+            rows = await repo_messages.chat_history(
+                s, "webchat", "tok-a", "key-a", after, limit, now
+            )
+        return [m.id for m in rows]
+
+    later = NOW + timedelta(hours=2)
+    assert await history(0, 10, later) == [a1, a2, a3, said]
+    assert await history(a1, 10, NOW) == [a2, said], "a held message shows when it is due"
+    assert await history(0, 1, later) == [a1]
 
 
 async def test_scrub_due_clears_in_flight_rows_later(db: Database) -> None:
