@@ -32,9 +32,11 @@ from flows.conversation import (
 )
 from flows.engine import Keyword
 from flows.model import SMILEYS, Survey, localize
-from storage import repo_contacts, repo_conversations, repo_messages, repo_tasks
+from storage import repo_contacts, repo_conversations, repo_messages, repo_tasks, turns
 from storage.db import Database
 from storage.models import Contact, Conversation
+from storage.raw import RawConnection
+from storage.turns import ContactRow, ConversationRow
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ class WebChatSession:
     reply_ids: tuple[int, ...] = field(default=())
 
 
-def respondent_attributes(contact: Contact, lang: str, on: date) -> dict[str, Any]:
+def respondent_attributes(contact: Contact | ContactRow, lang: str, on: date) -> dict[str, Any]:
     """What an anonymous respondent keeps of the contact: only what results are broken down by."""
     return {
         "gender": contact.gender,
@@ -80,6 +82,21 @@ def message_payload(message: OutMessage, lang: str) -> dict[str, Any]:
         "numbered": list(message.numbered),
         "multiple": message.multiple,
     }
+
+
+def ack_payload(msg: InboundMessage, survey: Survey, state: ConversationState) -> dict[str, Any]:
+    """Telegram: the outbox payload that answers a button press and shows the choice under the
+    question it answered."""
+    extras = msg.extras
+    payload: dict[str, Any] = {
+        "kind": "ack",
+        "extras": {"callback_query_id": extras["callback_query_id"]},
+    }
+    if extras.get("message_id") and msg.payload:
+        label = pressed_label(survey, state, msg.payload)
+        payload["extras"]["edit_message_id"] = extras["message_id"]
+        payload["extras"]["edit_text"] = f"{extras.get('message_text') or ''}\n✓ {label}"
+    return payload
 
 
 def pressed_label(survey: Survey, state: ConversationState, payload: str) -> str:
@@ -117,14 +134,10 @@ class ConversationService:
         now = self.clock.now()
         key = self.pseudonymizer.address_key(msg.channel, msg.address)
         async with self.db.transaction() as s:
-            contact = await repo_contacts.find_by_address(s, msg.channel, key)
-            conv = (
-                await repo_conversations.active_for_contact(s, contact.id)
-                if contact is not None
-                else None
-            )
-            message_id = await repo_messages.record_inbound(
-                s,
+            raw = await RawConnection.of(s)
+            contact, conv = await turns.find(raw, msg.channel, key)
+            message_id = await turns.record_inbound(
+                raw,
                 channel=msg.channel,
                 provider_id=msg.provider_id,
                 contact_id=contact.id if contact else None,
@@ -136,7 +149,19 @@ class ConversationService:
             )
             if message_id is None:
                 return InboundResult(duplicate=True)
-            turn = _Turn(self, s, msg, message_id, contact, conv, now)
+            lean = _LeanTurn(self, s, raw, msg, message_id, contact, conv, now)
+            if await lean.run():
+                return InboundResult(message_id=message_id, reply_ids=tuple(lean.reply_ids))
+            # Everything else (opting out or in, /start tokens, menus) takes the full way.
+            turn = _Turn(
+                self,
+                s,
+                msg,
+                message_id,
+                await repo_contacts.get(s, contact.id) if contact else None,
+                await repo_conversations.get(s, conv.id) if conv else None,
+                now,
+            )
             await turn.run()
             return InboundResult(message_id=message_id, reply_ids=tuple(turn.reply_ids))
 
@@ -400,12 +425,12 @@ class _Turn:
             await opt_out(self.s, contact, self.now)
             await self._reply(engine.opted_out_confirmation(self._lang()), kind="opt_out")
             return
-        entry = self._requested_survey()
+        entry = _requested_survey(self.service.catalog, msg)
         if entry is None and contact is not None and await self._closed_recently(contact):
             await self._reply(engine.closed_notice(self._lang()), kind="notice")
             return
         if entry is not None:
-            contact = contact or await self._new_contact(self._keyword_language(entry))
+            contact = contact or await self._new_contact(_keyword_language(entry, msg))
             _, ids = await self.service.start_conversation(
                 self.s,
                 contact,
@@ -441,22 +466,13 @@ class _Turn:
 
     async def _acknowledge_button(self, survey: Survey, state: ConversationState) -> None:
         """Telegram: answer the button press and show the choice under the question."""
-        extras = self.msg.extras
-        payload: dict[str, Any] = {
-            "kind": "ack",
-            "extras": {"callback_query_id": extras["callback_query_id"]},
-        }
-        if extras.get("message_id") and self.msg.payload:
-            label = pressed_label(survey, state, self.msg.payload)
-            payload["extras"]["edit_message_id"] = extras["message_id"]
-            payload["extras"]["edit_text"] = f"{extras.get('message_text') or ''}\n✓ {label}"
         self.reply_ids.append(
             await repo_messages.enqueue(
                 self.s,
                 channel=self.msg.channel,
                 address=self.msg.address,
                 body="",
-                payload=payload,
+                payload=ack_payload(self.msg, survey, state),
                 kind="ack",
                 contact_id=self.contact.id if self.contact else None,
                 conversation_id=None,
@@ -511,17 +527,6 @@ class _Turn:
             and self.now - last.finished_at < CLOSED_GRACE
         )
 
-    def _requested_survey(self) -> CatalogEntry | None:
-        catalog = self.service.catalog
-        if self.msg.payload and self.msg.payload.startswith("survey:"):
-            return catalog.latest(self.msg.payload.removeprefix("survey:"))
-        return catalog.by_keyword(self.msg.text)
-
-    def _keyword_language(self, entry: CatalogEntry) -> str:
-        """A newcomer's language: the language of the keyword they sent, else the survey's first."""
-        survey = entry.survey
-        return survey.keyword_languages.get(normalize(self.msg.text), survey.default_language)
-
     def _lang(self) -> str:
         return (self.contact.language if self.contact else None) or "sv"
 
@@ -560,3 +565,203 @@ class _Turn:
                 not_before=self.now,
             )
         )
+
+
+class _LeanTurn:
+    """The common turns on storage.turns' SQL: an answer to the active conversation (to its
+    end, and across languages and going back) and a survey keyword from someone without one.
+
+    `run` decides before it writes anything; when it answers False, the message takes the full
+    way (`_Turn`), which does the same on ORM objects. Both store the same rows
+    (tests/storage/test_turns.py)."""
+
+    def __init__(
+        self,
+        service: ConversationService,
+        s: AsyncSession,
+        raw: RawConnection,
+        msg: InboundMessage,
+        message_id: int,
+        contact: ContactRow | None,
+        conv: ConversationRow | None,
+        now: datetime,
+    ) -> None:
+        self.service = service
+        self.s = s
+        self.raw = raw
+        self.msg = msg
+        self.message_id = message_id
+        self.contact = contact
+        self.conv = conv
+        self.now = now
+        self.reply_ids: list[int] = []
+
+    async def run(self) -> bool:
+        msg, contact = self.msg, self.contact
+        if msg.opt_out is not None or msg.start_token is not None:
+            return False
+        if contact is not None and contact.opted_out_at is not None:
+            return False
+        if contact is not None and self.conv is not None:
+            return await self._continue(contact, self.conv)
+        if not msg.payload and engine.classify_keyword(msg.text) is Keyword.STOP:
+            return False
+        entry = _requested_survey(self.service.catalog, msg)
+        if entry is None:
+            return False
+        await self._start(contact, entry)
+        return True
+
+    async def _continue(self, contact: ContactRow, conv: ConversationRow) -> bool:
+        survey = await self.service.catalog.version(self.s, conv.survey_version_id)
+        state = ConversationState.from_json(conv.state)
+        step = engine.resume(
+            survey, state, Input(text=self.msg.text, payload=self.msg.payload), self.now
+        )
+        if any(event.kind is EventKind.OPTED_OUT for event in step.events):
+            return False
+        if self.msg.extras.get("callback_query_id"):
+            await self._enqueue(
+                body="", payload=ack_payload(self.msg, survey, state), kind="ack", link=None
+            )
+        await self._apply(conv, survey, step, contact)
+        return True
+
+    async def _start(self, contact: ContactRow | None, entry: CatalogEntry) -> None:
+        raw, msg, now = self.raw, self.msg, self.now
+        survey = entry.survey
+        if contact is None:
+            contact = await turns.create_contact(raw, _keyword_language(entry, msg), now)
+            await turns.add_address(
+                raw,
+                contact.id,
+                msg.channel,
+                msg.address,
+                self.service.pseudonymizer.address_key(msg.channel, msg.address),
+                now,
+            )
+            await turns.link_inbound(raw, self.message_id, contact.id, None)
+            self.contact = contact
+        step = engine.start(survey, now=now, lang=contact.language)
+        respondent_id = self.service.pseudonymizer.respondent_id()
+        await turns.create_respondent(
+            raw,
+            id=respondent_id,
+            survey_id=survey.id,
+            survey_version_id=entry.version_id,
+            campaign_id=None,
+            contact_id=None if survey.anonymous else contact.id,
+            attributes=respondent_attributes(contact, step.state.lang, now.date()),
+            channel=msg.channel,
+            started_on=now.date(),
+        )
+        conv = ConversationRow(
+            id=str(uuid.uuid4()),
+            respondent_id=respondent_id,
+            survey_version_id=entry.version_id,
+            survey_id=survey.id,
+            campaign_id=None,
+            channel=msg.channel,
+            state=step.state.to_json(),
+        )
+        await turns.create_conversation(
+            raw, conv, contact_id=contact.id, now=now, expires_at=step.state.expires_at
+        )
+        if contact.language is None:
+            contact.language = step.state.lang
+            await turns.set_language(raw, contact.id, step.state.lang, now)
+        # One timer per conversation, as in ConversationService.start_conversation.
+        await turns.schedule_task(
+            raw,
+            EXPIRE_TASK,
+            f"{EXPIRE_TASK}:{conv.id}",
+            step.state.expires_at,
+            {"conversation_id": conv.id},
+            now,
+        )
+        await self._apply(conv, survey, step, contact)
+
+    async def _apply(
+        self, conv: ConversationRow, survey: Survey, step: Step, contact: ContactRow
+    ) -> None:
+        """ConversationService.apply_step on rows (a step that does not opt out)."""
+        raw, now = self.raw, self.now
+        respondent_id = conv.respondent_id
+        for event in step.events:
+            if event.kind is EventKind.ANSWER_RETRACTED and respondent_id and event.question_id:
+                await turns.retract_answer(raw, respondent_id, event.question_id)
+            elif event.kind is EventKind.LANGUAGE_CHANGED and event.lang:
+                contact.language = event.lang
+                await turns.set_language(raw, contact.id, event.lang, now)
+        if step.answers and respondent_id:
+            await turns.record_answers(
+                raw,
+                respondent_id,
+                [(a.question_id, a.value, a.skipped) for a in step.answers],
+                on_date=now.date(),
+            )
+        state = step.state
+        conv.channel = self.msg.channel
+        conv.state = state.to_json()
+        if state.status.finished:
+            await turns.finish(
+                raw,
+                conv,
+                state.status.value,
+                state.expires_at,
+                now,
+                anonymous=survey.anonymous,
+                scrub_grace=repo_conversations.SCRUB_GRACE,
+            )
+            await turns.cancel_task(raw, f"{EXPIRE_TASK}:{conv.id}")
+            if conv.campaign_id is not None:
+                await turns.invitation_finished(raw, conv.id, state.status.value)
+        else:
+            await turns.save_state(raw, conv, state.status.value, state.expires_at, now)
+        link = None if (state.status.finished and survey.anonymous) else conv.id
+        for message in step.messages:
+            await self._enqueue(
+                body=message.text,
+                payload=message_payload(message, state.lang),
+                kind="opt_out" if message.kind is MessageKind.OPT_OUT else "reply",
+                link=link,
+                campaign_id=conv.campaign_id,
+            )
+
+    async def _enqueue(
+        self,
+        *,
+        body: str,
+        payload: dict[str, Any],
+        kind: str,
+        link: str | None,
+        campaign_id: int | None = None,
+    ) -> None:
+        self.reply_ids.append(
+            await turns.enqueue(
+                self.raw,
+                channel=self.msg.channel,
+                address=self.msg.address,
+                body=body,
+                payload=payload,
+                kind=kind,
+                contact_id=self.contact.id if self.contact else None,
+                conversation_id=link,
+                campaign_id=campaign_id,
+                not_before=self.now,
+                now=self.now,
+            )
+        )
+
+
+def _requested_survey(catalog: SurveyCatalog, msg: InboundMessage) -> CatalogEntry | None:
+    """The survey a message asks for: a menu button's, or the one whose keyword it is."""
+    if msg.payload and msg.payload.startswith("survey:"):
+        return catalog.latest(msg.payload.removeprefix("survey:"))
+    return catalog.by_keyword(msg.text)
+
+
+def _keyword_language(entry: CatalogEntry, msg: InboundMessage) -> str:
+    """A newcomer's language: the language of the keyword they sent, else the survey's first."""
+    survey = entry.survey
+    return survey.keyword_languages.get(normalize(msg.text), survey.default_language)

@@ -27,7 +27,7 @@ from sqlalchemy.util.concurrency import await_
 Outcome = tuple[Any, list[Any] | None, int, int | None]
 
 
-def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> Outcome:
+def run_statement(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> Outcome:
     """Runs on aiosqlite's worker thread: the whole life of one cursor."""
     cursor = conn.cursor()
     try:
@@ -82,7 +82,7 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
             connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
             # aiosqlite's own way to run a function on its worker thread (untyped there).
             description, rows, rowcount, lastrowid = await connection._execute(  # type: ignore[no-untyped-call]
-                _run, connection._conn, operation, parameters, many
+                run_statement, connection._conn, operation, parameters, many
             )
         self._description = description
         self._rows = collections.deque(rows or ())
