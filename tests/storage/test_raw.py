@@ -4,6 +4,7 @@ both databases."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -118,16 +119,16 @@ async def test_driver_errors_come_as_sqlalchemy_errors(db: Database) -> None:
 async def test_a_redelivered_inbound_message_is_not_stored_twice(db: Database) -> None:
     async with db.transaction() as s:
         raw = await RawConnection.of(s)
-        fields = dict(
-            channel="sms",
-            provider_id="SM1",
-            contact_id=None,
-            conversation_id=None,
-            address_key="k",
-            body="hej",
-            payload={},
-            received_at=NOW,
-        )
-        first = await turns.record_inbound(raw, **fields)  # type: ignore[arg-type]
-        again = await turns.record_inbound(raw, **fields)  # type: ignore[arg-type]
+        fields: dict[str, Any] = {
+            "channel": "sms",
+            "provider_id": "SM1",
+            "contact_id": None,
+            "conversation_id": None,
+            "address_key": "k",
+            "body": "hej",
+            "payload": {},
+            "received_at": NOW,
+        }
+        first = await turns.record_inbound(raw, **fields)
+        again = await turns.record_inbound(raw, **fields)
     assert first is not None and again is None
