@@ -204,6 +204,14 @@ def shown(figure: Mapping[str, Any]) -> bool:
     return not figure["suppressed"] and figure["value"] is not None
 
 
+def share_known(group: Mapping[str, Any]) -> bool:
+    """Whether a group's share positive tells its parts: shown, or not applicable in a group
+    whose n is shown (everyone said "vet ej": 0 positive, n don't know)."""
+    share = group["share_positive"]
+    not_applicable = not share["suppressed"] and share["value"] is None
+    return shown(share) or (shown(group["n"]) and not_applicable)
+
+
 def line_is_safe(total_shown: bool, parts: Sequence[tuple[int, bool]], k: int) -> bool:
     if not total_shown:
         return True
@@ -331,5 +339,5 @@ def test_nothing_published_rests_on_fewer_than_k(case: Case) -> None:
             if question.type is QuestionType.SELECT_MANY and question.positive:
                 total_sp = shown(q_json["share_positive"])
                 for attr in ("positive", "dont_know"):
-                    parts = [(getattr(t, attr), shown(g["share_positive"])) for t, _, g in groups]
+                    parts = [(getattr(t, attr), share_known(g)) for t, _, g in groups]
                     assert line_is_safe(total_sp, parts, k), f"share positive by {dim}"
