@@ -35,7 +35,7 @@ from flows.model import SMILEYS, Survey, localize
 from storage import repo_contacts, repo_conversations, repo_messages, repo_tasks, turns
 from storage.db import Database
 from storage.models import Contact, Conversation
-from storage.raw import RawConnection
+from storage.raw import RawConnection, Statement
 from storage.turns import ContactRow, ConversationRow
 
 log = logging.getLogger(__name__)
@@ -133,16 +133,13 @@ class ConversationService:
         msg = replace(msg, text=clean_text(msg.text))
         now = self.clock.now()
         key = self.pseudonymizer.address_key(msg.channel, msg.address)
-        async with self.db.transaction() as s:
+        async with self.db.transaction(raw_first=True) as s:
             raw = await RawConnection.of(s)
-            contact, conv = await turns.find(raw, msg.channel, key)
-            message_id = await turns.record_inbound(
+            contact, conv, message_id = await turns.receive(
                 raw,
                 channel=msg.channel,
-                provider_id=msg.provider_id,
-                contact_id=contact.id if contact else None,
-                conversation_id=conv.id if conv else None,
                 address_key=key,
+                provider_id=msg.provider_id,
                 body=msg.text,
                 payload={"button": msg.payload} if msg.payload else {},
                 received_at=msg.received_at,
@@ -595,8 +592,23 @@ class _LeanTurn:
         self.conv = conv
         self.now = now
         self.reply_ids: list[int] = []
+        self._writes: list[Statement] = []
+        self._replies: list[int] = []
+        """Which of `_writes` queue a reply."""
 
     async def run(self) -> bool:
+        """Handle the message if it is a common turn; False (nothing written) if not."""
+        if not await self._prepare():
+            return False
+        results = await turns.write(self.raw, self._writes)
+        for index in self._replies:
+            row = results[index].first()
+            assert row is not None
+            self.reply_ids.append(int(row[0]))
+        return True
+
+    async def _prepare(self) -> bool:
+        """Compute the turn and collect its writes (reads only until the newcomer's contact)."""
         msg, contact = self.msg, self.contact
         if msg.opt_out is not None or msg.start_token is not None:
             return False
@@ -621,39 +633,40 @@ class _LeanTurn:
         if any(event.kind is EventKind.OPTED_OUT for event in step.events):
             return False
         if self.msg.extras.get("callback_query_id"):
-            await self._enqueue(
+            self._enqueue(
                 body="", payload=ack_payload(self.msg, survey, state), kind="ack", link=None
             )
-        await self._apply(conv, survey, step, contact)
+        self._apply(conv, survey, step, contact)
         return True
 
     async def _start(self, contact: ContactRow | None, entry: CatalogEntry) -> None:
         raw, msg, now = self.raw, self.msg, self.now
         survey = entry.survey
         if contact is None:
-            contact = await turns.create_contact(raw, _keyword_language(entry, msg), now)
-            await turns.add_address(
+            contact = await turns.new_contact(
                 raw,
-                contact.id,
-                msg.channel,
-                msg.address,
-                self.service.pseudonymizer.address_key(msg.channel, msg.address),
-                now,
+                language=_keyword_language(entry, msg),
+                channel=msg.channel,
+                address=msg.address,
+                address_key=self.service.pseudonymizer.address_key(msg.channel, msg.address),
+                message_id=self.message_id,
+                now=now,
             )
-            await turns.link_inbound(raw, self.message_id, contact.id, None)
             self.contact = contact
         step = engine.start(survey, now=now, lang=contact.language)
         respondent_id = self.service.pseudonymizer.respondent_id()
-        await turns.create_respondent(
-            raw,
-            id=respondent_id,
-            survey_id=survey.id,
-            survey_version_id=entry.version_id,
-            campaign_id=None,
-            contact_id=None if survey.anonymous else contact.id,
-            attributes=respondent_attributes(contact, step.state.lang, now.date()),
-            channel=msg.channel,
-            started_on=now.date(),
+        writes = self._writes
+        writes.append(
+            turns.create_respondent(
+                id=respondent_id,
+                survey_id=survey.id,
+                survey_version_id=entry.version_id,
+                campaign_id=None,
+                contact_id=None if survey.anonymous else contact.id,
+                attributes=respondent_attributes(contact, step.state.lang, now.date()),
+                channel=msg.channel,
+                started_on=now.date(),
+            )
         )
         conv = ConversationRow(
             id=str(uuid.uuid4()),
@@ -664,63 +677,68 @@ class _LeanTurn:
             channel=msg.channel,
             state=step.state.to_json(),
         )
-        await turns.create_conversation(
-            raw, conv, contact_id=contact.id, now=now, expires_at=step.state.expires_at
+        writes.append(
+            turns.create_conversation(
+                conv, contact_id=contact.id, now=now, expires_at=step.state.expires_at
+            )
         )
         if contact.language is None:
             contact.language = step.state.lang
-            await turns.set_language(raw, contact.id, step.state.lang, now)
+            writes.append(turns.set_language(contact.id, step.state.lang, now))
         # One timer per conversation, as in ConversationService.start_conversation.
-        await turns.schedule_task(
-            raw,
-            EXPIRE_TASK,
-            f"{EXPIRE_TASK}:{conv.id}",
-            step.state.expires_at,
-            {"conversation_id": conv.id},
-            now,
+        writes.append(
+            turns.schedule_task(
+                EXPIRE_TASK,
+                f"{EXPIRE_TASK}:{conv.id}",
+                step.state.expires_at,
+                {"conversation_id": conv.id},
+                now,
+            )
         )
-        await self._apply(conv, survey, step, contact)
+        self._apply(conv, survey, step, contact)
 
-    async def _apply(
+    def _apply(
         self, conv: ConversationRow, survey: Survey, step: Step, contact: ContactRow
     ) -> None:
         """ConversationService.apply_step on rows (a step that does not opt out)."""
-        raw, now = self.raw, self.now
+        writes, now = self._writes, self.now
         respondent_id = conv.respondent_id
         for event in step.events:
             if event.kind is EventKind.ANSWER_RETRACTED and respondent_id and event.question_id:
-                await turns.retract_answer(raw, respondent_id, event.question_id)
+                writes.append(turns.retract_answer(respondent_id, event.question_id))
             elif event.kind is EventKind.LANGUAGE_CHANGED and event.lang:
                 contact.language = event.lang
-                await turns.set_language(raw, contact.id, event.lang, now)
+                writes.append(turns.set_language(contact.id, event.lang, now))
         if step.answers and respondent_id:
-            await turns.record_answers(
-                raw,
-                respondent_id,
-                [(a.question_id, a.value, a.skipped) for a in step.answers],
-                on_date=now.date(),
+            writes.extend(
+                turns.record_answers(
+                    respondent_id,
+                    [(a.question_id, a.value, a.skipped) for a in step.answers],
+                    on_date=now.date(),
+                )
             )
         state = step.state
         conv.channel = self.msg.channel
         conv.state = state.to_json()
         if state.status.finished:
-            await turns.finish(
-                raw,
-                conv,
-                state.status.value,
-                state.expires_at,
-                now,
-                anonymous=survey.anonymous,
-                scrub_grace=repo_conversations.SCRUB_GRACE,
+            writes.extend(
+                turns.finish(
+                    conv,
+                    state.status.value,
+                    state.expires_at,
+                    now,
+                    anonymous=survey.anonymous,
+                    scrub_grace=repo_conversations.SCRUB_GRACE,
+                )
             )
-            await turns.cancel_task(raw, f"{EXPIRE_TASK}:{conv.id}")
+            writes.append(turns.cancel_task(f"{EXPIRE_TASK}:{conv.id}"))
             if conv.campaign_id is not None:
-                await turns.invitation_finished(raw, conv.id, state.status.value)
+                writes.append(turns.invitation_finished(conv.id, state.status.value))
         else:
-            await turns.save_state(raw, conv, state.status.value, state.expires_at, now)
+            writes.append(turns.save_state(conv, state.status.value, state.expires_at, now))
         link = None if (state.status.finished and survey.anonymous) else conv.id
         for message in step.messages:
-            await self._enqueue(
+            self._enqueue(
                 body=message.text,
                 payload=message_payload(message, state.lang),
                 kind="opt_out" if message.kind is MessageKind.OPT_OUT else "reply",
@@ -728,7 +746,7 @@ class _LeanTurn:
                 campaign_id=conv.campaign_id,
             )
 
-    async def _enqueue(
+    def _enqueue(
         self,
         *,
         body: str,
@@ -737,9 +755,9 @@ class _LeanTurn:
         link: str | None,
         campaign_id: int | None = None,
     ) -> None:
-        self.reply_ids.append(
-            await turns.enqueue(
-                self.raw,
+        self._replies.append(len(self._writes))
+        self._writes.append(
+            turns.enqueue(
                 channel=self.msg.channel,
                 address=self.msg.address,
                 body=body,

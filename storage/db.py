@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5000
 _READ_ONLY = "brukardialog_read_only"
 """Execution option: this connection's transactions only read (SQLite: plain deferred BEGIN)."""
+_RAW_BEGIN = "brukardialog_raw_begin"
+"""Execution option (SQLite): BEGIN is left to the session's first raw script (storage.raw),
+which sends it in the same trip to SQLite's thread as its own statements."""
+RAW_BEGIN_KEY = "brukardialog.raw_begin"
+"""Session info key: the BEGIN a raw script must send first."""
 
 
 class DatabaseUnavailable(Exception):
@@ -99,8 +104,10 @@ def make_engine(url: str | URL, *, sqlite_foreign_keys: bool = True, **kwargs: A
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get(_READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        options = conn.get_execution_options()
+        if options.get(_RAW_BEGIN, False):
+            return
+        conn.exec_driver_sql("BEGIN" if options.get(_READ_ONLY, False) else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -131,19 +138,27 @@ class Database:
         self._read_sessions = async_sessionmaker(
             self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
         )
+        self._raw_sessions = async_sessionmaker(
+            self.engine.execution_options(**{_RAW_BEGIN: True}), expire_on_commit=False
+        )
         # SQLite has one writer at a time. Queueing this process's writers here, in order, is
         # fairer and much faster under load than letting them sleep in SQLite's busy handler.
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         self._writer: asyncio.Task[Any] | None = None
 
     @asynccontextmanager
-    async def transaction(self, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
+    async def transaction(
+        self, *, read_only: bool = False, raw_first: bool = False
+    ) -> AsyncIterator[AsyncSession]:
         """A session in one transaction: committed when the block ends, rolled back on error.
 
         Raises DatabaseUnavailable when no connection can be made. `read_only=True` only
         changes SQLite's locking: the transaction does not queue behind writers. On SQLite a
         write transaction opened inside another in the same task would wait for itself: that is
-        refused at once with RuntimeError."""
+        refused at once with RuntimeError.
+
+        `raw_first=True` promises that the first statement is a storage.raw script; on SQLite
+        that script then sends BEGIN itself, saving a trip to SQLite's thread."""
         if read_only or self._write_lock is None:
             async with self._session(read_only) as session:
                 yield session
@@ -154,15 +169,22 @@ class Database:
         async with self._write_lock:
             self._writer = task
             try:
-                async with self._session(read_only) as session:
+                async with self._session(read_only, raw_first=raw_first) as session:
                     yield session
             finally:
                 self._writer = None
 
     @asynccontextmanager
-    async def _session(self, read_only: bool) -> AsyncIterator[AsyncSession]:
-        factory = self._read_sessions if read_only else self._sessions
+    async def _session(
+        self, read_only: bool, *, raw_first: bool = False
+    ) -> AsyncIterator[AsyncSession]:
+        if raw_first:
+            factory = self._raw_sessions
+        else:
+            factory = self._read_sessions if read_only else self._sessions
         async with factory() as session:
+            if raw_first:
+                session.info[RAW_BEGIN_KEY] = "BEGIN IMMEDIATE"
             try:
                 await session.connection()
             except (DBAPIError, OSError) as e:

@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.sqlite_driver import run_statement
+from storage.db import RAW_BEGIN_KEY
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
@@ -95,85 +99,166 @@ def json_of(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement with its parameters."""
+
+    sql: SQL
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a statement gave: its rows (RETURNING or SELECT) and the rows it changed."""
+
+    rows: list[Row]
+    rowcount: int
+
+    def first(self) -> Row | None:
+        return self.rows[0] if self.rows else None
+
+
+T = TypeVar("T")
+Script = Generator[Statement, Result, T]
+"""Statements yielded one at a time, each sent its Result; returns the script's answer."""
+
+
 class RawConnection:
     """The driver connection under a session, inside the session's transaction."""
 
-    __slots__ = ("_adapted", "_driver", "dialect")
+    __slots__ = ("_adapted", "_begin", "_driver", "dialect")
 
-    def __init__(self, dialect: str, adapted: Any, driver: Any) -> None:
+    def __init__(self, dialect: str, adapted: Any, driver: Any, begin: str | None = None) -> None:
         self.dialect = dialect
         self._adapted = adapted
         self._driver = driver
+        self._begin = begin
+        """SQLite: the BEGIN the first script sends (see Database.transaction's raw_first)."""
 
     @classmethod
     async def of(cls, s: AsyncSession) -> RawConnection:
         """The session's raw connection (one per session), its transaction begun."""
         raw = s.info.get(_SESSION_KEY)
         if raw is None:
-            if s.new or s.dirty or s.deleted:
+            sync = s.sync_session
+            if sync.new or sync.dirty or sync.deleted:
                 await s.flush()
-            connection = await s.connection()
-            fairy = await connection.get_raw_connection()
-            raw = cls(connection.dialect.name, fairy.dbapi_connection, fairy.driver_connection)
+            # Without a greenlet hop when the session already holds its connection (as
+            # storage.db's sessions do from the start).
+            connection = (
+                sync.connection()
+                if sync.in_transaction()
+                else (await s.connection()).sync_connection
+            )
+            assert connection is not None
+            fairy = connection.connection
+            raw = cls(
+                connection.dialect.name,
+                fairy.dbapi_connection,
+                fairy.driver_connection,
+                s.info.pop(RAW_BEGIN_KEY, None),
+            )
             if raw.dialect == "postgresql":
-                await raw._begin_postgresql(connection)
+                await raw._begin_postgresql(s)
             s.info[_SESSION_KEY] = raw
         assert isinstance(raw, RawConnection)
         return raw
 
-    async def _begin_postgresql(self, connection: Any) -> None:
+    async def _begin_postgresql(self, s: AsyncSession) -> None:
         # SQLAlchemy's asyncpg adapter issues BEGIN lazily, with the first statement it runs;
         # a raw statement before that would run outside the transaction.
         if getattr(self._adapted, "_transaction", "unknown") is None:
             await self._adapted._start_transaction()
         elif not self._driver.is_in_transaction():
-            await connection.exec_driver_sql("SELECT 1")
+            await s.execute(text("SELECT 1"))
 
-    async def fetch(self, sql: SQL, **params: Any) -> list[Row]:
-        """All rows the statement returns."""
-        rows, _ = await self._run(sql, params)
-        return rows
-
-    async def fetchone(self, sql: SQL, **params: Any) -> Row | None:
-        """The first row, or None."""
-        rows, _ = await self._run(sql, params)
-        return rows[0] if rows else None
-
-    async def execute(self, sql: SQL, **params: Any) -> int:
-        """Run a statement that returns no rows; the number of rows it changed."""
-        _, count = await self._run(sql, params)
-        return count
-
-    async def _run(self, sql: SQL, params: dict[str, Any]) -> tuple[list[Row], int]:
+    async def run(self, script: Script[T]) -> T:
+        """Run a script: a generator that yields `Statement`s, is sent each one's `Result`, and
+        returns the answer. On SQLite the whole script runs on the driver's worker thread in one
+        hop, so the generator must only compute (no I/O, no event loop); on PostgreSQL each
+        statement is awaited in turn."""
         try:
             if self.dialect == "sqlite":
-                return await self._run_sqlite(sql, params)
-            return await self._run_postgresql(sql, params)
+                begin, self._begin = self._begin, None
+                async with self._adapted._execute_mutex:
+                    # aiosqlite's way to run a function on its worker thread.
+                    result: T = await self._driver._execute(
+                        _run_sqlite, self._driver._conn, script, begin
+                    )
+                    return result
+            return await self._run_postgresql(script)
         except Exception as error:
             if not _is_driver(error):
                 raise
             # The same exception family SQLAlchemy raises for its own statements.
-            raise DBAPIError.instance(sql.sqlite, None, error, Exception) from error
+            raise DBAPIError.instance(None, None, error, Exception) from error
 
-    async def _run_sqlite(self, sql: SQL, params: dict[str, Any]) -> tuple[list[Row], int]:
-        values = {name: _sqlite_value(value) for name, value in params.items()}
-        async with self._adapted._execute_mutex:
-            # aiosqlite's way to run a function on its worker thread: one hop per statement.
-            description, rows, rowcount, _ = await self._driver._execute(
-                run_statement, self._driver._conn, sql.sqlite, values, False
-            )
-        return (rows or [] if description else []), rowcount
+    async def run_all(self, statements: Sequence[Statement]) -> list[Result]:
+        """Run statements in order (one hop on SQLite); each one's result."""
+        return await self.run(_each(statements))
 
-    async def _run_postgresql(self, sql: SQL, params: dict[str, Any]) -> tuple[list[Row], int]:
-        args = [params[name] for name in sql.names]
+    async def fetch(self, sql: SQL, **params: Any) -> list[Row]:
+        """All rows one statement returns."""
+        (result,) = await self.run_all([Statement(sql, params)])
+        return result.rows
+
+    async def fetchone(self, sql: SQL, **params: Any) -> Row | None:
+        """The first row one statement returns, or None."""
+        rows = await self.fetch(sql, **params)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: SQL, **params: Any) -> int:
+        """Run one statement; the number of rows it changed."""
+        (result,) = await self.run_all([Statement(sql, params)])
+        return result.rowcount
+
+    async def _run_postgresql(self, script: Script[T]) -> T:
+        driver = self._driver
         async with self._adapted._execute_mutex:
-            if sql.returns_rows:
-                records = await self._driver.fetch(sql.postgresql, *args)
-                return [tuple(r) for r in records], len(records)
-            status: str = await self._driver.execute(sql.postgresql, *args)
-        # asyncpg answers with the command tag: "UPDATE 3", "INSERT 0 1", "DELETE 0".
-        tail = status.rsplit(" ", 1)[-1]
-        return [], int(tail) if tail.isdigit() else -1
+            try:
+                statement = next(script)
+                while True:
+                    sql = statement.sql
+                    args = [statement.params[name] for name in sql.names]
+                    if sql.returns_rows:
+                        records = await driver.fetch(sql.postgresql, *args)
+                        result = Result([tuple(r) for r in records], len(records))
+                    else:
+                        # asyncpg answers with the command tag: "UPDATE 3", "INSERT 0 1".
+                        tag: str = await driver.execute(sql.postgresql, *args)
+                        tail = tag.rsplit(" ", 1)[-1]
+                        result = Result([], int(tail) if tail.isdigit() else -1)
+                    statement = script.send(result)
+            except StopIteration as done:
+                answer: T = done.value
+                return answer
+
+
+def _run_sqlite(conn: sqlite3.Connection, script: Script[T], begin: str | None) -> T:
+    """Runs on aiosqlite's worker thread: every statement of the script, after `begin`."""
+    if begin is not None:
+        conn.execute(begin).close()
+    try:
+        statement = next(script)
+        while True:
+            values = {name: _sqlite_value(v) for name, v in statement.params.items()}
+            cursor = conn.execute(statement.sql.sqlite, values)
+            try:
+                rows = cursor.fetchall() if cursor.description else []
+                result = Result(rows, cursor.rowcount)
+            finally:
+                cursor.close()
+            statement = script.send(result)
+    except StopIteration as done:
+        answer: T = done.value
+        return answer
+
+
+def _each(statements: Sequence[Statement]) -> Script[list[Result]]:
+    results = []
+    for statement in statements:
+        results.append((yield statement))
+    return results
 
 
 def _is_driver(error: BaseException) -> bool:

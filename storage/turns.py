@@ -14,12 +14,21 @@ SQLite's write transactions are serial (storage.db)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from storage.raw import SQL, RawConnection, date_of, datetime_of, json_of
+from storage.raw import (
+    SQL,
+    RawConnection,
+    Result,
+    Script,
+    Statement,
+    date_of,
+    datetime_of,
+    json_of,
+)
 
 ACTIVE = "active"
 COMPLETED = "completed"
@@ -109,22 +118,57 @@ def _conversation(row: tuple[Any, ...]) -> ConversationRow | None:
     )
 
 
-async def find(
-    raw: RawConnection, channel: str, address_key: str
-) -> tuple[ContactRow | None, ConversationRow | None]:
-    """The contact reached at this address and their active conversation (locked on
-    PostgreSQL)."""
-    if raw.dialect == "sqlite":
-        row = await raw.fetchone(_FIND_SQLITE, channel=channel, key=address_key)
-        if row is None:
-            return None, None
-        return _contact(row[:9]), _conversation(row[9:])
-    row = await raw.fetchone(_FIND_CONTACT_FOR_UPDATE, channel=channel, key=address_key)
-    if row is None:
-        return None, None
-    contact = _contact(row)
-    active = await raw.fetchone(_ACTIVE_FOR_UPDATE, contact_id=contact.id)
-    return contact, _conversation(active) if active is not None else None
+def _receive(
+    dialect: str, channel: str, address_key: str, inbound: dict[str, Any]
+) -> Script[tuple[ContactRow | None, ConversationRow | None, int | None]]:
+    contact: ContactRow | None = None
+    conv: ConversationRow | None = None
+    if dialect == "sqlite":
+        row = (yield Statement(_FIND_SQLITE, {"channel": channel, "key": address_key})).first()
+        if row is not None:
+            contact, conv = _contact(row[:9]), _conversation(row[9:])
+    else:
+        params = {"channel": channel, "key": address_key}
+        row = (yield Statement(_FIND_CONTACT_FOR_UPDATE, params)).first()
+        if row is not None:
+            contact = _contact(row)
+            active = (yield Statement(_ACTIVE_FOR_UPDATE, {"contact_id": contact.id})).first()
+            conv = _conversation(active) if active is not None else None
+    inbound |= {
+        "contact_id": contact.id if contact else None,
+        "conversation_id": conv.id if conv else None,
+    }
+    recorded = (yield Statement(_RECORD_INBOUND, inbound)).first()
+    return contact, conv, None if recorded is None else int(recorded[0])
+
+
+async def receive(
+    raw: RawConnection,
+    *,
+    channel: str,
+    address_key: str,
+    provider_id: str,
+    body: str,
+    payload: dict[str, Any],
+    received_at: datetime,
+) -> tuple[ContactRow | None, ConversationRow | None, int | None]:
+    """Who sent this message and their active conversation (locked on PostgreSQL), and the
+    message stored and linked to them: its id, or None if this provider id was already stored
+    (a redelivery). One hop on SQLite."""
+    inbound = {
+        "channel": channel,
+        "provider_id": provider_id,
+        "address_key": address_key,
+        "body": body,
+        "payload": json.dumps(payload),
+        "at": received_at,
+    }
+    return await raw.run(_receive(raw.dialect, channel, address_key, inbound))
+
+
+async def write(raw: RawConnection, statements: Sequence[Statement]) -> list[Result]:
+    """Run a turn's writes in order (one hop on SQLite); each one's result."""
+    return await raw.run_all(statements)
 
 
 # -- messages ---------------------------------------------------------------------------------
@@ -157,44 +201,15 @@ _SCRUB_LATER = SQL(
 )
 
 
-async def record_inbound(
-    raw: RawConnection,
-    *,
-    channel: str,
-    provider_id: str,
-    contact_id: int | None,
-    conversation_id: str | None,
-    address_key: str,
-    body: str,
-    payload: dict[str, Any],
-    received_at: datetime,
-) -> int | None:
-    """Store an incoming message; None if this provider id was already stored (a redelivery)."""
-    row = await raw.fetchone(
-        _RECORD_INBOUND,
-        channel=channel,
-        provider_id=provider_id,
-        contact_id=contact_id,
-        conversation_id=conversation_id,
-        address_key=address_key,
-        body=body,
-        payload=json.dumps(payload),
-        at=received_at,
-    )
-    return None if row is None else int(row[0])
-
-
-async def link_inbound(
-    raw: RawConnection, message_id: int, contact_id: int | None, conversation_id: str | None
-) -> None:
+def link_inbound(message_id: int, contact_id: int | None, conversation_id: str | None) -> Statement:
     """Attach an incoming message to the contact and conversation it turned out to belong to."""
-    await raw.execute(
-        _LINK_INBOUND, id=message_id, contact_id=contact_id, conversation_id=conversation_id
+    return Statement(
+        _LINK_INBOUND,
+        {"id": message_id, "contact_id": contact_id, "conversation_id": conversation_id},
     )
 
 
-async def enqueue(
-    raw: RawConnection,
+def enqueue(
     *,
     channel: str,
     address: str,
@@ -206,23 +221,23 @@ async def enqueue(
     campaign_id: int | None,
     not_before: datetime,
     now: datetime,
-) -> int:
-    """Put a message in the outbox; returns its id."""
-    row = await raw.fetchone(
+) -> Statement:
+    """Put a message in the outbox; its result's row holds the new id."""
+    return Statement(
         _ENQUEUE,
-        channel=channel,
-        address=address,
-        body=body,
-        payload=json.dumps(payload),
-        kind=kind,
-        contact_id=contact_id,
-        conversation_id=conversation_id,
-        campaign_id=campaign_id,
-        not_before=not_before,
-        now=now,
+        {
+            "channel": channel,
+            "address": address,
+            "body": body,
+            "payload": json.dumps(payload),
+            "kind": kind,
+            "contact_id": contact_id,
+            "conversation_id": conversation_id,
+            "campaign_id": campaign_id,
+            "not_before": not_before,
+            "now": now,
+        },
     )
-    assert row is not None
-    return int(row[0])
 
 
 # -- contacts ---------------------------------------------------------------------------------
@@ -240,34 +255,38 @@ _ADD_ADDRESS = SQL(
 _SET_LANGUAGE = SQL("UPDATE contacts SET language = :language, updated_at = :now WHERE id = :id")
 
 
-async def create_contact(raw: RawConnection, language: str | None, now: datetime) -> ContactRow:
-    """A new contact with nothing known but, perhaps, their language."""
-    row = await raw.fetchone(_CREATE_CONTACT, language=language, attributes="{}", now=now)
+def _new_contact(
+    language: str | None, address: dict[str, Any], message_id: int
+) -> Script[ContactRow]:
+    row = (
+        yield Statement(_CREATE_CONTACT, {**address, "language": language, "attributes": "{}"})
+    ).first()
     assert row is not None
-    return ContactRow(id=int(row[0]), language=language, opted_out_at=None)
+    contact_id = int(row[0])
+    yield Statement(_ADD_ADDRESS, {**address, "contact_id": contact_id})
+    yield link_inbound(message_id, contact_id, None)
+    return ContactRow(id=contact_id, language=language, opted_out_at=None)
 
 
-async def add_address(
+async def new_contact(
     raw: RawConnection,
-    contact_id: int,
+    *,
+    language: str | None,
     channel: str,
     address: str,
     address_key: str,
+    message_id: int,
     now: datetime,
-) -> None:
-    """Link an address to a contact (it moves from whoever had it; see repo_contacts)."""
-    await raw.execute(
-        _ADD_ADDRESS,
-        contact_id=contact_id,
-        channel=channel,
-        address=address,
-        address_key=address_key,
-        now=now,
-    )
+) -> ContactRow:
+    """A newcomer: a contact with nothing known but perhaps their language, reached at this
+    address (which moves from whoever had it, as in repo_contacts.add_address), and the
+    message they sent linked to them."""
+    where = {"channel": channel, "address": address, "address_key": address_key, "now": now}
+    return await raw.run(_new_contact(language, where, message_id))
 
 
-async def set_language(raw: RawConnection, contact_id: int, language: str, now: datetime) -> None:
-    await raw.execute(_SET_LANGUAGE, id=contact_id, language=language, now=now)
+def set_language(contact_id: int, language: str, now: datetime) -> Statement:
+    return Statement(_SET_LANGUAGE, {"id": contact_id, "language": language, "now": now})
 
 
 # -- conversations, respondents and answers ---------------------------------------------------
@@ -312,8 +331,7 @@ _INVITATION_FINISHED = SQL(
 )
 
 
-async def create_respondent(
-    raw: RawConnection,
+def create_respondent(
     *,
     id: str,
     survey_id: str,
@@ -323,91 +341,88 @@ async def create_respondent(
     attributes: dict[str, Any],
     channel: str,
     started_on: date,
-) -> None:
+) -> Statement:
     """A new respondent; `contact_id` only for surveys that are not anonymous."""
-    await raw.execute(
+    return Statement(
         _CREATE_RESPONDENT,
-        id=id,
-        survey_id=survey_id,
-        survey_version_id=survey_version_id,
-        campaign_id=campaign_id,
-        contact_id=contact_id,
-        attributes=json.dumps(attributes),
-        channel=channel,
-        started_on=started_on,
-        completed=False,
+        {
+            "id": id,
+            "survey_id": survey_id,
+            "survey_version_id": survey_version_id,
+            "campaign_id": campaign_id,
+            "contact_id": contact_id,
+            "attributes": json.dumps(attributes),
+            "channel": channel,
+            "started_on": started_on,
+            "completed": False,
+        },
     )
 
 
-async def create_conversation(
-    raw: RawConnection,
-    conv: ConversationRow,
-    *,
-    contact_id: int,
-    now: datetime,
-    expires_at: datetime,
-) -> None:
+def create_conversation(
+    conv: ConversationRow, *, contact_id: int, now: datetime, expires_at: datetime
+) -> Statement:
     """A new active conversation."""
-    await raw.execute(
+    return Statement(
         _CREATE_CONVERSATION,
-        id=conv.id,
-        contact_id=contact_id,
-        respondent_id=conv.respondent_id,
-        survey_version_id=conv.survey_version_id,
-        survey_id=conv.survey_id,
-        campaign_id=conv.campaign_id,
-        channel=conv.channel,
-        state=json.dumps(conv.state),
-        now=now,
-        expires_at=expires_at,
+        {
+            "id": conv.id,
+            "contact_id": contact_id,
+            "respondent_id": conv.respondent_id,
+            "survey_version_id": conv.survey_version_id,
+            "survey_id": conv.survey_id,
+            "campaign_id": conv.campaign_id,
+            "channel": conv.channel,
+            "state": json.dumps(conv.state),
+            "now": now,
+            "expires_at": expires_at,
+        },
     )
 
 
-async def record_answers(
-    raw: RawConnection,
-    respondent_id: str,
-    answers: Iterable[tuple[str, Any, bool]],
-    on_date: date,
-) -> None:
+def record_answers(
+    respondent_id: str, answers: Iterable[tuple[str, Any, bool]], on_date: date
+) -> list[Statement]:
     """Store (question_id, value, skipped) answers; answering a question again replaces it."""
     latest = {question_id: (value, skipped) for question_id, value, skipped in answers}
-    for question_id, (value, skipped) in latest.items():
-        await raw.execute(
+    return [
+        Statement(
             _UPSERT_ANSWER,
-            respondent_id=respondent_id,
-            question_id=question_id,
-            value=json.dumps(value),
-            skipped=skipped,
-            answered_on=on_date,
+            {
+                "respondent_id": respondent_id,
+                "question_id": question_id,
+                "value": json.dumps(value),
+                "skipped": skipped,
+                "answered_on": on_date,
+            },
         )
+        for question_id, (value, skipped) in latest.items()
+    ]
 
 
-async def retract_answer(raw: RawConnection, respondent_id: str, question_id: str) -> None:
+def retract_answer(respondent_id: str, question_id: str) -> Statement:
     """Forget one answer (the person went back)."""
-    await raw.execute(_RETRACT_ANSWER, respondent_id=respondent_id, question_id=question_id)
+    return Statement(_RETRACT_ANSWER, {"respondent_id": respondent_id, "question_id": question_id})
 
 
-async def save_state(
-    raw: RawConnection,
-    conv: ConversationRow,
-    status: str,
-    expires_at: datetime,
-    now: datetime,
-) -> None:
+def save_state(
+    conv: ConversationRow, status: str, expires_at: datetime, now: datetime
+) -> Statement:
     """Store the engine state (`conv.state`) after a step."""
-    await raw.execute(
+    return Statement(
         _SAVE_STATE,
-        id=conv.id,
-        state=json.dumps(conv.state),
-        status=status,
-        expires_at=expires_at,
-        channel=conv.channel,
-        now=now,
+        {
+            "id": conv.id,
+            "state": json.dumps(conv.state),
+            "status": status,
+            "expires_at": expires_at,
+            "channel": conv.channel,
+            "now": now,
+        },
     )
 
 
-async def finish(
-    raw: RawConnection,
+def finish(
     conv: ConversationRow,
     status: str,
     expires_at: datetime,
@@ -415,41 +430,52 @@ async def finish(
     *,
     anonymous: bool,
     scrub_grace: timedelta,
-) -> None:
+) -> list[Statement]:
     """Store the last state and end the conversation and its respondent, as
     `repo_conversations.save_state` and `finish` together do: an anonymous one keeps no link
     from the contact to the answers, and its messages lose their text."""
     state = conv.state
     if anonymous:
         state = {**state, "answers": {}, "history": [], "current": None}
-    await raw.execute(
-        _FINISH_CONVERSATION,
-        id=conv.id,
-        state=json.dumps(state),
-        status=status,
-        expires_at=expires_at,
-        channel=conv.channel,
-        now=now,
-        respondent_id=None if anonymous else conv.respondent_id,
-    )
+    statements = [
+        Statement(
+            _FINISH_CONVERSATION,
+            {
+                "id": conv.id,
+                "state": json.dumps(state),
+                "status": status,
+                "expires_at": expires_at,
+                "channel": conv.channel,
+                "now": now,
+                "respondent_id": None if anonymous else conv.respondent_id,
+            },
+        )
+    ]
     if conv.respondent_id is not None:
-        await raw.execute(
-            _FINISH_RESPONDENT,
-            id=conv.respondent_id,
-            status=status,
-            completed=status == COMPLETED,
-            anonymous=anonymous,
+        statements.append(
+            Statement(
+                _FINISH_RESPONDENT,
+                {
+                    "id": conv.respondent_id,
+                    "status": status,
+                    "completed": status == COMPLETED,
+                    "anonymous": anonymous,
+                },
+            )
         )
     if anonymous:
-        await raw.execute(_SCRUB_SENT, conversation_id=conv.id, empty="{}")
-        await raw.execute(_SCRUB_LATER, conversation_id=conv.id, scrub_after=now + scrub_grace)
+        statements.append(Statement(_SCRUB_SENT, {"conversation_id": conv.id, "empty": "{}"}))
+        statements.append(
+            Statement(_SCRUB_LATER, {"conversation_id": conv.id, "scrub_after": now + scrub_grace})
+        )
+    return statements
 
 
-async def invitation_finished(raw: RawConnection, conversation_id: str, status: str) -> None:
+def invitation_finished(conversation_id: str, status: str) -> Statement:
     """A campaign conversation ended: its invitation keeps the final status (see
     bot.campaigns.on_conversation_finished)."""
     final = status if status in (COMPLETED, "opted_out") else "closed"
-    await raw.execute(_INVITATION_FINISHED, conversation_id=conversation_id, status=final)
+    return Statement(_INVITATION_FINISHED, {"conversation_id": conversation_id, "status": final})
 
 
 # -- timers -----------------------------------------------------------------------------------
@@ -465,21 +491,17 @@ _CANCEL_TASK = SQL(
 )
 
 
-async def schedule_task(
-    raw: RawConnection,
-    kind: str,
-    key: str,
-    due_at: datetime,
-    payload: dict[str, Any],
-    now: datetime,
-) -> None:
+def schedule_task(
+    kind: str, key: str, due_at: datetime, payload: dict[str, Any], now: datetime
+) -> Statement:
     """Schedule a task, or move the pending one with this key (repo_tasks.schedule with
     replace=True)."""
-    await raw.execute(
-        _SCHEDULE_REPLACE, kind=kind, key=key, due_at=due_at, payload=json.dumps(payload), now=now
+    return Statement(
+        _SCHEDULE_REPLACE,
+        {"kind": kind, "key": key, "due_at": due_at, "payload": json.dumps(payload), "now": now},
     )
 
 
-async def cancel_task(raw: RawConnection, key: str) -> None:
+def cancel_task(key: str) -> Statement:
     """Cancel a pending task."""
-    await raw.execute(_CANCEL_TASK, key=key)
+    return Statement(_CANCEL_TASK, {"key": key})
