@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -355,8 +356,18 @@ def _int_field(form: Mapping[str, str], name: str) -> int:
 
 
 def _e164(number: str, field_name: str) -> str:
+    e164 = _parsed_e164(number)
+    if e164 is None:
+        raise RequestRejected(400, f"field {field_name} is not a phone number")
+    return e164
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_e164(number: str) -> str | None:
+    """Parsing costs more than the rest of reading a webhook, and the same few numbers (ours,
+    and whoever is answering a survey right now) come again and again."""
     try:
         parsed = phonenumbers.parse(number, DEFAULT_REGION)
     except phonenumbers.NumberParseException:
-        raise RequestRejected(400, f"field {field_name} is not a phone number") from None
+        return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
