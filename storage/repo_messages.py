@@ -14,7 +14,6 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import claims
-from storage.db import dialect_insert
 from storage.models import Message, utcnow
 
 IN = "in"
@@ -45,43 +44,6 @@ def _predecessors(status: str) -> tuple[str, ...]:
     if status in FAILURES:
         return (QUEUED, SENDING, SENT)
     raise ValueError(f"unknown delivery status {status!r}")
-
-
-async def record_inbound(
-    s: AsyncSession,
-    *,
-    channel: str,
-    provider_id: str,
-    contact_id: int | None,
-    conversation_id: str | None,
-    address_key: str,
-    body: str,
-    payload: dict[str, Any],
-    received_at: datetime,
-) -> int | None:
-    """Store an incoming message; None if this provider id was already stored (a redelivery)."""
-    stmt = (
-        dialect_insert(s, Message.__table__)
-        .values(
-            direction=IN,
-            channel=channel,
-            provider_id=provider_id,
-            contact_id=contact_id,
-            conversation_id=conversation_id,
-            address_key=address_key,
-            body=body,
-            payload=payload,
-            kind="reply",
-            status=RECEIVED,
-            not_before=received_at,
-            created_at=received_at,
-            status_at=received_at,
-        )
-        .on_conflict_do_nothing(index_elements=["channel", "direction", "provider_id"])
-        .returning(Message.__table__.c.id)
-    )
-    new_id = (await s.execute(stmt)).scalar_one_or_none()
-    return None if new_id is None else int(new_id)
 
 
 async def link_inbound(

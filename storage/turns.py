@@ -134,11 +134,13 @@ def _receive(
             contact = _contact(row)
             active = (yield Statement(_ACTIVE_FOR_UPDATE, {"contact_id": contact.id})).first()
             conv = _conversation(active) if active is not None else None
-    inbound |= {
-        "contact_id": contact.id if contact else None,
-        "conversation_id": conv.id if conv else None,
-    }
-    recorded = (yield Statement(_RECORD_INBOUND, inbound)).first()
+    recorded = (
+        yield record_inbound(
+            **inbound,
+            contact_id=contact.id if contact else None,
+            conversation_id=conv.id if conv else None,
+        )
+    ).first()
     return contact, conv, None if recorded is None else int(recorded[0])
 
 
@@ -160,8 +162,8 @@ async def receive(
         "provider_id": provider_id,
         "address_key": address_key,
         "body": body,
-        "payload": json.dumps(payload),
-        "at": received_at,
+        "payload": payload,
+        "received_at": received_at,
     }
     return await raw.run(_receive(raw.dialect, channel, address_key, inbound))
 
@@ -199,6 +201,34 @@ _SCRUB_LATER = SQL(
     "UPDATE messages SET scrub_after = :scrub_after WHERE conversation_id = :conversation_id "
     "AND direction = 'out' AND status IN ('queued', 'sending')"
 )
+
+
+def record_inbound(
+    *,
+    channel: str,
+    provider_id: str,
+    contact_id: int | None,
+    conversation_id: str | None,
+    address_key: str,
+    body: str,
+    payload: dict[str, Any],
+    received_at: datetime,
+) -> Statement:
+    """Store an incoming message; its result has the new id, or no row if this provider id was
+    already stored (a redelivery)."""
+    return Statement(
+        _RECORD_INBOUND,
+        {
+            "channel": channel,
+            "provider_id": provider_id,
+            "contact_id": contact_id,
+            "conversation_id": conversation_id,
+            "address_key": address_key,
+            "body": body,
+            "payload": json.dumps(payload),
+            "at": received_at,
+        },
+    )
 
 
 def link_inbound(message_id: int, contact_id: int | None, conversation_id: str | None) -> Statement:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from storage import repo_contacts, repo_conversations, repo_messages
 from storage.db import Database
 from storage.models import Answer, Conversation, Message, Respondent
-from tests.storage.conftest import NOW
+from tests.storage.conftest import NOW, record_inbound
 
 TODAY = date(2026, 3, 2)
 
@@ -108,7 +108,7 @@ async def _messages_for(db: Database, contact_id: int, conv_id: str) -> list[int
     ids = []
     async with db.transaction() as s:
         for n, text in enumerate(["NOJDHET", "4", "bra bemötande"]):
-            mid = await repo_messages.record_inbound(
+            mid = await record_inbound(
                 s,
                 channel="sms",
                 provider_id=f"SM{conv_id}{n}",

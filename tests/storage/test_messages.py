@@ -10,7 +10,7 @@ from sqlalchemy import select
 from storage import repo_contacts, repo_messages
 from storage.db import Database
 from storage.models import Message
-from tests.storage.conftest import NOW
+from tests.storage.conftest import NOW, record_inbound
 
 LEASE = 60
 
@@ -61,7 +61,7 @@ async def _status(db: Database, message_id: int) -> Message:
 async def test_inbound_dedupe_on_provider_id(db: Database) -> None:
     async def record(channel: str, provider_id: str) -> int | None:
         async with db.transaction() as s:
-            return await repo_messages.record_inbound(
+            return await record_inbound(
                 s,
                 channel=channel,
                 provider_id=provider_id,
@@ -91,7 +91,7 @@ async def test_inbound_dedupe_on_provider_id(db: Database) -> None:
 async def test_link_inbound(db: Database) -> None:
     async with db.transaction() as s:
         contact = await repo_contacts.create(s)
-        mid = await repo_messages.record_inbound(
+        mid = await record_inbound(
             s,
             channel="sms",
             provider_id="SM9",
@@ -322,7 +322,7 @@ async def test_chat_history_reads_one_chat_in_order(db: Database) -> None:
     a2 = await put("tok-a", NOW)
     a3 = await put("tok-a", NOW + timedelta(hours=1))
     async with db.transaction() as s:
-        said = await repo_messages.record_inbound(
+        said = await record_inbound(
             s,
             channel="webchat",
             provider_id="tok-a:1",
