@@ -11,7 +11,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,6 +44,8 @@ EXPIRE_TASK = "conversation.expire"
 CLOSED_GRACE = timedelta(days=30)
 """How long after a campaign closed a late answer gets "this survey has closed"."""
 WEBCHAT = "webchat"
+ContactT = TypeVar("ContactT", Contact, ContactRow)
+ConversationT = TypeVar("ConversationT", Conversation, ConversationRow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,7 +370,7 @@ async def opt_out(
         await repo_conversations.finish(s, active, "opted_out", now, anonymous=True)
 
 
-class _Turn:
+class _TurnBase(Generic[ContactT, ConversationT]):
     """One inbound message being handled inside its transaction."""
 
     def __init__(
@@ -377,16 +379,16 @@ class _Turn:
         s: AsyncSession,
         msg: InboundMessage,
         message_id: int,
-        contact: Contact | None,
-        conv: Conversation | None,
+        contact: ContactT | None,
+        conv: ConversationT | None,
         now: datetime,
     ) -> None:
         self.service = service
         self.s = s
         self.msg = msg
         self.message_id = message_id
-        self.contact = contact
-        self.conv = conv
+        self.contact: ContactT | None = contact
+        self.conv: ConversationT | None = conv
         self.now = now
         self.reply_ids: list[int] = []
         self.linked: tuple[int | None, str | None] = (
@@ -394,6 +396,10 @@ class _Turn:
             conv.id if conv else None,
         )
         """What the inbound row was recorded with, so it is only updated when that changes."""
+
+
+class _Turn(_TurnBase[Contact, Conversation]):
+    """Any turn, on ORM objects and the repositories."""
 
     async def run(self) -> None:
         msg = self.msg
@@ -564,7 +570,7 @@ class _Turn:
         )
 
 
-class _LeanTurn:
+class _LeanTurn(_TurnBase[ContactRow, ConversationRow]):
     """The common turns on storage.turns' SQL: an answer to the active conversation (to its
     end, and across languages and going back) and a survey keyword from someone without one.
 
@@ -583,15 +589,8 @@ class _LeanTurn:
         conv: ConversationRow | None,
         now: datetime,
     ) -> None:
-        self.service = service
-        self.s = s
+        super().__init__(service, s, msg, message_id, contact, conv, now)
         self.raw = raw
-        self.msg = msg
-        self.message_id = message_id
-        self.contact = contact
-        self.conv = conv
-        self.now = now
-        self.reply_ids: list[int] = []
         self._writes: list[Statement] = []
         self._replies: list[int] = []
         """Which of `_writes` queue a reply."""
