@@ -337,7 +337,7 @@ class _PhoneNormaliser:
         except phonenumbers.NumberParseException:
             number = None
         if number is None or not phonenumbers.is_valid_number(number):
-            raise ValueError(f"phone is not a valid phone number (region {self._region})")
+            raise FieldError("phone", f"is not a valid phone number (region {self._region})")
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
     def _shortcut(self, digits: str) -> str | None:
@@ -380,14 +380,22 @@ def _matches(national: str, check: _DescCheck) -> bool:
     return pattern.fullmatch(national) is not None
 
 
-class _RowValidator:
-    """Checks rows against the header and remembers identifiers to catch duplicates."""
+class FieldError(ValueError):
+    """A contact field's value breaks its rule: `field` and what is wrong (`detail`)."""
 
-    def __init__(self, names: tuple[str | None, ...], region: str, today: date) -> None:
-        self._names = names
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field} {detail}")
+        self.field = field
+        self.detail = detail
+
+
+class ContactFields:
+    """The rules and normalisation of every contact field, for all the ways contacts arrive
+    (CSV files, the contacts API, contact details in case events)."""
+
+    def __init__(self, region: str, today: date) -> None:
         self._phone = _PhoneNormaliser(region)
         self._today = today
-        self._first_seen: dict[str, dict[str, int]] = {name: {} for name in IDENTIFIERS}
         self._parsers: dict[str, Callable[[str], object]] = {
             "external_ref": self._external_ref,
             "phone": self._phone,
@@ -399,6 +407,76 @@ class _RowValidator:
             "unit": self._unit,
             "contact_since": self._contact_since,
         }
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._parsers
+
+    def parse(self, name: str, value: str) -> object:
+        """A field's trimmed, non-empty text -> its normalised value; FieldError if invalid."""
+        return self._parsers[name](value)
+
+    def _text(self, value: str, name: str) -> str:
+        limit = COLUMN_LIMITS.get(name, MAX_TEXT_LENGTH)
+        if len(value) > limit:
+            raise FieldError(name, f"is longer than {limit} characters")
+        return value
+
+    def _external_ref(self, value: str) -> str:
+        return self._text(value, "external_ref")
+
+    def _unit(self, value: str) -> str:
+        return self._text(value, "unit")
+
+    def _target_group(self, value: str) -> str:
+        slug = snake_case(value)
+        if not slug:
+            raise FieldError("target_group", f"{value!r} has no letters or digits")
+        return self._text(slug, "target_group")
+
+    def _telegram_chat_id(self, value: str) -> str:
+        if not _CHAT_ID_RE.match(value):
+            raise FieldError("telegram_chat_id", f"{value!r} is not an integer")
+        return str(int(value))
+
+    def _language(self, value: str) -> str:
+        tag = self._text(value.lower().replace("_", "-"), "language")
+        if not _LANGUAGE_RE.match(tag):
+            raise FieldError("language", f"{value!r} is not a language code like sv, en or en-gb")
+        return tag
+
+    def _gender(self, value: str) -> str:
+        gender = GENDERS.get(value.lower())
+        if gender is None:
+            raise FieldError("gender", f"{value!r} is not one of kvinna, man, annat")
+        return gender
+
+    def _birth_year(self, value: str) -> int:
+        last = self._today.year
+        if not _YEAR_RE.match(value) or not MIN_BIRTH_YEAR <= int(value) <= last:
+            raise FieldError(
+                "birth_year", f"{value!r} is not a year from {MIN_BIRTH_YEAR} to {last}"
+            )
+        return int(value)
+
+    def _contact_since(self, value: str) -> date:
+        try:
+            if not _DATE_RE.match(value):
+                raise ValueError
+            day = date.fromisoformat(value)
+        except ValueError:
+            raise FieldError("contact_since", f"{value!r} is not a date like 2024-05-01") from None
+        if day > self._today:
+            raise FieldError("contact_since", f"{value} is in the future")
+        return day
+
+
+class _RowValidator:
+    """Checks rows against the header and remembers identifiers to catch duplicates."""
+
+    def __init__(self, names: tuple[str | None, ...], region: str, today: date) -> None:
+        self._names = names
+        self._fields = ContactFields(region, today)
+        self._first_seen: dict[str, dict[str, int]] = {name: {} for name in IDENTIFIERS}
 
     def row(self, line: int, cells: list[str]) -> ContactRow | RowError:
         if len(cells) != len(self._names):
@@ -421,14 +499,13 @@ class _RowValidator:
             if name is None:
                 problems.append(f"column {index} has no name in the header but a value here")
                 continue
-            parser = self._parsers.get(name)
-            if parser is None:
+            if name not in self._fields:
                 attributes[name[len(ATTR_PREFIX) :]] = value
                 continue
             has_identifier = has_identifier or name in IDENTIFIERS
             try:
-                parsed[name] = parser(value)
-            except ValueError as exc:
+                parsed[name] = self._fields.parse(name, value)
+            except FieldError as exc:
                 problems.append(str(exc))
 
         if not has_identifier:
@@ -445,55 +522,3 @@ class _RowValidator:
         if problems:
             return RowError(line, "; ".join(problems))
         return ContactRow(line=line, attributes=MappingProxyType(attributes), **parsed)
-
-    def _text(self, value: str, name: str) -> str:
-        limit = COLUMN_LIMITS.get(name, MAX_TEXT_LENGTH)
-        if len(value) > limit:
-            raise ValueError(f"{name} is longer than {limit} characters")
-        return value
-
-    def _external_ref(self, value: str) -> str:
-        return self._text(value, "external_ref")
-
-    def _unit(self, value: str) -> str:
-        return self._text(value, "unit")
-
-    def _target_group(self, value: str) -> str:
-        slug = snake_case(value)
-        if not slug:
-            raise ValueError(f"target_group {value!r} has no letters or digits")
-        return self._text(slug, "target_group")
-
-    def _telegram_chat_id(self, value: str) -> str:
-        if not _CHAT_ID_RE.match(value):
-            raise ValueError(f"telegram_chat_id {value!r} is not an integer")
-        return str(int(value))
-
-    def _language(self, value: str) -> str:
-        tag = self._text(value.lower().replace("_", "-"), "language")
-        if not _LANGUAGE_RE.match(tag):
-            raise ValueError(f"language {value!r} is not a language code like sv, en or en-gb")
-        return tag
-
-    def _gender(self, value: str) -> str:
-        gender = GENDERS.get(value.lower())
-        if gender is None:
-            raise ValueError(f"gender {value!r} is not one of kvinna, man, annat")
-        return gender
-
-    def _birth_year(self, value: str) -> int:
-        last = self._today.year
-        if not _YEAR_RE.match(value) or not MIN_BIRTH_YEAR <= int(value) <= last:
-            raise ValueError(f"birth_year {value!r} is not a year from {MIN_BIRTH_YEAR} to {last}")
-        return int(value)
-
-    def _contact_since(self, value: str) -> date:
-        try:
-            if not _DATE_RE.match(value):
-                raise ValueError
-            day = date.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"contact_since {value!r} is not a date like 2024-05-01") from None
-        if day > self._today:
-            raise ValueError(f"contact_since {value} is in the future")
-        return day

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from bot.followups.events import (
     CONTACT_KEYS,
-    CONTACT_TEXT_LIMITS,
     CSV_ATTR_PREFIX,
     CSV_CONTACT_COLUMNS,
     CSV_EVENT_COLUMNS,
@@ -71,7 +70,6 @@ __all__ = [
     "BUSY_RETRY",
     "CHANNELS",
     "CONTACT_KEYS",
-    "CONTACT_TEXT_LIMITS",
     "CSV_ATTR_PREFIX",
     "CSV_CONTACT_COLUMNS",
     "CSV_EVENT_COLUMNS",

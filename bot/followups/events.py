@@ -13,14 +13,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import phonenumbers
-
-from bot.contacts_csv import GENDERS, snake_case
+from bot.contacts_csv import ContactFields, FieldError
 from bot.followups.rules import _TYPE_RE, _unknown_key
 
 _ATTR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
-_LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})*$")
-_CHAT_ID_RE = re.compile(r"^-?[0-9]{1,20}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 MAX_ID_LENGTH = 100
 MAX_TEXT_LENGTH = 200
@@ -50,9 +46,6 @@ CONTACT_KEYS = (
     "contact_since",
     "attributes",
 )
-
-CONTACT_TEXT_LIMITS: Mapping[str, int] = {"language": 20, "target_group": 60, "unit": 100}
-"""The contacts table's column sizes: longer values are refused, not cut."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,88 +139,33 @@ def _attributes(value: object, key: str, problems: list[str]) -> dict[str, objec
     return out
 
 
-def _phone(value: object, region: str) -> str:
-    if not isinstance(value, str | int) or isinstance(value, bool):
-        raise ValueError("phone: must be a text")
-    try:
-        number = phonenumbers.parse(str(value).strip(), region)
-    except phonenumbers.NumberParseException:
-        number = None
-    if number is None or not phonenumbers.is_valid_number(number):
-        # The number itself stays out of the message: it may end up in logs.
-        raise ValueError(f"phone: not a valid phone number (region {region})")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
 def parse_contact(data: object, *, today: date, region: str = "SE") -> ContactDetails | list[str]:
-    """Contact details from an event, normalised like a contact list; or every problem."""
+    """Contact details from an event, normalised by the same rules as a contact list
+    (bot.contacts_csv.ContactFields); or every problem."""
     if not isinstance(data, dict):
         return [f"contact: must be an object, not {data!r}"]
     problems: list[str] = []
     for key in data:
         if key not in CONTACT_KEYS:
             problems.append(f"contact.{_unknown_key(str(key), CONTACT_KEYS)}")
+    fields = ContactFields(region, today)
     values: dict[str, Any] = {}
-
-    def text(key: str) -> str | None:
+    for key in CONTACT_KEYS:
         value = data.get(key)
-        if value is None or value == "":
-            return None
+        if key == "attributes" or value is None or value == "":
+            continue
         if isinstance(value, bool) or not isinstance(value, str | int):
             problems.append(f"contact.{key}: must be a text, not {value!r}")
-            return None
-        result = str(value).strip()
-        limit = CONTACT_TEXT_LIMITS.get(key, MAX_TEXT_LENGTH)
-        if len(result) > limit:
-            problems.append(f"contact.{key}: longer than {limit} characters")
-            return None
-        if _CONTROL_RE.search(result):
+            continue
+        text = str(value).strip()
+        if _CONTROL_RE.search(text):
             problems.append(f"contact.{key}: contains control characters")
-            return None
-        return result or None
-
-    if (phone := data.get("phone")) not in (None, ""):
-        try:
-            values["phone"] = _phone(phone, region)
-        except ValueError as e:
-            problems.append(f"contact.{e}")
-    if (chat := text("telegram_chat_id")) is not None:
-        if _CHAT_ID_RE.match(chat):
-            values["telegram_chat_id"] = str(int(chat))
-        else:
-            problems.append(f"contact.telegram_chat_id: {chat!r} is not an integer")
-    if (language := text("language")) is not None:
-        tag = language.lower().replace("_", "-")
-        if _LANGUAGE_RE.match(tag):
-            values["language"] = tag
-        else:
-            problems.append(f"contact.language: {language!r} is not a code like sv, en or en-gb")
-    if (gender := text("gender")) is not None:
-        if gender.lower() in GENDERS:
-            values["gender"] = GENDERS[gender.lower()]
-        else:
-            problems.append(f"contact.gender: {gender!r} is not one of kvinna, man, annat")
-    if (year := text("birth_year")) is not None:
-        if year.isdigit() and 1900 <= int(year) <= today.year:
-            values["birth_year"] = int(year)
-        else:
-            problems.append(f"contact.birth_year: {year!r} is not a year from 1900 to {today.year}")
-    if (group := text("target_group")) is not None:
-        if slug := snake_case(group):
-            values["target_group"] = slug
-        else:
-            problems.append(f"contact.target_group: {group!r} has no letters or digits")
-    if (unit := text("unit")) is not None:
-        values["unit"] = unit
-    if (since := text("contact_since")) is not None:
-        try:
-            day = date.fromisoformat(since)
-            if day > today:
-                problems.append(f"contact.contact_since: {since} is in the future")
-            else:
-                values["contact_since"] = day
-        except ValueError:
-            problems.append(f"contact.contact_since: {since!r} is not a date like 2024-05-01")
+        elif text:
+            try:
+                values[key] = fields.parse(key, text)
+            except FieldError as e:
+                # The phone rule leaves the number out of its message (messages reach logs).
+                problems.append(f"contact.{e.field}: {e.detail}")
     values["attributes"] = _attributes(data.get("attributes"), "contact.attributes", problems)
     if (
         "phone" not in values

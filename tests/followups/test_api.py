@@ -144,7 +144,7 @@ BAD_BODIES: list[tuple[str, Any, int, list[str]]] = [
     ("nested attribute", event(attributes={"a": {"b": 1}}), 422, ["attributes.a: must be a"]),
     ("cancelled text", event(cancelled="yes"), 422, ["cancelled: must be true or false"]),
     ("unknown key", event(occured_at="x"), 422, ["unknown key 'occured_at' (did you mean"]),
-    ("bad phone", event(contact={"phone": "123"}), 422, ["contact.phone: not a valid phone"]),
+    ("bad phone", event(contact={"phone": "123"}), 422, ["contact.phone: is not a valid phone"]),
     ("unreachable contact", event(contact={"language": "sv"}), 422, ["contact: needs phone"]),
     (
         "bad contact fields",
@@ -156,7 +156,7 @@ BAD_BODIES: list[tuple[str, Any, int, list[str]]] = [
         "contact values too long",
         event(contact={"phone": "0701234567", "unit": "x" * 101, "language": "sv-" + "a" * 20}),
         422,
-        ["contact.unit: longer than 100 characters", "contact.language: longer than 20"],
+        ["contact.unit: is longer than 100 characters", "contact.language: is longer than 20"],
     ),
     ("contact not object", event(contact="P-1"), 422, ["contact: must be an object"]),
     (

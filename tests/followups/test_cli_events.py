@@ -89,7 +89,7 @@ def test_bad_rows_refuse_the_whole_file(cli: Cli, tmp_path: Path) -> None:
     assert lines[1].startswith("  line 3: cancelled: 'kanske' is not true or false; attributes:")
     assert "type: 'insats ended'" in lines[1] and "occurred_at: 'igår'" in lines[1]
     assert lines[2] == (
-        "  line 4: external_ref: required; contact.phone: not a valid phone number (region SE)"
+        "  line 4: external_ref: required; contact.phone: is not a valid phone number (region SE)"
     )
     assert lines[3] == "  line 6: expected 9 fields, got 3"
     assert lines[4] == "  line 5: duplicate event_id 'ev-1' (first on line 2)"
