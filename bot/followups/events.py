@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.contacts_csv import ContactFields, FieldError
+from bot.contacts_csv import COLUMNS, ContactFields, FieldError
 from bot.followups.rules import _TYPE_RE, _unknown_key
 
 _ATTR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
@@ -35,17 +35,9 @@ EVENT_KEYS = (
     "attributes",
     "contact",
 )
-CONTACT_KEYS = (
-    "phone",
-    "telegram_chat_id",
-    "language",
-    "gender",
-    "birth_year",
-    "target_group",
-    "unit",
-    "contact_since",
-    "attributes",
-)
+CONTACT_KEYS = (*(name for name in COLUMNS if name != "external_ref"), "attributes")
+"""A new person's details in an event: a contact list's columns (external_ref is the event's own)
+and free attributes."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -379,52 +379,48 @@ async def run_campaign_feedback(runtime: Runtime, campaign_id: int, *, after: in
     data = await campaign_results(runtime, campaign_id, with_previous=False)
     campaign, survey = data.campaign, data.survey
     link = results_link(runtime, campaign_id)
-    bodies: dict[str, str] = {}
     not_before = _allowed(runtime, now)
-    queued = processed = 0
-    while True:
-        async with runtime.db.transaction() as s:
-            current = await load_campaign(s, campaign_id)
-            if current.feedback_status == HELD:
-                await _schedule_held(s, campaign_id, now)
-                return queued
-            targets = await repo_results.campaign_feedback_targets(
-                s, campaign_id, current.feedback_to, after_id=after, limit=BATCH
-            )
-            for target in targets:
-                after = target.row_id
-                route = await _route(runtime, s, target, campaign.channels)
-                if route is None:
-                    continue
-                if not await repo_results.claim_invitation_feedback(s, target.row_id):
-                    continue
-                lang = engine.pick_language(survey, target.language)
-                if lang not in bodies:
-                    bodies[lang] = compose(
-                        survey,
-                        data.results,
-                        lang,
-                        text=(current.feedback_text or {}).get(lang),
-                        plan_ref=current.plan_ref,
-                        link=link,
-                    )
-                await _enqueue(
-                    runtime, s, route, target, bodies[lang], lang, campaign_id, not_before
-                )
-                queued += 1
-        processed += len(targets)
-        if len(targets) < BATCH:
-            break
-        if processed >= PER_RUN:
-            async with runtime.db.transaction() as s:
-                await repo_tasks.schedule(
-                    s,
-                    FEEDBACK_TASK,
-                    f"{FEEDBACK_TASK}:{campaign_id}:after:{after}",
-                    now,
-                    {"campaign_id": campaign_id, "after": after},
-                )
-            return queued
+    current = campaign
+
+    async def targets(s: AsyncSession, after_id: int) -> Sequence[FeedbackTarget] | None:
+        nonlocal current
+        current = await load_campaign(s, campaign_id)
+        if current.feedback_status == HELD:
+            await _schedule_held(s, campaign_id, now)
+            return None
+        return await repo_results.campaign_feedback_targets(
+            s, campaign_id, current.feedback_to, after_id=after_id, limit=BATCH
+        )
+
+    def body(lang: str) -> str:
+        return compose(
+            survey,
+            data.results,
+            lang,
+            text=(current.feedback_text or {}).get(lang),
+            plan_ref=current.plan_ref,
+            link=link,
+        )
+
+    queued, done = await _feed_back(
+        runtime,
+        survey,
+        after=after,
+        targets=targets,
+        claim=repo_results.claim_invitation_feedback,
+        body=body,
+        channels=campaign.channels,
+        campaign_id=campaign_id,
+        now=now,
+        not_before=not_before,
+        resume=lambda after: (
+            FEEDBACK_TASK,
+            f"{FEEDBACK_TASK}:{campaign_id}:after:{after}",
+            {"campaign_id": campaign_id, "after": after},
+        ),
+    )
+    if not done:
+        return queued
     async with runtime.db.transaction() as s:
         current = await _campaign_for_update(s, campaign_id)
         if current.feedback_status == SENDING:
@@ -440,6 +436,53 @@ async def run_campaign_feedback(runtime: Runtime, campaign_id: int, *, after: in
         )
     runtime.dispatcher.wake()
     return queued
+
+
+async def _feed_back(
+    runtime: Runtime,
+    survey: Survey,
+    *,
+    after: int,
+    targets: Callable[[AsyncSession, int], Awaitable[Sequence[FeedbackTarget] | None]],
+    claim: Callable[[AsyncSession, int], Awaitable[bool]],
+    body: Callable[[str], str],
+    channels: Sequence[str],
+    campaign_id: int | None,
+    now: datetime,
+    not_before: datetime,
+    resume: Callable[[int], tuple[str, str, dict[str, Any]]],
+) -> tuple[int, bool]:
+    """Queue the feedback message for everyone `targets` lists, in batches of BATCH, each person
+    claimed first so nobody gets it twice. After PER_RUN people the work goes on in a new task
+    (`resume(after)` gives its kind, key and payload). `targets` answering None stops (held).
+    Returns (messages queued, whether everyone was reached)."""
+    bodies: dict[str, str] = {}
+    queued = processed = 0
+    while True:
+        async with runtime.db.transaction() as s:
+            batch = await targets(s, after)
+            if batch is None:
+                return queued, False
+            for target in batch:
+                after = target.row_id
+                route = await _route(runtime, s, target, channels)
+                if route is None or not await claim(s, target.row_id):
+                    continue
+                lang = engine.pick_language(survey, target.language)
+                if lang not in bodies:
+                    bodies[lang] = body(lang)
+                await _enqueue(
+                    runtime, s, route, target, bodies[lang], lang, campaign_id, not_before
+                )
+                queued += 1
+        processed += len(batch)
+        if len(batch) < BATCH:
+            return queued, True
+        if processed >= PER_RUN:
+            kind, key, payload = resume(after)
+            async with runtime.db.transaction() as s:
+                await repo_tasks.schedule(s, kind, key, now, payload)
+            return queued, False
 
 
 async def _schedule_held(s: AsyncSession, campaign_id: int, now: datetime) -> None:
@@ -534,43 +577,31 @@ async def run_followup_feedback(
     survey, results = computed
     window_from, window_to = _local_midnight(runtime, since), _local_midnight(runtime, end)
     not_before = _allowed(runtime, now)
-    bodies: dict[str, str] = {}
-    queued = processed = 0
-    while True:
-        async with runtime.db.transaction() as s:
-            targets = await repo_results.followup_feedback_targets(
-                s, survey_id, window_from, window_to, after_id=after, limit=BATCH
-            )
-            for target in targets:
-                after = target.row_id
-                route = await _route(runtime, s, target, ())
-                if route is None:
-                    continue
-                if not await repo_results.claim_followup_feedback(s, target.row_id):
-                    continue
-                lang = engine.pick_language(survey, target.language)
-                if lang not in bodies:
-                    bodies[lang] = compose(survey, results, lang)
-                await _enqueue(runtime, s, route, target, bodies[lang], lang, None, not_before)
-                queued += 1
-        processed += len(targets)
-        if len(targets) < BATCH:
-            break
-        if processed >= PER_RUN:
-            async with runtime.db.transaction() as s:
-                await repo_tasks.schedule(
-                    s,
-                    FOLLOWUP_TASK,
-                    f"{FOLLOWUP_TASK}:{survey_id}:{period}:after:{after}",
-                    now,
-                    {
-                        "survey_id": survey_id,
-                        "period": period,
-                        "since": since.isoformat(),
-                        "after": after,
-                    },
-                )
-            return queued
+
+    async def targets(s: AsyncSession, after_id: int) -> Sequence[FeedbackTarget]:
+        return await repo_results.followup_feedback_targets(
+            s, survey_id, window_from, window_to, after_id=after_id, limit=BATCH
+        )
+
+    queued, done = await _feed_back(
+        runtime,
+        survey,
+        after=after,
+        targets=targets,
+        claim=repo_results.claim_followup_feedback,
+        body=lambda lang: compose(survey, results, lang),
+        channels=(),
+        campaign_id=None,
+        now=now,
+        not_before=not_before,
+        resume=lambda after: (
+            FOLLOWUP_TASK,
+            f"{FOLLOWUP_TASK}:{survey_id}:{period}:after:{after}",
+            {"survey_id": survey_id, "period": period, "since": since.isoformat(), "after": after},
+        ),
+    )
+    if not done:
+        return queued
     async with runtime.db.transaction() as s:
         await _schedule_followup(s, runtime, survey_id, next_period, next_start)
         await repo_audit.log(

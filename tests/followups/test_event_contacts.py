@@ -7,19 +7,10 @@ from datetime import date
 import pytest
 
 from bot.contacts_csv import ContactRow, ContactValidator
-from bot.followups.events import ContactDetails, parse_contact
+from bot.followups.events import CONTACT_KEYS, ContactDetails, parse_contact
 
 TODAY = date(2026, 3, 2)
-FIELDS = (
-    "phone",
-    "telegram_chat_id",
-    "language",
-    "gender",
-    "birth_year",
-    "target_group",
-    "unit",
-    "contact_since",
-)
+FIELDS = [name for name in CONTACT_KEYS if name != "attributes"]
 
 RECORDS = [
     {"phone": "070-123 45 67", "gender": "Kvinnlig", "language": "EN_gb"},
