@@ -298,14 +298,7 @@ async def preview(runtime: Runtime, campaign_id: int) -> tuple[Campaign, list[Pr
     link = results_link(runtime, campaign_id)
     out = []
     for lang in survey.languages:
-        text = compose(
-            survey,
-            data.results,
-            lang,
-            text=(campaign.feedback_text or {}).get(lang),
-            plan_ref=campaign.plan_ref,
-            link=link,
-        )
+        text = _campaign_text(campaign, survey, data.results, lang, link)
         out.append(Preview(lang, text, segment_info(text), counts.get(lang, 0)))
     return campaign, out
 
@@ -359,6 +352,20 @@ def _allowed(runtime: Runtime, now: datetime) -> datetime:
     return next_allowed(now, schedule.tz, quiet=schedule.quiet)
 
 
+def _campaign_text(
+    campaign: Campaign, survey: Survey, results: Results, lang: str, link: str
+) -> str:
+    """A campaign's feedback message in one language, with the staff's "what we will do"."""
+    return compose(
+        survey,
+        results,
+        lang,
+        text=(campaign.feedback_text or {}).get(lang),
+        plan_ref=campaign.plan_ref,
+        link=link,
+    )
+
+
 async def run_campaign_feedback(runtime: Runtime, campaign_id: int, *, after: int = 0) -> int:
     """The `campaign.feedback` task: send what is owed; returns how many messages it queued."""
     now = runtime.clock.now()
@@ -392,23 +399,13 @@ async def run_campaign_feedback(runtime: Runtime, campaign_id: int, *, after: in
             s, campaign_id, current.feedback_to, after_id=after_id, limit=BATCH
         )
 
-    def body(lang: str) -> str:
-        return compose(
-            survey,
-            data.results,
-            lang,
-            text=(current.feedback_text or {}).get(lang),
-            plan_ref=current.plan_ref,
-            link=link,
-        )
-
     queued, done = await _feed_back(
         runtime,
         survey,
         after=after,
         targets=targets,
         claim=repo_results.claim_invitation_feedback,
-        body=body,
+        body=lambda lang: _campaign_text(current, survey, data.results, lang, link),
         channels=campaign.channels,
         campaign_id=campaign_id,
         now=now,
