@@ -89,6 +89,8 @@ class TwilioConfig:
     api_base_url: str = "https://api.twilio.com"
     mps: float = 1.0
     """Messages per second the account may send."""
+    timeout: float = 15.0
+    """Seconds to wait for Twilio's answer to one request."""
 
     @property
     def enabled(self) -> bool:
@@ -458,6 +460,7 @@ def _validate(s: Settings) -> list[str]:
         )
     problems += _http_url("twilio.api_base_url", tw.api_base_url)
     problems += _positive(tw, "twilio", "mps")
+    problems += _positive(tw, "twilio", "timeout")
 
     tg = s.telegram
     if tg.enabled and not tg.webhook_secret:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.channels.base import Channel, OutboundMessage, SendError, SendResult
+from bot.channels.base import Channel, OutboundMessage, Reconciling, SendError, SendResult
 from bot.clock import Clock
 from flows.conversation import Button
 from storage import repo_contacts, repo_leases, repo_messages
@@ -90,6 +90,11 @@ def outbound_from_row(row: Message) -> OutboundMessage:
         multiple=bool(payload.get("multiple", False)),
         extras=dict(payload.get("extras", {})),
     )
+
+
+RECONCILE_MARGIN = timedelta(minutes=2)
+"""How far before a row was queued a provider's message may be dated and still be that row's
+(clocks differ)."""
 
 
 class Dispatcher:
@@ -204,6 +209,11 @@ class Dispatcher:
         """Send one claimed row; True if the provider said the recipient has opted out."""
         await self._pace(row)
         try:
+            if row.attempts > 1 and isinstance(channel, Reconciling):
+                accepted = await self._accepted_before(channel, row)
+                if accepted is not None:
+                    await self._sent(row, accepted)
+                    return False
             result = await channel.send(outbound_from_row(row))
         except SendError as e:
             await self._failed(row, e)
@@ -215,6 +225,28 @@ class Dispatcher:
             return False
         await self._sent(row, result)
         return False
+
+    async def _accepted_before(self, channel: Reconciling, row: Message) -> SendResult | None:
+        """What the provider accepted of this row in an earlier attempt that seemed to fail (a
+        timeout after the request went out): a matching message no other row has claimed."""
+        since = row.created_at - RECONCILE_MARGIN
+        found = await channel.sent_since(outbound_from_row(row), since)
+        if not found:
+            return None
+        async with self.db.transaction(read_only=True) as s:
+            known = await repo_messages.known_provider_ids(
+                s, row.channel, [r.provider_id for r in found]
+            )
+        accepted = next((r for r in found if r.provider_id not in known), None)
+        if accepted is not None:
+            log.warning(
+                "message %s on %s had been accepted (%s) before its last attempt failed; "
+                "not sending it again",
+                row.id,
+                row.channel,
+                accepted.provider_id,
+            )
+        return accepted
 
     async def _sent(self, row: Message, result: SendResult) -> None:
         now = self.clock.now()

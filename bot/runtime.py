@@ -84,6 +84,7 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
                 messaging_service_sid=settings.twilio.messaging_service_sid or None,
                 api_base_url=settings.twilio.api_base_url,
                 status_callback_url=f"{settings.server.public_url}/webhooks/twilio/status",
+                timeout=settings.twilio.timeout,
             )
         )
     else:

@@ -46,6 +46,16 @@ def _predecessors(status: str) -> tuple[str, ...]:
     raise ValueError(f"unknown delivery status {status!r}")
 
 
+async def known_provider_ids(s: AsyncSession, channel: str, ids: Collection[str]) -> set[str]:
+    """Which of these provider ids outgoing rows on this channel already hold."""
+    if not ids:
+        return set()
+    stmt = select(Message.provider_id).where(
+        Message.channel == channel, Message.direction == OUT, Message.provider_id.in_(ids)
+    )
+    return {str(pid) for pid in await s.scalars(stmt)}
+
+
 async def link_inbound(
     s: AsyncSession, message_id: int, contact_id: int | None, conversation_id: str | None
 ) -> None:

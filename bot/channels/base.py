@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from flows.conversation import Button
 
@@ -131,3 +131,15 @@ class Channel(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Reconciling(Protocol):
+    """A channel whose provider can list what it accepted. A send that timed out may still have
+    been accepted; before trying such a message again the outbox asks, so the person does not
+    get it twice."""
+
+    async def sent_since(self, message: OutboundMessage, since: datetime) -> list[SendResult]:
+        """Messages the provider accepted for this recipient with exactly this text, created
+        since `since`, newest first; raises SendError when the provider cannot be asked."""
+        ...

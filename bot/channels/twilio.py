@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -13,7 +14,11 @@ from typing import Any
 
 import aiohttp
 import phonenumbers
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import (
+    TwilioException,
+    TwilioRestException,
+    TwilioServiceException,
+)
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.request_validator import RequestValidator
@@ -32,6 +37,9 @@ from bot.clock import Clock, SystemClock
 from flows.segments import segment_info
 
 log = logging.getLogger(__name__)
+
+RECONCILE_LOOKBACK = 20
+"""How many of the newest messages to a number are searched for one that timed out."""
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -253,6 +261,48 @@ class TwilioChannel:
             segments=info.segments,
             encoding=info.encoding,
         )
+
+    async def sent_since(self, message: OutboundMessage, since: datetime) -> list[SendResult]:
+        """Messages Twilio accepted for this number with exactly this text since `since`
+        (Twilio's list of the newest messages to the number), newest first."""
+        text = _sms_text(message)
+        try:
+            records = await self._messages().list_async(
+                to=message.address, limit=RECONCILE_LOOKBACK, page_size=RECONCILE_LOOKBACK
+            )
+        except TwilioRestException as exc:
+            raise _send_error(exc.status, exc.code, exc.msg, None) from None
+        except TwilioServiceException as exc:
+            raise _send_error(exc.status, exc.code, exc.title, None) from None
+        except TwilioException as exc:
+            # A list page that failed: ("Unable to fetch page", Response).
+            response = exc.args[1] if len(exc.args) > 1 else None
+            status = getattr(response, "status_code", 500)
+            try:
+                error = json.loads(getattr(response, "text", "") or "{}")
+            except ValueError:
+                error = {}
+            code = error.get("code") if isinstance(error, dict) else None
+            reason = error.get("message") if isinstance(error, dict) else None
+            raise _send_error(status, code, str(reason or exc.args[0]), None) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise SendError(
+                f"cannot ask Twilio what it accepted: {type(exc).__name__}", retryable=True
+            ) from None
+        info = segment_info(text)
+        return [
+            SendResult(
+                provider_id=str(r.sid),
+                status="sent",
+                segments=info.segments,
+                encoding=info.encoding,
+            )
+            for r in records
+            if str(r.direction or "").startswith("outbound")
+            and r.body == text
+            and r.date_created is not None
+            and r.date_created >= since.replace(microsecond=0)
+        ]
 
     async def close(self) -> None:
         """Close the HTTP session."""

@@ -272,3 +272,35 @@ async def test_a_newcomer_is_answered_in_the_language_of_the_keyword(
     await harness.sms(PHONE, keyword)
     await harness.deliver()
     assert sent_bodies(twilio)[-1].startswith(question)
+
+
+async def test_a_send_that_timed_out_after_twilio_took_it_is_not_sent_twice(
+    database_url: str, twilio: FakeTwilio
+) -> None:
+    settings = settings_for(
+        database_url, twilio=twilio, extra={"BRUKARDIALOG__TWILIO__TIMEOUT": "0.3"}
+    )
+    async with running(settings) as harness:
+        twilio.accept_and_hang_next()
+        await harness.sms(PHONE, "UPPFOLJNING")
+        await harness.deliver()  # Twilio took the first message but its answer never came
+        first, *rest = await harness.outbox()
+        assert first.status == "queued" and first.attempts == 1 and rest
+        assert all(m.status == "sent" for m in rest)
+        harness.clock.advance(timedelta(minutes=10))
+        await harness.deliver()
+        [first, *_] = await harness.outbox()
+        [accepted] = [sid for sid, m in twilio.messages.items() if m["body"] == first.body]
+        assert (first.status, first.provider_id) == ("sent", accepted)
+        creates = len(twilio.sends)
+        assert creates == len(twilio.messages), "the retry asked Twilio instead of sending again"
+        # A message that really failed is still sent again.
+        twilio.fail_next(500)
+        await harness.sms(PHONE, "1")
+        await harness.deliver()
+        harness.clock.advance(timedelta(minutes=10))
+        await harness.deliver()
+        assert (
+            await harness.count(Message, Message.direction == "out", Message.status != "sent") == 0
+        )
+        assert len(twilio.sends) == creates + 2 and len(twilio.messages) == creates + 1

@@ -9,6 +9,7 @@ import socket
 import traceback
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -492,3 +493,42 @@ async def test_fake_status_callback_verifies_and_parses(
 def test_settings_refuse_unusable_values(changes: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         make_settings(**changes)
+
+
+async def test_a_send_that_timed_out_can_be_found_accepted(
+    fake_twilio: FakeTwilio,
+    channel_for: Callable[..., TwilioChannel],
+) -> None:
+    """Twilio took the message but its answer was lost: `sent_since` finds it by recipient and
+    exact text, and nothing else."""
+    channel = channel_for(timeout=0.2)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    message = outbound("Hur nöjd är du?")
+    fake_twilio.accept_and_hang_next()
+    with pytest.raises(SendError) as raised:
+        await channel.send(message)
+    assert raised.value.retryable
+    other = await channel.send(outbound("Något annat"))
+    elsewhere = await channel.send(replace(message, address="+46709999999"))
+    found = await channel.sent_since(message, before)
+    [accepted] = [
+        sid
+        for sid, m in fake_twilio.messages.items()
+        if m["body"] == message.text and m["to"] == message.address
+    ]
+    assert [r.provider_id for r in found] == [accepted]
+    assert {other.provider_id, elsewhere.provider_id}.isdisjoint(r.provider_id for r in found)
+    assert found[0].segments == 1 and found[0].encoding == "GSM-7"
+    assert await channel.sent_since(message, datetime.now(UTC) + timedelta(minutes=1)) == []
+    [listing, *_] = [r for r in fake_twilio.requests if r.method == "GET"]
+    assert listing.authorized and listing.form["To"] == message.address
+
+
+async def test_asking_twilio_what_it_accepted_can_fail_retryably(
+    fake_twilio: FakeTwilio,
+    channel_for: Callable[..., TwilioChannel],
+) -> None:
+    channel = channel_for(auth_token=WRONG_TOKEN)
+    with pytest.raises(SendError) as raised:
+        await channel.sent_since(outbound("Hej"), datetime.now(UTC))
+    assert not raised.value.retryable and raised.value.code == "20003"

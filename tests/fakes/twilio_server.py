@@ -84,6 +84,9 @@ class ScriptedReply:
     retry_after: str | None = None
     hang: bool = False
     """Never answer (until the server closes): the client's timeout must fire."""
+    create: bool = False
+    """With `hang`: create the message first, as when Twilio accepted it but the answer was
+    lost."""
 
 
 @dataclass(slots=True)
@@ -111,8 +114,10 @@ class FakeTwilio:
 
     @property
     def sends(self) -> list[RecordedRequest]:
-        """Requests to the Messages endpoint, in order."""
-        return [r for r in self.requests if r.path.endswith("/Messages.json")]
+        """Requests to create a message, in order."""
+        return [
+            r for r in self.requests if r.method == "POST" and r.path.endswith("/Messages.json")
+        ]
 
     def fail_next(
         self,
@@ -131,11 +136,19 @@ class FakeTwilio:
         """Leave the next `times` sends unanswered so the client times out."""
         self._script.extend([ScriptedReply(hang=True)] * times)
 
+    def accept_and_hang_next(self) -> None:
+        """Create the next message but never answer: the client times out although Twilio has
+        the message (and will send it)."""
+        self._script.append(ScriptedReply(hang=True, create=True))
+
     async def start(self) -> None:
         """Listen on 127.0.0.1 on a free port."""
         app = web.Application()
         app.router.add_post(
             f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self._create_message
+        )
+        app.router.add_get(
+            f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self._list_messages
         )
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
@@ -201,6 +214,8 @@ class FakeTwilio:
             return _error(twilio_error(20003))
         if self._script:
             reply = self._script.popleft()
+            if reply.hang and reply.create:
+                self._store(self._resource(request.match_info["account_sid"], form), form)
             if reply.hang:
                 await self._release.wait()
                 return _error(twilio_error(20500))
@@ -222,10 +237,49 @@ class FakeTwilio:
         if body and len(body) > 1600:
             return _error(twilio_error(21617))
         resource = self._resource(request.match_info["account_sid"], form)
+        self._store(resource, form)
+        return web.json_response(resource, status=201)
+
+    def _store(self, resource: dict[str, Any], form: Mapping[str, str]) -> None:
         self.messages[resource["sid"]] = resource
         if form.get("StatusCallback"):
             self.callbacks[resource["sid"]] = form["StatusCallback"]
-        return web.json_response(resource, status=201)
+
+    async def _list_messages(self, request: web.Request) -> web.Response:
+        """GET Messages.json: the account's messages, newest first, filtered by To and From, one
+        page of PageSize (Twilio's list format)."""
+        self.requests.append(
+            RecordedRequest(
+                method=request.method,
+                path=request.path,
+                form=dict(request.query),
+                authorized=self._authorized(request),
+                headers=dict(request.headers),
+            )
+        )
+        if not self._authorized(request):
+            return _error(twilio_error(20003))
+        query = request.query
+        found = [
+            m
+            for m in reversed(self.messages.values())
+            if query.get("To") in (None, m["to"]) and query.get("From") in (None, m["from"])
+        ]
+        size = int(query.get("PageSize", "50"))
+        uri = f"/{API_VERSION}/Accounts/{request.match_info['account_sid']}/Messages.json"
+        return web.json_response(
+            {
+                "messages": found[:size],
+                "end": min(size, len(found)) - 1,
+                "first_page_uri": f"{uri}?PageSize={size}&Page=0",
+                "next_page_uri": None,
+                "page": 0,
+                "page_size": size,
+                "previous_page_uri": None,
+                "start": 0,
+                "uri": f"{uri}?PageSize={size}&Page=0",
+            }
+        )
 
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
