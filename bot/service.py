@@ -599,7 +599,7 @@ class _LeanTurn(_TurnBase[ContactRow, ConversationRow]):
         """Handle the message if it is a common turn; False (nothing written) if not."""
         if not await self._prepare():
             return False
-        results = await turns.write(self.raw, self._writes)
+        results = await self.raw.run_all(self._writes)
         for index in self._replies:
             row = results[index].first()
             assert row is not None

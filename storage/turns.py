@@ -14,7 +14,7 @@ SQLite's write transactions are serial (storage.db)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -22,7 +22,6 @@ from typing import Any
 from storage.raw import (
     SQL,
     RawConnection,
-    Result,
     Script,
     Statement,
     date_of,
@@ -166,11 +165,6 @@ async def receive(
         "received_at": received_at,
     }
     return await raw.run(_receive(raw.dialect, channel, address_key, inbound))
-
-
-async def write(raw: RawConnection, statements: Sequence[Statement]) -> list[Result]:
-    """Run a turn's writes in order (one hop on SQLite); each one's result."""
-    return await raw.run_all(statements)
 
 
 # -- messages ---------------------------------------------------------------------------------
