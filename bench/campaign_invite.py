@@ -80,6 +80,7 @@ async def run(n: int, url: str) -> None:
         {
             "BRUKARDIALOG__DATABASE__URL": url,
             "BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY": "bench-pseudonym-key-0123456789abcdef",
+            "BRUKARDIALOG__PRIVACY__ADDRESS_KEY": "ab" * 32,
         },
     )
     async with open_runtime(settings, clock=FixedClock(NOW), channels={}) as runtime:

@@ -142,6 +142,7 @@ async def service_run(
             "BRUKARDIALOG__DATABASE__URL": service_url,
             "BRUKARDIALOG__SERVER__PUBLIC_URL": PUBLIC,
             "BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY": "bench-pseudonym-key-0123456789",
+            "BRUKARDIALOG__PRIVACY__ADDRESS_KEY": "ab" * 32,
             "BRUKARDIALOG__TWILIO__ACCOUNT_SID": SID,
             "BRUKARDIALOG__TWILIO__AUTH_TOKEN": TOKEN,
             "BRUKARDIALOG__TWILIO__FROM_NUMBER": "+46700000000",

@@ -21,6 +21,7 @@ the invite rounds; resuming releases the held messages (outside quiet hours) and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -34,24 +35,14 @@ from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.bands import age_group_of, contact_length_of
-from bot.catalog import CatalogEntry
-from bot.reach import DEFAULT_ORDER, route_to
-from bot.service import message_payload
+from bot.reach import DEFAULT_ORDER, Route, route_to
 from bot.timewindows import next_allowed
 from flows import engine
-from flows.conversation import ConversationState, MessageKind, OutMessage
 from flows.durations import format_duration, parse_duration
 from flows.expr import Expr, ExprError, compile_expr
 from flows.model import Participation, Survey, localize
 from flows.texts import text
-from storage import (
-    repo_audit,
-    repo_campaigns,
-    repo_contacts,
-    repo_conversations,
-    repo_messages,
-    repo_tasks,
-)
+from storage import repo_audit, repo_campaigns, repo_contacts, repo_tasks
 from storage.models import Campaign, Conversation, Invitation
 from storage.repo_campaigns import AudienceContact, CampaignCounts
 
@@ -430,7 +421,7 @@ async def close_campaign(
             campaign.status = repo_campaigns.CLOSED
             campaign.closed_at = now
             await repo_campaigns.set_status_where(
-                s, campaign_id, [repo_campaigns.PENDING], repo_campaigns.CLOSED
+                s, campaign_id, [repo_campaigns.PENDING, repo_campaigns.WAITING], repo_campaigns.CLOSED
             )
             cancelled = await repo_campaigns.cancel_messages(s, campaign_id, "cancelled: closed")
             for prefix in (START_TASK, INVITE_TASK, REMIND_TASK, CLOSE_TASK):
@@ -451,17 +442,20 @@ async def close_campaign(
                 {"cancelled_messages": cancelled},
                 at=now,
             )
+    after = ""
     while True:
-        async with runtime.db.transaction() as s:
-            conversations = await repo_campaigns.active_conversations(
-                s, campaign_id, CLOSES_PER_TRANSACTION
+        async with runtime.db.transaction(read_only=True) as s:
+            ids = await repo_campaigns.active_conversation_ids(
+                s, campaign_id, after, CLOSES_PER_TRANSACTION
             )
-            for conv in conversations:
-                await _close_conversation(runtime, s, conv, now)
-        if len(conversations) < CLOSES_PER_TRANSACTION:
+        await asyncio.gather(*(runtime.service.close_conversation(i) for i in ids))
+        if len(ids) < CLOSES_PER_TRANSACTION:
             break
+        after = ids[-1]
     async with runtime.db.transaction() as s:
         await _settle_invitations(s, campaign_id)
+    # Whatever anonymous answers of the campaign still wait are released now.
+    await runtime.service.release_answers()
     return campaign
 
 
@@ -470,19 +464,6 @@ async def _locked(s: AsyncSession, campaign_id: int) -> Campaign:
     if campaign is None:
         raise CampaignNotFound(campaign_id)
     return campaign
-
-
-async def _close_conversation(
-    runtime: Runtime, s: AsyncSession, conv: Conversation, now: datetime
-) -> None:
-    survey = await runtime.catalog.version(s, conv.survey_version_id)
-    step = engine.close(survey, ConversationState.from_json(conv.state), now)
-    contact = await repo_contacts.get(s, conv.contact_id) if conv.contact_id else None
-    if contact is None:
-        await repo_conversations.finish(s, conv, "closed", now, anonymous=survey.anonymous)
-        return
-    # Closing sends nothing, so the address is never used.
-    await runtime.service.apply_step(s, conv, survey, step, contact, conv.channel, "", now)
 
 
 async def _settle_invitations(s: AsyncSession, campaign_id: int) -> None:
@@ -512,23 +493,6 @@ async def _settle_invitations(s: AsyncSession, campaign_id: int) -> None:
     await repo_campaigns.set_status_where(
         s, campaign_id, repo_campaigns.REACHED, repo_campaigns.CLOSED
     )
-
-
-# -- conversation hook ---------------------------------------------------------------------------
-
-
-async def on_conversation_finished(s: AsyncSession, conv: Conversation, status: str) -> None:
-    """Record that a campaign conversation finished: only the final status, never when."""
-    if conv.campaign_id is None:
-        return
-    invitation = await repo_campaigns.for_conversation(s, conv.id)
-    if invitation is None or invitation.status not in repo_campaigns.REACHED:
-        return
-    if status in (repo_campaigns.COMPLETED, repo_campaigns.OPTED_OUT):
-        invitation.status = status
-    else:
-        invitation.status = repo_campaigns.CLOSED
-    await s.flush()
 
 
 # -- tasks ---------------------------------------------------------------------------------------
@@ -607,7 +571,10 @@ def invitation_text(survey: Survey, lang: str) -> str:
 
 
 async def invite_task(runtime: Runtime, campaign_id: int) -> int:
-    """One invite round; returns how many conversations it started."""
+    """One invite round; returns how many people it invited.
+
+    Each person is invited in a turn of their own (bot.inbound): one still answering another
+    survey waits (status "waiting") and is tried again by later rounds."""
     now = runtime.clock.now()
     async with runtime.db.transaction(read_only=True) as s:
         campaign = await repo_campaigns.get(s, campaign_id)
@@ -616,8 +583,8 @@ async def invite_task(runtime: Runtime, campaign_id: int) -> int:
         if now >= campaign.ends_at:
             return 0
         survey = await runtime.catalog.version(s, campaign.survey_version_id)
+        version_id = campaign.survey_version_id
         channels = list(campaign.channels)
-    entry = CatalogEntry(survey, campaign.survey_version_id)
     allowed = _allowed(runtime, now)
     if allowed > now:
         async with runtime.db.transaction() as s:
@@ -625,79 +592,64 @@ async def invite_task(runtime: Runtime, campaign_id: int) -> int:
         return 0
 
     size = round_size(runtime, channels)
-    started = claimed = 0
-    while claimed < size:
-        wanted = min(INVITES_PER_TRANSACTION, size - claimed)
-        async with runtime.db.transaction() as s:
-            campaign = await _locked(s, campaign_id)
-            if campaign.status != repo_campaigns.RUNNING:
-                return started
-            invitations = await repo_campaigns.claim_pending(s, campaign_id, wanted)
-            for invitation in invitations:
-                started += await _invite(runtime, s, campaign, entry, invitation, now)
-        claimed += len(invitations)
-        if len(invitations) < wanted:
-            break
+    invited = 0
+    # New invitations first; then those waiting for a person to finish another survey.
+    for status in (repo_campaigns.PENDING, repo_campaigns.WAITING):
+        done = await _invite_round(runtime, campaign_id, survey, version_id, status, size, now)
+        if done is None:
+            return invited
+        invited += done
     async with runtime.db.transaction() as s:
         campaign = await _locked(s, campaign_id)
         if campaign.status == repo_campaigns.RUNNING and await repo_campaigns.has_pending(
             s, campaign_id
         ):
             await _schedule_round(s, campaign_id, now + timedelta(seconds=ROUND_SECONDS))
-    return started
+    return invited
 
 
-async def _invite(
+async def _invite_round(
     runtime: Runtime,
-    s: AsyncSession,
-    campaign: Campaign,
-    entry: CatalogEntry,
-    invitation: Invitation,
+    campaign_id: int,
+    survey: Survey,
+    version_id: int,
+    status: str,
+    size: int,
     now: datetime,
-) -> int:
-    contact = await repo_contacts.get(s, invitation.contact_id)
-    if contact is None:
-        invitation.status = repo_campaigns.CLOSED
-        return 0
-    if contact.opted_out_at is not None:
-        invitation.status = repo_campaigns.OPTED_OUT
-        return 0
-    route = await route_to(s, contact.id, campaign.channels, runtime.channels.keys())
-    if route is None:
-        invitation.status = repo_campaigns.UNREACHABLE
-        return 0
-    survey = entry.survey
-    lang = engine.pick_language(survey, contact.language)
-    not_before = _allowed(runtime, now)
-    await repo_messages.enqueue(
-        s,
-        channel=route.channel,
-        address=route.address,
-        body=invitation_text(survey, lang),
-        payload=message_payload(OutMessage(invitation_text(survey, lang), MessageKind.INFO), lang),
-        kind="invitation",
-        contact_id=contact.id,
-        conversation_id=None,
-        campaign_id=campaign.id,
-        not_before=not_before,
-    )
-    conv, _ = await runtime.service.start_conversation(
-        s,
-        contact,
-        route.channel,
-        route.address,
-        entry,
-        lang=contact.language,
-        now=now,
-        campaign_id=campaign.id,
-        kind="invitation",
-        not_before=not_before,
-    )
-    invitation.status = repo_campaigns.INVITED
-    invitation.channel = route.channel
-    invitation.conversation_id = conv.id
-    invitation.invited_at = now
-    return 1
+) -> int | None:
+    """Invite up to `size` people whose invitation has `status`; None if the campaign stopped."""
+    invited = seen = 0
+    after = 0
+    while seen < size:
+        wanted = min(INVITES_PER_TRANSACTION, size - seen)
+        async with runtime.db.transaction(read_only=True) as s:
+            campaign = await repo_campaigns.get(s, campaign_id)
+            if campaign is None or campaign.status != repo_campaigns.RUNNING:
+                return None
+            channels = list(campaign.channels)
+            candidates = await repo_campaigns.invitable(s, campaign_id, status, after, wanted)
+            routes = {
+                c.contact_id: await route_to(s, c.contact_id, channels, runtime.channels.keys())
+                for c in candidates
+            }
+            unreachable = [c.id for c in candidates if routes[c.contact_id] is None]
+        if unreachable:
+            async with runtime.db.transaction() as s:
+                await repo_campaigns.set_status_by_ids(s, unreachable, repo_campaigns.UNREACHABLE)
+        outcomes = await runtime.service.invite(
+            campaign_id=campaign_id,
+            people=[(c, r) for c, r in routes.items() if r is not None],
+            survey=survey,
+            version_id=version_id,
+            invitation=lambda lang: invitation_text(survey, lang),
+            not_before=_allowed(runtime, now),
+        )
+        invited += sum(1 for o in outcomes if o == "invited")
+        seen += len(candidates)
+        if len(candidates) < wanted:
+            break
+        after = candidates[-1].id
+    return invited
 
 
 async def remind_task(runtime: Runtime, campaign_id: int, n: int) -> int:
@@ -707,69 +659,38 @@ async def remind_task(runtime: Runtime, campaign_id: int, n: int) -> int:
     sent = 0
     after = 0
     while True:
-        async with runtime.db.transaction() as s:
-            campaign = await repo_campaigns.get(s, campaign_id, for_update=True)
+        async with runtime.db.transaction(read_only=True) as s:
+            campaign = await repo_campaigns.get(s, campaign_id)
             if campaign is None or campaign.status not in (
                 repo_campaigns.RUNNING,
                 repo_campaigns.PAUSED,
             ):
                 return sent
+            paused = campaign.status == repo_campaigns.PAUSED
             targets = await repo_campaigns.reminder_targets(
                 s, campaign_id, after, REMINDERS_PER_TRANSACTION
             )
-            for invitation, conv in targets:
-                # A reminder task retried after a crash skips people it already reminded.
-                if invitation.reminders_sent < n:
-                    sent += await _remind(runtime, s, invitation, conv, now, not_before)
-            if campaign.status == repo_campaigns.PAUSED:
-                await repo_campaigns.hold_messages(s, campaign_id)
+            # A reminder task retried after a crash skips people it already reminded.
+            due = [(i, c) for i, c in targets if i.reminders_sent < n]
+            addresses = {
+                i.id: await repo_contacts.address_on(s, i.contact_id, c.channel) for i, c in due
+            }
+        reminded = await asyncio.gather(
+            *(
+                runtime.service.remind(
+                    conversation_id=conv.id,
+                    campaign_id=campaign_id,
+                    route=Route(conv.channel, address.address),
+                    not_before=repo_campaigns.HELD_UNTIL if paused else not_before,
+                )
+                for invitation, conv in due
+                if (address := addresses[invitation.id]) is not None
+            )
+        )
+        sent += sum(1 for r in reminded if r)
         if len(targets) < REMINDERS_PER_TRANSACTION:
             return sent
         after = targets[-1][0].id
-
-
-async def _remind(
-    runtime: Runtime,
-    s: AsyncSession,
-    invitation: Invitation,
-    conv: Conversation,
-    now: datetime,
-    not_before: datetime,
-) -> int:
-    contact = await repo_contacts.get(s, invitation.contact_id)
-    address = await repo_contacts.address_on(s, invitation.contact_id, conv.channel)
-    if contact is None or address is None:
-        return 0
-    survey = await runtime.catalog.version(s, conv.survey_version_id)
-    state = ConversationState.from_json(conv.state)
-    lead = text("campaign_reminder", state.lang)
-    await repo_messages.enqueue(
-        s,
-        channel=conv.channel,
-        address=address.address,
-        body=lead,
-        payload=message_payload(OutMessage(lead, MessageKind.INFO), state.lang),
-        kind="reminder",
-        contact_id=contact.id,
-        conversation_id=conv.id,
-        campaign_id=invitation.campaign_id,
-        not_before=not_before,
-    )
-    step = engine.repeat(survey, state, now)
-    await runtime.service.apply_step(
-        s,
-        conv,
-        survey,
-        step,
-        contact,
-        conv.channel,
-        address.address,
-        now,
-        kind="reminder",
-        not_before=not_before,
-    )
-    invitation.reminders_sent = invitation.reminders_sent + 1
-    return 1
 
 
 def register(runtime: Runtime) -> None:

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import executor
+from storage.sqlexec import Exec
+
 from flows.answers import normalize
 from flows.loader import (
     LoadResult,
@@ -39,6 +42,7 @@ class SurveyCatalog:
     def __init__(self) -> None:
         self._latest: dict[str, CatalogEntry] = {}
         self._by_version_id: dict[int, Survey] = {}
+        self._by_keyword: dict[str, CatalogEntry] = {}
 
     @property
     def surveys(self) -> list[Survey]:
@@ -49,13 +53,38 @@ class SurveyCatalog:
 
     def by_keyword(self, text: str) -> CatalogEntry | None:
         """The survey a message that is only its keyword starts (case and diacritics ignored)."""
-        word = normalize(text)
-        if not word:
+        if len(text) > 64:
             return None
-        for entry in self._latest.values():
-            if word in (normalize(k) for k in entry.survey.keywords):
-                return entry
-        return None
+        word = normalize(text)
+        return self._by_keyword.get(word) if word else None
+
+    # -- what turn decisions read (bot.inbound.decide.Catalog) --
+
+    def latest_survey(self, survey_id: str) -> tuple[Survey, int] | None:
+        """The latest version of a survey and its stored version id."""
+        entry = self._latest.get(survey_id)
+        return (entry.survey, entry.version_id) if entry else None
+
+    def keyword_survey(self, text: str) -> tuple[Survey, int] | None:
+        """The survey whose keyword the whole message is, and its version id."""
+        entry = self.by_keyword(text)
+        return (entry.survey, entry.version_id) if entry else None
+
+    def cached_version(self, version_id: int) -> Survey:
+        """A version already in memory (see `ensure_version`)."""
+        return self._by_version_id[version_id]
+
+    def ensure_version(self, x: Exec, version_id: int) -> Survey:
+        """A stored version, read inside a turn's transaction if it is not in memory yet."""
+        survey = self._by_version_id.get(version_id)
+        if survey is None:
+            stored = executor.survey_version(x, version_id)
+            if stored is None:
+                raise LookupError(f"survey version {version_id} is not stored")
+            definition, source = stored
+            survey = survey_from_definition(definition, source=source)
+            self._by_version_id[version_id] = survey
+        return survey
 
     async def version(self, session: AsyncSession, version_id: int) -> Survey:
         """The survey as it was when a conversation started (older versions come from the DB)."""
@@ -84,6 +113,10 @@ class SurveyCatalog:
             )
             self._latest[survey.id] = CatalogEntry(survey, version_id)
             self._by_version_id[version_id] = survey
+        self._by_keyword = {}
+        for entry in self._latest.values():
+            for keyword in entry.survey.keywords:
+                self._by_keyword.setdefault(normalize(keyword), entry)
         for problem in result.problems:
             log.warning("survey file problem: %s", problem)
         return result

@@ -119,11 +119,13 @@ def _reason(e: BaseException) -> str:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from bot.runtime import pseudonymizer_for, sealer_for
     from storage.migrate import upgrade
 
     settings = _settings(args)
     try:
-        upgrade(settings.database.url)
+        keyer = pseudonymizer_for(settings).address_key
+        upgrade(settings.database.url, sealer=sealer_for(settings), keyer=keyer)
     except Exception as e:
         raise CommandError(f"database upgrade failed: {_reason(e)}") from None
     print("database is up to date")

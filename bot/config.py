@@ -119,7 +119,13 @@ class PrivacySettings:
     pseudonym_key: str = field(default="", metadata=_SECRET)
     pseudonym_key_file: Path = Path("var/pseudonym.key")
     """Read (or created on first run) when pseudonym_key is empty."""
+    address_key: str = field(default="", metadata=_SECRET)
+    """AES-256 key (64 hex digits) sealing phone numbers, chat ids and chat tokens at rest."""
+    address_key_file: Path = Path("var/address.key")
+    """Read (or created on first run) when address_key is empty."""
     min_group_size: int = 5
+    keyword_starts_per_hour: int = 3
+    """Surveys one sender may start by keyword in an hour."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,8 +487,16 @@ def _validate(s: Settings) -> list[str]:
         problems.append(
             "privacy.pseudonym_key_file is required when privacy.pseudonym_key is empty"
         )
+    if pv.address_key and not re.fullmatch(r"[0-9a-fA-F]{64}", pv.address_key.strip()):
+        problems.append("privacy.address_key must be 64 hexadecimal digits (a 32-byte key)")
+    if not pv.address_key and not str(pv.address_key_file).strip():
+        problems.append("privacy.address_key_file is required when privacy.address_key is empty")
     if pv.min_group_size < 2:
         problems.append(f"privacy.min_group_size must be at least 2, got {pv.min_group_size}")
+    if pv.keyword_starts_per_hour < 1:
+        problems.append(
+            f"privacy.keyword_starts_per_hour must be at least 1, got {pv.keyword_starts_per_hour}"
+        )
 
     sc = s.schedule
     try:

@@ -31,7 +31,7 @@ from storage.models import Message
 
 if TYPE_CHECKING:
     from bot.config import DispatcherSettings
-    from bot.service import ConversationService
+    from bot.inbound.service import ConversationService
 
 log = logging.getLogger(__name__)
 
@@ -291,16 +291,11 @@ class Dispatcher:
     async def _finish(
         self, row: Message, *, error: str, opted_out: bool = False, cancelled: bool = False
     ) -> None:
-        from bot.service import opt_out
-
-        now = self.clock.now()
         async with self.db.transaction() as s:
             await repo_messages.mark_failed(
                 s, row.id, self.worker, error=error, status="cancelled" if cancelled else "failed"
             )
-            if opted_out and row.contact_id is not None:
-                contact = await repo_contacts.get(s, row.contact_id)
-                if contact is not None:
-                    await opt_out(s, contact, now)
+        if opted_out and row.contact_id is not None and self.service is not None:
+            await self.service.opt_out_contact(row.contact_id)
         if not cancelled:
             log.warning("message %s on %s failed for good: %s", row.id, row.channel, error)

@@ -36,7 +36,7 @@ class Pseudonymizer:
 
     def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_BYTES:
-            raise ValueError(f"the pseudonym key must be at least {MIN_KEY_BYTES} bytes")
+            raise ValueError(f"the key must be at least {MIN_KEY_BYTES} bytes")
         self._key = key
 
     def __repr__(self) -> str:
@@ -57,9 +57,9 @@ def parse_key(text: str) -> bytes:
     try:
         key = bytes.fromhex(text.strip())
     except ValueError as e:
-        raise ValueError("the pseudonym key is not hexadecimal") from e
+        raise ValueError("the key is not hexadecimal") from e
     if len(key) < MIN_KEY_BYTES:
-        raise ValueError(f"the pseudonym key must be at least {MIN_KEY_BYTES} bytes")
+        raise ValueError(f"the key must be at least {MIN_KEY_BYTES} bytes")
     return key
 
 

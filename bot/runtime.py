@@ -18,11 +18,13 @@ from bot.channels.base import Channel
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.dispatcher import ChannelLimits, Dispatcher
-from bot.privacy import Pseudonymizer, load_or_create_key
+from bot.inbound.decide import EXPIRE_TASK, Policy
+from bot.inbound.service import ConversationService
+from bot.privacy import Pseudonymizer, load_or_create_key, parse_key
 from bot.scheduler import TaskRunner
-from bot.service import EXPIRE_TASK, ConversationService
 from storage.db import Database
 from storage.migrate import upgrade_async
+from storage.sealing import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class Runtime:
         )
         self.tasks = TaskRunner(self.db, self.clock, self.settings.schedule.poll_interval)
         self.tasks.register(EXPIRE_TASK, _payload_handler(self.service.expire_conversation))
+        self.tasks.maintenance.append(self.service.release_answers)
 
 
 def _payload_handler(
@@ -66,6 +69,14 @@ def pseudonymizer_for(settings: Settings) -> Pseudonymizer:
     if key:
         return Pseudonymizer(key.encode("utf-8"))
     return Pseudonymizer(load_or_create_key(Path(settings.privacy.pseudonym_key_file)))
+
+
+def sealer_for(settings: Settings) -> Sealer:
+    """The key sealing addresses at rest: from config/env, or a key file outside the database."""
+    key = settings.privacy.address_key
+    if key:
+        return Sealer(parse_key(key))
+    return Sealer(load_or_create_key(Path(settings.privacy.address_key_file)))
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
@@ -113,16 +124,28 @@ async def open_runtime(
     migrate: bool = False,
 ) -> AsyncIterator[Runtime]:
     """Open the database, load the surveys, build the services; close it all on exit."""
+    sealer = sealer_for(settings)
+    pseudonymizer = pseudonymizer_for(settings)
     if migrate:
-        await upgrade_async(settings.database.url)
-    db = Database(settings.database.url)
+        await upgrade_async(
+            settings.database.url, sealer=sealer, keyer=pseudonymizer.address_key
+        )
+    db = Database(settings.database.url, sealer=sealer)
     try:
         await db.check()
         catalog = SurveyCatalog()
         async with db.transaction() as s:
             await catalog.load(s, settings.surveys.resolved_paths)
         clock = clock or SystemClock()
-        service = ConversationService(db, catalog, pseudonymizer_for(settings), clock)
+        privacy = settings.privacy
+        service = ConversationService(
+            db,
+            catalog,
+            pseudonymizer,
+            clock,
+            policy=Policy(starts_per_hour=privacy.keyword_starts_per_hour),
+            release_batch=privacy.min_group_size,
+        )
         runtime = Runtime(
             settings=settings,
             db=db,

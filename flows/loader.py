@@ -74,6 +74,7 @@ _TOP_OPTIONAL: Final = (
     "sender",
     "invitation",
     "results_use",
+    "public",
 )
 _QUESTION_REQUIRED: Final = ("id", "type", "text")
 _QUESTION_OPTIONAL: Final = (
@@ -516,6 +517,7 @@ class _SurveyBuilder:
             self._check_sms_texts(texts)
 
         anonymous = self._typed(data, "anonymous", top("anonymous"), "anonymous", bool)
+        public = self._typed(data, "public", top("public"), "public", bool)
         participation = self._participation(data, top("participation"))
         keywords, keyword_languages = self._keywords(data, top("keywords"), languages)
         expires_after = self._duration(data, "expires_after", top("expires_after"))
@@ -535,6 +537,7 @@ class _SurveyBuilder:
             thanks=texts["thanks"] or {},
             questions=questions,
             anonymous=True if anonymous is None else anonymous,
+            public=bool(public),
             participation=participation or Participation.KONSULTATION,
             keywords=keywords,
             keyword_languages=keyword_languages,

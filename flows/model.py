@@ -101,6 +101,8 @@ class Survey:
     thanks: LocalizedText
     questions: tuple[Question, ...]
     anonymous: bool = True
+    public: bool = False
+    """Offered to anyone: on the web chat index and by keyword to people nobody invited."""
     participation: Participation = Participation.KONSULTATION
     keywords: tuple[str, ...] = ()
     keyword_languages: Mapping[str, str] = field(default_factory=dict)

@@ -120,6 +120,21 @@ TEXTS: Final[Mapping[str, Mapping[str, str]]] = {
         "en": "Welcome back! You can get messages from us again. Reply STOP to end.",
         "ar": "أهلاً بعودتك! يمكن أن تصلك رسائلنا من جديد. أرسل «توقف» للإيقاف.",
     },
+    "already_answered": {
+        "sv": "Tack! Du har redan svarat på den här enkäten.",
+        "en": "Thank you! You have already answered this survey.",
+        "ar": "شكراً! لقد أجبت بالفعل على هذا الاستبيان.",
+    },
+    "too_many_starts": {
+        "sv": "Du har startat flera enkäter på kort tid. Försök igen om en stund.",
+        "en": "You have started several surveys in a short time. Please try again later.",
+        "ar": "لقد بدأت عدة استبيانات في وقت قصير. يرجى المحاولة لاحقاً.",
+    },
+    "button_stale": {
+        "sv": "Den frågan är redan besvarad.",
+        "en": "That question has already been answered.",
+        "ar": "تمت الإجابة على هذا السؤال بالفعل.",
+    },
     "closed": {
         "sv": "Tack för ditt svar! Enkäten är tyvärr stängd, så svaret kom inte med.",
         "en": "Thank you for your reply! The survey has closed, so your answer was not included.",

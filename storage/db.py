@@ -26,18 +26,15 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import StaticPool
 
+from storage.sealing import Sealer, attach
 from storage.sqlite_driver import one_hop_dbapi
+from storage.writer import AlchemyWriter, SqliteWriter, TurnWriter
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 _READ_ONLY = "brukardialog_read_only"
 """Execution option: this connection's transactions only read (SQLite: plain deferred BEGIN)."""
-_RAW_BEGIN = "brukardialog_raw_begin"
-"""Execution option (SQLite): BEGIN is left to the session's first raw script (storage.raw),
-which sends it in the same trip to SQLite's thread as its own statements."""
-RAW_BEGIN_KEY = "brukardialog.raw_begin"
-"""Session info key: the BEGIN a raw script must send first."""
 
 
 class DatabaseUnavailable(Exception):
@@ -87,7 +84,7 @@ def make_engine(url: str | URL, *, sqlite_foreign_keys: bool = True, **kwargs: A
     # One thread hop per statement instead of four (see storage.sqlite_driver).
     kwargs.setdefault("module", one_hop_dbapi())
     engine = create_async_engine(parsed, **kwargs)
-    foreign_keys = "ON" if sqlite_foreign_keys else "OFF"
+    pragmas = sqlite_pragmas(foreign_keys=sqlite_foreign_keys)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -95,21 +92,27 @@ def make_engine(url: str | URL, *, sqlite_foreign_keys: bool = True, **kwargs: A
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            cursor.execute(f"PRAGMA foreign_keys={foreign_keys}")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            for pragma in pragmas:
+                cursor.execute(pragma)
         finally:
             cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        options = conn.get_execution_options()
-        if options.get(_RAW_BEGIN, False):
-            return
-        conn.exec_driver_sql("BEGIN" if options.get(_READ_ONLY, False) else "BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def sqlite_pragmas(*, foreign_keys: bool = True) -> tuple[str, ...]:
+    """The settings every SQLite connection of ours runs with."""
+    return (
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+        f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}",
+        "PRAGMA synchronous=NORMAL",
+    )
 
 
 def dialect_insert(session: AsyncSession, target: Any) -> Any:
@@ -128,63 +131,79 @@ def dialect_name(session: AsyncSession) -> str:
 
 
 class Database:
-    """The engine and session factory of one database."""
+    """The engine and session factory of one database, and the writer of its turns.
 
-    def __init__(self, url: str | URL, *, engine: AsyncEngine | None = None) -> None:
+    `sealer` seals addresses at rest (storage.sealing); without one, addresses can be neither
+    read nor written."""
+
+    def __init__(
+        self, url: str | URL, *, engine: AsyncEngine | None = None, sealer: Sealer | None = None
+    ) -> None:
         self.url = normalize_url(url).render_as_string(hide_password=False)
         self.engine = engine if engine is not None else make_engine(url)
         self.dialect: str = self.engine.dialect.name
+        self.sealer = sealer
+        attach(self.engine.dialect, sealer)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(
             self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
         )
-        self._raw_sessions = async_sessionmaker(
-            self.engine.execution_options(**{_RAW_BEGIN: True}), expire_on_commit=False
-        )
         # SQLite has one writer at a time. Queueing this process's writers here, in order, is
         # fairer and much faster under load than letting them sleep in SQLite's busy handler.
+        # The turn writer (storage.writer) takes the same lock for each of its batches.
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
         self._writer: asyncio.Task[Any] | None = None
+        self._turns: TurnWriter | None = None
+
+    @property
+    def turns(self) -> TurnWriter:
+        """The writer of turns: group commit on SQLite, a transaction per turn on PostgreSQL."""
+        if self._turns is None:
+            if self._write_lock is None:
+                self._turns = AlchemyWriter(self.engine)
+            else:
+                path = make_url(self.url).database
+                if not path or _is_memory(make_url(self.url)):
+                    raise ValueError("turns need a SQLite database file, not an in-memory one")
+                self._turns = SqliteWriter(
+                    path,
+                    sealer=self.sealer,
+                    lock=self._write_lock,
+                    pragmas=sqlite_pragmas(),
+                    holds_lock=self._holds_write_lock,
+                )
+        return self._turns
+
+    def _holds_write_lock(self) -> bool:
+        task = asyncio.current_task()
+        return task is not None and self._writer is task
 
     @asynccontextmanager
-    async def transaction(
-        self, *, read_only: bool = False, raw_first: bool = False
-    ) -> AsyncIterator[AsyncSession]:
+    async def transaction(self, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
         """A session in one transaction: committed when the block ends, rolled back on error.
 
         Raises DatabaseUnavailable when no connection can be made. `read_only=True` only
         changes SQLite's locking: the transaction does not queue behind writers. On SQLite a
         write transaction opened inside another in the same task would wait for itself: that is
-        refused at once with RuntimeError.
-
-        `raw_first=True` promises that the first statement is a storage.raw script; on SQLite
-        that script then sends BEGIN itself, saving a trip to SQLite's thread."""
+        refused at once with RuntimeError."""
         if read_only or self._write_lock is None:
             async with self._session(read_only) as session:
                 yield session
             return
-        task = asyncio.current_task()
-        if task is not None and self._writer is task:
+        if self._holds_write_lock():
             raise RuntimeError("a write transaction was opened inside another one (SQLite)")
         async with self._write_lock:
-            self._writer = task
+            self._writer = asyncio.current_task()
             try:
-                async with self._session(read_only, raw_first=raw_first) as session:
+                async with self._session(read_only) as session:
                     yield session
             finally:
                 self._writer = None
 
     @asynccontextmanager
-    async def _session(
-        self, read_only: bool, *, raw_first: bool = False
-    ) -> AsyncIterator[AsyncSession]:
-        if raw_first:
-            factory = self._raw_sessions
-        else:
-            factory = self._read_sessions if read_only else self._sessions
+    async def _session(self, read_only: bool) -> AsyncIterator[AsyncSession]:
+        factory = self._read_sessions if read_only else self._sessions
         async with factory() as session:
-            if raw_first:
-                session.info[RAW_BEGIN_KEY] = "BEGIN IMMEDIATE"
             try:
                 await session.connection()
             except (DBAPIError, OSError) as e:
@@ -215,7 +234,10 @@ class Database:
             raise self._unavailable(e) from e
 
     async def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Stop the turn writer and close every pooled connection."""
+        turns, self._turns = self._turns, None
+        if turns is not None:
+            await turns.close()
         await self.engine.dispose()
 
     def _unavailable(self, error: BaseException) -> DatabaseUnavailable:

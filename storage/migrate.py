@@ -6,6 +6,7 @@ module, so it works the same from a checkout and from an installed package."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
@@ -17,20 +18,36 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
 from storage.db import make_engine
+from storage.sealing import Sealer
+
+Keyer = Callable[[str, str], str]
+"""(channel, address) -> the address's keyed HMAC (bot.privacy.Pseudonymizer.address_key)."""
 
 
-def alembic_config(url: str) -> Config:
-    """An Alembic Config for `url`, e.g. for `alembic.command` calls beyond upgrade."""
+def alembic_config(
+    url: str, *, sealer: Sealer | None = None, keyer: Keyer | None = None
+) -> Config:
+    """An Alembic Config for `url`, e.g. for `alembic.command` calls beyond upgrade.
+
+    `sealer` and `keyer` are for migrations that seal addresses stored in clear (0004)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(files("storage").joinpath("migrations")))
     # Kept out of the ini options: configparser would treat a "%" in a password as interpolation.
     cfg.attributes["database_url"] = url
+    cfg.attributes["address_sealer"] = sealer
+    cfg.attributes["address_keyer"] = keyer
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(
+    url: str,
+    revision: str = "head",
+    *,
+    sealer: Sealer | None = None,
+    keyer: Keyer | None = None,
+) -> None:
     """Migrate the database at `url` to `revision`. Not for use inside a running event loop."""
-    command.upgrade(alembic_config(url), revision)
+    command.upgrade(alembic_config(url, sealer=sealer, keyer=keyer), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
@@ -38,9 +55,15 @@ def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
 
 
-async def upgrade_async(url: str, revision: str = "head") -> None:
+async def upgrade_async(
+    url: str,
+    revision: str = "head",
+    *,
+    sealer: Sealer | None = None,
+    keyer: Keyer | None = None,
+) -> None:
     """`upgrade` from async code: it runs in a worker thread with its own event loop."""
-    await asyncio.to_thread(upgrade, url, revision)
+    await asyncio.to_thread(upgrade, url, revision, sealer=sealer, keyer=keyer)
 
 
 def head() -> str:

@@ -24,6 +24,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from storage.sealing import Sealed
+
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 """SQLite only autoincrements INTEGER PRIMARY KEY."""
 
@@ -97,16 +99,16 @@ class Contact(Base):
 class ContactAddress(Base):
     """How a contact is reached on one channel.
 
-    `address` is what the channel sends to (E.164 phone, Telegram chat id, web chat token);
-    `address_key` is the keyed HMAC of it (see bot.privacy) and is what inbound messages are
-    matched on, so logs and receipts never need the readable number."""
+    `address` is what the channel sends to (E.164 phone, Telegram chat id, web chat token),
+    sealed at rest (storage.sealing); `address_key` is the keyed HMAC of it (see bot.privacy) and
+    is what inbound messages are matched on."""
 
     __tablename__ = "contact_addresses"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(20))
-    address: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(Sealed())
     address_key: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -138,8 +140,9 @@ class SurveyVersion(Base):
 class Respondent(Base):
     """One person's answers to one survey run.
 
-    For anonymous surveys nothing links a respondent to a contact once the conversation has
-    finished: only the copied breakdown attributes remain."""
+    Anonymous respondents are written only when their answers are released (storage.executor):
+    in shuffled batches of at least k people, under random ids, dated to the release day, with
+    only the copied breakdown attributes. No rowid on SQLite, so row order tells nothing."""
 
     __tablename__ = "respondents"
 
@@ -154,29 +157,33 @@ class Respondent(Base):
     channel: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default="active")
     started_on: Mapped[date] = mapped_column(Date)
-    """Day precision only, so answers cannot be matched to message timestamps."""
+    """Day precision only: the start day, or for anonymous respondents the day of release."""
     completed: Mapped[bool] = mapped_column(Boolean, default=False)
+    origin: Mapped[str] = mapped_column(String(20), default="campaign")
+    """campaign | followup | public: public answers are kept apart and labelled in results."""
 
     __table_args__ = (
         Index("ix_respondents_survey", "survey_id"),
         Index("ix_respondents_campaign", "campaign_id"),
         Index("ix_respondents_contact", "contact_id"),
+        {"sqlite_with_rowid": False},
     )
 
 
 class Answer(Base):
+    """One answer; keyed by respondent and question, no sequence (see Respondent)."""
+
     __tablename__ = "answers"
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    respondent_id: Mapped[str] = mapped_column(ForeignKey("respondents.id", ondelete="CASCADE"))
-    question_id: Mapped[str] = mapped_column(String(100))
+    respondent_id: Mapped[str] = mapped_column(
+        ForeignKey("respondents.id", ondelete="CASCADE"), primary_key=True
+    )
+    question_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[Any] = mapped_column(JsonType, nullable=True)
     skipped: Mapped[bool] = mapped_column(Boolean, default=False)
     answered_on: Mapped[date] = mapped_column(Date)
 
-    __table_args__ = (
-        UniqueConstraint("respondent_id", "question_id", name="uq_answers_respondent_question"),
-    )
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
 
 class Conversation(Base):
@@ -187,10 +194,17 @@ class Conversation(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     respondent_id: Mapped[str | None] = mapped_column(String(36))
-    """Cleared when an anonymous conversation finishes."""
+    """Surveys that are not anonymous only: their answers are written as they come."""
     survey_version_id: Mapped[int] = mapped_column(ForeignKey("survey_versions.id"))
     survey_id: Mapped[str] = mapped_column(String(100))
     campaign_id: Mapped[int | None] = mapped_column(BigId)
+    followup_id: Mapped[int | None] = mapped_column(BigId)
+    origin: Mapped[str] = mapped_column(String(20), default="public")
+    """campaign | followup | public (a keyword or the web chat index)."""
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """What an anonymous respondent will keep of the contact, copied at start."""
+    pending_release: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Finished anonymous: its answers (in `state`) wait to be released; then the row goes."""
     channel: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default="active")
     state: Mapped[dict[str, Any]]
@@ -203,6 +217,7 @@ class Conversation(Base):
         Index("ix_conversations_contact_status", "contact_id", "status"),
         Index("ix_conversations_campaign", "campaign_id"),
         Index("ix_conversations_status_expires", "status", "expires_at"),
+        Index("ix_conversations_pending_release", "pending_release", "survey_id"),
     )
 
 
@@ -219,9 +234,10 @@ class Message(Base):
     """Provider's message id: Twilio MessageSid, Telegram update_id, web chat client id."""
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
     conversation_id: Mapped[str | None] = mapped_column(String(36))
-    address: Mapped[str | None] = mapped_column(String(200))
-    """Recipient for outgoing messages; empty for incoming (see address_key)."""
+    address: Mapped[str | None] = mapped_column(Sealed())
+    """Recipient of an outgoing message, sealed at rest; empty for incoming."""
     address_key: Mapped[str | None] = mapped_column(String(64))
+    """Keyed HMAC of the sender (incoming) or recipient (outgoing), see bot.privacy."""
     body: Mapped[str | None] = mapped_column(Text)
     """Cleared when an anonymous conversation finishes."""
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -250,8 +266,10 @@ class Message(Base):
         Index("ix_messages_outbox", "direction", "status", "not_before"),
         Index("ix_messages_conversation", "conversation_id"),
         Index("ix_messages_contact", "contact_id"),
-        Index("ix_messages_channel_address", "channel", "address", "id"),
+        Index("ix_messages_channel_key", "channel", "address_key", "id"),
         Index("ix_messages_scrub_after", "scrub_after"),
+        # Ids never come back after rows are deleted: the web chat polls "after id N".
+        {"sqlite_autoincrement": True},
     )
 
 
@@ -427,8 +445,26 @@ class Followup(Base):
     conversation_id: Mapped[str | None] = mapped_column(String(36))
     sent_at: Mapped[datetime | None]
     feedback_sent: Mapped[bool] = mapped_column(Boolean, default=False)
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    """How the person's conversation ended: completed, expired, opted_out, ended."""
+    finished_on: Mapped[date | None] = mapped_column(Date)
 
     __table_args__ = (
         UniqueConstraint("rule_id", "event_id", name="uq_followups_rule_event"),
         Index("ix_followups_contact", "contact_id"),
     )
+
+
+class Participation(Base):
+    """A known person took a public survey in a period: each person counts once per period.
+
+    Says who took part, never what they said."""
+
+    __tablename__ = "participations"
+
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    survey_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    period: Mapped[str] = mapped_column(String(20), primary_key=True)
+    completed: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -17,17 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import dialect_insert, dialect_name
 from storage.models import (
-    Answer,
     Campaign,
     Contact,
     Conversation,
     Invitation,
     Message,
-    Respondent,
     utcnow,
 )
 
 PENDING = "pending"
+WAITING = "waiting"
+"""Invited people still answering another survey: their invitation waits until that ends."""
 INVITED = "invited"
 STARTED = "started"
 COMPLETED = "completed"
@@ -169,24 +169,43 @@ async def count_invitations(s: AsyncSession, campaign_id: int) -> int:
     return int(await s.scalar(stmt) or 0)
 
 
-async def claim_pending(s: AsyncSession, campaign_id: int, limit: int) -> list[Invitation]:
-    """Up to `limit` pending invitations, locked so no concurrent worker claims them too."""
+async def invitable(
+    s: AsyncSession, campaign_id: int, status: str, after_id: int, limit: int
+) -> list[Invitation]:
+    """Up to `limit` invitations with `status` (pending or waiting), by id above `after_id`.
+
+    Not locked: each is invited in a turn of its own, which checks its status again."""
     stmt = (
         select(Invitation)
-        .where(Invitation.campaign_id == campaign_id, Invitation.status == PENDING)
+        .where(
+            Invitation.campaign_id == campaign_id,
+            Invitation.status == status,
+            Invitation.id > after_id,
+        )
         .order_by(Invitation.id)
         .limit(limit)
         .execution_options(populate_existing=True)
     )
-    if dialect_name(s) == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
     return list(await s.scalars(stmt))
 
 
+async def set_status_by_ids(s: AsyncSession, invitation_ids: Collection[int], status: str) -> None:
+    """Set the status of these invitations."""
+    if invitation_ids:
+        await s.execute(
+            update(Invitation)
+            .where(Invitation.id.in_(list(invitation_ids)))
+            .values(status=status)
+            .execution_options(synchronize_session=False)
+        )
+
+
 async def has_pending(s: AsyncSession, campaign_id: int) -> bool:
-    """Whether any invitation of the campaign is still to be sent."""
+    """Whether any invitation of the campaign is still to be sent (or waits to be)."""
     stmt = select(
-        exists().where(Invitation.campaign_id == campaign_id, Invitation.status == PENDING)
+        exists().where(
+            Invitation.campaign_id == campaign_id, Invitation.status.in_([PENDING, WAITING])
+        )
     )
     return bool(await s.scalar(stmt))
 
@@ -224,14 +243,19 @@ async def reminder_targets(
     return [(inv, conv) for inv, conv in (await s.execute(stmt)).all()]
 
 
-async def active_conversations(s: AsyncSession, campaign_id: int, limit: int) -> list[Conversation]:
-    """Up to `limit` of the campaign's conversations still running (to close them)."""
+async def active_conversation_ids(
+    s: AsyncSession, campaign_id: int, after_id: str, limit: int
+) -> list[str]:
+    """Up to `limit` ids of the campaign's conversations still running, above `after_id`."""
     stmt = (
-        select(Conversation)
-        .where(Conversation.campaign_id == campaign_id, Conversation.status == "active")
+        select(Conversation.id)
+        .where(
+            Conversation.campaign_id == campaign_id,
+            Conversation.status == "active",
+            Conversation.id > after_id,
+        )
         .order_by(Conversation.id)
         .limit(limit)
-        .execution_options(populate_existing=True)
     )
     return list(await s.scalars(stmt))
 
@@ -341,23 +365,10 @@ async def counts(s: AsyncSession, campaign: Campaign) -> CampaignCounts:
         )
         or 0
     )
-    answered = exists().where(Answer.respondent_id == Respondent.id)
-    started = int(
-        await s.scalar(
-            select(func.count())
-            .select_from(Respondent)
-            .where(Respondent.campaign_id == cid, or_(Respondent.completed, answered))
-        )
-        or 0
-    )
-    completed = int(
-        await s.scalar(
-            select(func.count())
-            .select_from(Respondent)
-            .where(Respondent.campaign_id == cid, Respondent.completed)
-        )
-        or 0
-    )
+    # From the invitations: who took part, never what they said (answers are released later,
+    # in batches, and cannot be counted per person).
+    completed = int(by_status.get(COMPLETED, 0))
+    started = int(by_status.get(STARTED, 0)) + completed
     opted_out = int(
         await s.scalar(
             select(func.count())

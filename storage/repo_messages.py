@@ -56,22 +56,12 @@ async def known_provider_ids(s: AsyncSession, channel: str, ids: Collection[str]
     return {str(pid) for pid in await s.scalars(stmt)}
 
 
-async def link_inbound(
-    s: AsyncSession, message_id: int, contact_id: int | None, conversation_id: str | None
-) -> None:
-    """Attach an incoming message to the contact and conversation it turned out to belong to."""
-    await s.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.direction == IN)
-        .values(contact_id=contact_id, conversation_id=conversation_id)
-    )
-
-
 async def enqueue(
     s: AsyncSession,
     *,
     channel: str,
     address: str,
+    address_key: str | None = None,
     body: str,
     payload: dict[str, Any],
     kind: str,
@@ -80,11 +70,13 @@ async def enqueue(
     campaign_id: int | None,
     not_before: datetime,
 ) -> int:
-    """Put a message in the outbox; it is sent from `not_before` on. Returns its id."""
+    """Put a message in the outbox (not a turn's: those are storage.executor's); it is sent from
+    `not_before` on. Returns its id."""
     message = Message(
         direction=OUT,
         channel=channel,
         address=address,
+        address_key=address_key,
         body=body,
         payload=payload,
         kind=kind,
@@ -279,30 +271,28 @@ async def cancel_queued_for_contact(
 async def chat_history(
     s: AsyncSession,
     channel: str,
-    address: str,
     address_key: str,
     after_id: int,
     limit: int,
     now: datetime,
 ) -> list[Message]:
-    """Both sides of a chat with id above `after_id`, oldest first: what is for `address` and
-    due by `now` (a message held for quiet hours shows when it is due), and what came from
-    `address_key` (while its text is kept)."""
+    """Both sides of a chat with id above `after_id`, oldest first: what went to `address_key`
+    and is due by `now` (a message held for quiet hours shows when it is due), and what came from
+    it (while its text is kept)."""
     stmt = (
         select(Message)
         .where(
             Message.channel == channel,
+            Message.address_key == address_key,
             Message.id > after_id,
             or_(
                 and_(
                     Message.direction == OUT,
-                    Message.address == address,
                     Message.status.in_(list(VISIBLE)),
                     Message.not_before <= now,
                 ),
                 and_(
                     Message.direction == IN,
-                    Message.address_key == address_key,
                     Message.body.is_not(None),
                     Message.body != "",
                 ),
@@ -318,28 +308,6 @@ async def for_conversation(s: AsyncSession, conversation_id: str) -> list[Messag
     """Every message of a conversation, in order."""
     stmt = select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
     return list(await s.scalars(stmt))
-
-
-async def scrub_conversation(
-    s: AsyncSession, conversation_id: str, now: datetime, *, grace: timedelta
-) -> None:
-    """Clear the text of a conversation's messages (anonymous surveys).
-
-    Outgoing messages not yet sent keep their text until sent and `grace` has passed (a web
-    chat reader still has to fetch them): `scrub_due` clears those."""
-    in_flight = and_(Message.direction == OUT, Message.status.in_(PENDING))
-    await s.execute(
-        update(Message)
-        .where(Message.conversation_id == conversation_id, ~in_flight)
-        .values(body=None, payload={}, scrub_after=None)
-        .execution_options(synchronize_session=False)
-    )
-    await s.execute(
-        update(Message)
-        .where(Message.conversation_id == conversation_id, in_flight)
-        .values(scrub_after=now + grace)
-        .execution_options(synchronize_session=False)
-    )
 
 
 async def scrub_due(s: AsyncSession, now: datetime, limit: int = 1000) -> int:

@@ -24,10 +24,13 @@ from bot.privacy import Pseudonymizer
 from storage.db import Database, make_engine, normalize_url
 from storage.migrate import upgrade
 from storage.models import Base
+from storage.sealing import Sealer
 
 PG_ENV = "BRUKARDIALOG_TEST_DATABASE_URL"
 TEST_KEY = bytes(range(32))
 """The fixed pseudonym key of the `pseudonymizer` fixture."""
+TEST_SEALER = Sealer(bytes(range(32, 64)))
+"""Seals addresses in every test database."""
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -118,7 +121,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
     """A Database on `database_url`, disposed after the test."""
-    database = Database(database_url)
+    database = Database(database_url, sealer=TEST_SEALER)
     try:
         yield database
     finally:

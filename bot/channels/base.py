@@ -53,6 +53,8 @@ class InboundMessage:
     """Telegram deep-link token from `/start TOKEN`."""
     extras: Mapping[str, Any] = field(default_factory=dict)
     """Channel data the reply needs, e.g. Telegram callback_query_id and message_id."""
+    ignore: str | None = None
+    """Why this message is recorded but never answered (a sender we must not reply to)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.bands import age_group_of
 from bot.followups.events import EventInput, duplicate_event_ids
 from bot.followups.rules import CHANNELS
-from bot.reach import route_to
+from bot.catalog import CatalogEntry
+from bot.reach import Route, route_to
 from bot.runtime import Runtime
 from bot.timewindows import DailyWindow, next_allowed
 from flows.durations import format_duration
@@ -379,14 +380,41 @@ async def send_followup(runtime: Runtime, followup_id: int) -> str:
             return "missing"
         if followup.status != repo_events.PENDING:
             return followup.status
-        status = await _try_send(s, runtime, followup, now)
-    if status == repo_events.SENT:
+        checked = await _try_send(s, runtime, followup, now)
+        contact_id = followup.contact_id
+    if isinstance(checked, _Ready):
+        # The conversation starts in a turn of its own (bot.inbound), which checks again that
+        # the follow-up is pending and the person is not busy.
+        outcome = await runtime.service.start_followup(
+            followup_id=followup_id,
+            contact_id=contact_id,
+            survey=checked.entry.survey,
+            version_id=checked.entry.version_id,
+            route=checked.route,
+        )
+        if outcome == "busy":
+            async with runtime.db.transaction() as s:
+                await repo_tasks.requeue(s, task_key(followup_id), now + BUSY_MIN_RETRY)
+            checked = repo_events.PENDING
+        else:
+            checked = outcome
+    if checked == repo_events.SENT:
         runtime.dispatcher.wake()
-    log.info("follow-up %s: %s", followup_id, status)
-    return status
+    log.info("follow-up %s: %s", followup_id, checked)
+    return checked
 
 
-async def _try_send(s: AsyncSession, runtime: Runtime, f: Followup, now: datetime) -> str:
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """Every check passed: start the survey on this route."""
+
+    entry: CatalogEntry
+    route: Route
+
+
+async def _try_send(
+    s: AsyncSession, runtime: Runtime, f: Followup, now: datetime
+) -> str | _Ready:
     schedule = runtime.settings.schedule
     if f.due_at > now:  # moved later (a changed occurred_at) while this run was queued
         await repo_tasks.requeue(s, task_key(f.id), f.due_at)
@@ -443,20 +471,7 @@ async def _try_send(s: AsyncSession, runtime: Runtime, f: Followup, now: datetim
         return await finish(
             repo_events.SKIPPED, f"unreachable: no address on {', '.join(wanted)} that is running"
         )
-    conv, _ids = await runtime.service.start_conversation(
-        s,
-        contact,
-        route.channel,
-        route.address,
-        entry,
-        lang=contact.language,
-        now=now,
-        kind="followup",
-        not_before=now,
-    )
-    f.conversation_id = conv.id
-    f.sent_at = now
-    return await finish(repo_events.SENT, None)
+    return _Ready(entry, route)
 
 
 def register(runtime: Runtime) -> None:

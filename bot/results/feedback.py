@@ -30,7 +30,7 @@ from bot.results.aggregate import Results
 from bot.results.service import CampaignNotFound, ResultsError, campaign_results, load_campaign
 from bot.results.service import followup_results as _followup_results
 from bot.results.texts import feedback_texts
-from bot.service import message_payload
+from bot.inbound.decide import message_payload
 from bot.timewindows import next_allowed
 from flows import engine
 from flows.conversation import MessageKind, OutMessage
@@ -337,6 +337,7 @@ async def _enqueue(
         s,
         channel=route.channel,
         address=route.address,
+        address_key=runtime.service.pseudonymizer.address_key(route.channel, route.address),
         body=body,
         payload=message_payload(OutMessage(body, MessageKind.INFO), lang),
         kind="feedback",

@@ -216,9 +216,7 @@ async def _messages_after(request: web.Request, token: str, after: int) -> list[
     rt = runtime(request)
     key = rt.service.pseudonymizer.address_key("webchat", token)
     async with rt.db.transaction(read_only=True) as s:
-        rows = await repo_messages.chat_history(
-            s, "webchat", token, key, after, 100, rt.clock.now()
-        )
+        rows = await repo_messages.chat_history(s, "webchat", key, after, 100, rt.clock.now())
     return [message_json(r) for r in rows]
 
 

@@ -3,11 +3,14 @@ clock, and the dispatcher and due tasks driven by hand."""
 
 from __future__ import annotations
 
+import functools
 import json
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -15,8 +18,9 @@ from sqlalchemy import func, select
 
 from bot.app import RUNTIME, create_app
 from bot.clock import FixedClock
-from bot.config import Settings, load_settings
+from bot.config import SHIPPED_SURVEYS, Settings, load_settings
 from bot.runtime import Runtime
+from storage import executor
 from storage.models import Answer, Conversation, Message, Respondent
 from tests.fakes.telegram_server import BOT_TOKEN, FakeTelegram
 from tests.fakes.twilio_server import (
@@ -33,20 +37,39 @@ OUR_NUMBER = "+46700000000"
 START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
+@functools.cache
+def public_shipped_surveys() -> Path:
+    """The shipped surveys as public ones (anyone may start them by keyword), for tests of the
+    keyword paths; the children's survey stays as it is."""
+    folder = Path(tempfile.mkdtemp(prefix="bd-public-surveys-"))
+    for source in sorted(SHIPPED_SURVEYS.glob("*.toml")):
+        text = source.read_text(encoding="utf-8")
+        if source.stem != "barnenkat" and "\npublic = " not in text:
+            text = "public = true\n" + text
+        (folder / source.name).write_text(text, encoding="utf-8")
+    return folder
+
+
 def settings_for(
     database_url: str,
     *,
     twilio: FakeTwilio | None = None,
     telegram: FakeTelegram | None = None,
     extra: Mapping[str, str] | None = None,
+    public_surveys: bool = True,
 ) -> Settings:
+    """Settings for the whole service in a test; `public_surveys` makes the shipped surveys
+    startable by keyword from anyone."""
     env = {
         "BRUKARDIALOG__DATABASE__URL": database_url,
         "BRUKARDIALOG__SERVER__PUBLIC_URL": PUBLIC_URL,
         "BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY": "test-pseudonym-key-0123456789abcdef",
         "BRUKARDIALOG__SCHEDULE__QUIET_HOURS": "",
         "BRUKARDIALOG__ADMIN__API_TOKENS": "staff-token-0123456789abcdef",
+        "BRUKARDIALOG__PRIVACY__ADDRESS_KEY": "ab" * 32,
     }
+    if public_surveys:
+        env["BRUKARDIALOG__SURVEYS__PATHS"] = str(public_shipped_surveys())
     if twilio is not None:
         env |= {
             "BRUKARDIALOG__TWILIO__ACCOUNT_SID": FAKE_ACCOUNT_SID,
@@ -129,10 +152,27 @@ class Harness:
         async with self.runtime.db.transaction(read_only=True) as s:
             return int(await s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
+    async def release(self) -> int:
+        """Release every finished anonymous conversation's answers now, whatever the batch size
+        (the service waits for privacy.min_group_size people)."""
+        now = self.clock.now()
+        return await self.runtime.db.turns.run(
+            lambda x: executor.release(x, min_batch=1, now=now)
+        )
+
     async def answers(self) -> dict[str, Any]:
+        """Every stored answer by question, after releasing what has finished."""
+        await self.release()
         async with self.runtime.db.transaction(read_only=True) as s:
             rows = (await s.execute(select(Answer.question_id, Answer.value))).all()
         return {q: v for q, v in rows}
+
+    async def running_answers(self) -> dict[str, Any]:
+        """The answers held in running conversations' states (anonymous surveys keep them there
+        until the conversation finishes and is released)."""
+        async with self.runtime.db.transaction(read_only=True) as s:
+            states = await s.scalars(select(Conversation.state).where(Conversation.status == "active"))
+            return {q: v for state in states for q, v in state.get("answers", {}).items()}
 
     async def outbox(self, channel: str | None = None) -> list[Message]:
         async with self.runtime.db.transaction(read_only=True) as s:

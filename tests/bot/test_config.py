@@ -480,6 +480,7 @@ def test_redacted_hides_secrets() -> None:
         "BRUKARDIALOG__TELEGRAM__BOT_TOKEN": "123456:ABCdef",
         "BRUKARDIALOG__TELEGRAM__WEBHOOK_SECRET": "webhook-secret_1",
         "BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY": "pseudonym-key-0123456789",
+        "BRUKARDIALOG__PRIVACY__ADDRESS_KEY": "ab" * 32,
         "BRUKARDIALOG__ADMIN__API_TOKENS": "admin-token-0123456789,admin-token-9876543210",
         "BRUKARDIALOG__DATABASE__URL": "postgresql+asyncpg://bd:db-password-value@db/bd",
     }

@@ -21,6 +21,7 @@ from bot.dispatcher import ChannelLimits, Dispatcher, TokenBucket
 from storage import repo_messages
 from storage.db import Database
 from storage.models import Message
+from tests.conftest import TEST_SEALER
 from tests.fakes.twilio_server import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FakeTwilio
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -215,9 +216,10 @@ WORKER = textwrap.dedent(
     from bot.config import DispatcherSettings
     from bot.dispatcher import ChannelLimits, Dispatcher
     from storage.db import Database
+    from tests.conftest import TEST_SEALER
 
     async def main(url, base, sid, token):
-        db = Database(url)
+        db = Database(url, sealer=TEST_SEALER)
         channel = TwilioChannel(TwilioSettings(sid, token, "+46700000000", None, base))
         d = Dispatcher(db, {"sms": channel}, DispatcherSettings(lease_seconds=5), SystemClock(),
                        limits={"sms": ChannelLimits(100.0)})
@@ -240,7 +242,7 @@ async def test_two_processes_on_postgresql_never_send_twice(database_url: str) -
         pytest.skip("several service processes share PostgreSQL; SQLite is single-process")
     twilio = FakeTwilio()
     await twilio.start()
-    db = Database(database_url)
+    db = Database(database_url, sealer=TEST_SEALER)
     try:
         await enqueue(db, 120, at=datetime.now(UTC) - timedelta(seconds=1))
         env = {**os.environ, "PYTHONPATH": str(ROOT)}

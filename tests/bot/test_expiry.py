@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from flows.texts import text
-from storage.models import Conversation, DueTask, Respondent
+from storage.models import Conversation, DueTask, Message, Respondent
 from tests.bot.harness import Harness, running, settings_for
 from tests.bot.test_webchat_e2e import replies, say, start_chat
 
@@ -22,22 +22,24 @@ async def harness(database_url: str) -> AsyncIterator[Harness]:
         yield h
 
 
-async def conversation(h: Harness) -> Conversation:
+async def conversations(h: Harness) -> list[Conversation]:
     async with h.runtime.db.transaction(read_only=True) as s:
-        return (await s.scalars(select(Conversation))).one()
+        return list(await s.scalars(select(Conversation)))
 
 
-async def test_a_silent_conversation_expires_and_is_unlinked(harness: Harness) -> None:
+async def test_an_abandoned_public_conversation_is_deleted_when_it_expires(
+    harness: Harness,
+) -> None:
     token = await start_chat(harness)
     await say(harness, token, "Ja", client_id="1")
     harness.clock.advance(WEEK + timedelta(minutes=1))
     assert await harness.runtime.tasks.run_due() == 1
-    conv = await conversation(harness)
-    assert conv.status == "expired" and conv.respondent_id is None
+    assert await conversations(harness) == []
+    assert await harness.count(Message, Message.conversation_id.is_not(None)) == 0
+    assert await harness.count(Respondent) == 0 and await harness.answers() == {}
     async with harness.runtime.db.transaction(read_only=True) as s:
-        respondent = (await s.scalars(select(Respondent))).one()
-    assert respondent.contact_id is None and not respondent.completed
-    assert await harness.answers() == {"helped": "yes"}
+        task = (await s.scalars(select(DueTask))).one()
+    assert task.status == "done"
 
 
 async def test_the_timer_moves_while_the_person_answers(harness: Harness) -> None:
@@ -46,7 +48,8 @@ async def test_the_timer_moves_while_the_person_answers(harness: Harness) -> Non
     await say(harness, token, "Ja", client_id="1")  # expiry is now day 13
     harness.clock.advance(timedelta(days=2))  # day 8: the first timer fires early
     assert await harness.runtime.tasks.run_due() == 1
-    assert (await conversation(harness)).status == "active"
+    [conv] = await conversations(harness)
+    assert conv.status == "active"
     async with harness.runtime.db.transaction(read_only=True) as s:
         task = (await s.scalars(select(DueTask))).one()
     assert task.status == "pending" and task.due_at == harness.clock.now() + timedelta(days=5)
@@ -54,7 +57,7 @@ async def test_the_timer_moves_while_the_person_answers(harness: Harness) -> Non
     harness.clock.advance(timedelta(days=4))
     messages = await say(harness, token, "8", client_id="2")
     assert messages[-1]["kind"] == "question"
-    assert await harness.answers() == {"helped": "yes", "score": 8}
+    assert await harness.running_answers() == {"helped": "yes", "score": 8}
 
 
 async def test_writing_after_expiry_gets_a_notice_not_a_resume(harness: Harness) -> None:
@@ -62,7 +65,22 @@ async def test_writing_after_expiry_gets_a_notice_not_a_resume(harness: Harness)
     last = (await replies(harness, token))[-1]["id"]
     harness.clock.advance(WEEK + timedelta(hours=1))
     await say(harness, token, "Ja", client_id="1")
-    assert (await conversation(harness)).status == "expired"
+    assert await conversations(harness) == [], "an abandoned public conversation is deleted"
     assert await harness.answers() == {}
     [notice] = await replies(harness, token, after=last)
     assert notice["text"] == text("expired", "sv")
+
+
+async def test_a_question_still_waiting_to_be_sent_holds_off_expiry(harness: Harness) -> None:
+    token = await start_chat(harness)
+    await harness.deliver()
+    response = await harness.client.post(f"/chat/{token}/messages", json={"id": "1", "text": "Ja"})
+    assert response.status == 202
+    # The next question is still queued (nothing could be sent all week).
+    harness.clock.advance(WEEK + timedelta(minutes=1))
+    assert await harness.runtime.tasks.run_due() == 1
+    [conv] = await conversations(harness)
+    assert conv.status == "active" and conv.expires_at > harness.clock.now()
+    await harness.deliver()
+    messages = await say(harness, token, "8", client_id="2")
+    assert messages[-1]["kind"] == "question", "the person can still answer"

@@ -194,7 +194,7 @@ async def test_start_with_a_token_links_the_chat_to_the_web_chat_contact(
     # The conversation continues in Telegram where it stopped.
     assert button_data(last_question(telegram)) == ["choice:yes", "choice:partly", "choice:no"]
     await press(harness, telegram, next(ids), "choice:yes")
-    assert (await harness.answers())["helped"] == "yes"
+    assert (await harness.running_answers())["helped"] == "yes"
 
 
 async def test_typed_stop_opts_out_and_nothing_more_is_sent(

@@ -40,6 +40,7 @@ def settings_for(database_url: str, *, quiet: str = "") -> Settings:
         {
             "BRUKARDIALOG__DATABASE__URL": database_url,
             "BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY": "test-pseudonym-key-0123456789abcdef",
+            "BRUKARDIALOG__PRIVACY__ADDRESS_KEY": "ab" * 32,
             "BRUKARDIALOG__SCHEDULE__QUIET_HOURS": quiet,
             "BRUKARDIALOG__ADMIN__API_TOKENS": TOKEN,
         },

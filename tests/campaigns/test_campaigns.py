@@ -20,7 +20,7 @@ from bot.runtime import Runtime
 from flows.engine import closed_notice
 from flows.expr import ExprError, compile_expr
 from storage import repo_campaigns, repo_tasks
-from storage.models import Campaign, Contact, Conversation, DueTask, Message
+from storage.models import Invitation, Campaign, Contact, Conversation, DueTask, Message
 from storage.repo_campaigns import AudienceContact
 from tests.campaigns.helpers import (
     START,
@@ -299,18 +299,25 @@ async def test_opted_out_contacts_are_not_invited(database_url: str) -> None:
         assert p1 not in await invitations(runtime, cid)
 
 
-async def test_on_conversation_finished_records_only_the_status(database_url: str) -> None:
+async def test_a_finished_conversation_leaves_only_the_invitations_status(
+    database_url: str,
+) -> None:
     async with campaign_runtime(database_url) as runtime:
         await import_csv(runtime, csv_text())
-        cid = await create(runtime)
+        cid = await create(runtime, channels="webchat")
         await runtime.tasks.run_due()
         await runtime.tasks.run_due()
         p1 = await contact_id(runtime, "P1")
-        async with runtime.db.transaction() as s:
-            conv = await s.scalar(select(Conversation).where(Conversation.contact_id == p1))
-            assert conv is not None
-            await campaigns.on_conversation_finished(s, conv, "completed")
+        token = await webchat_token(runtime, "P1")
+        await say(runtime, token, "1", 1)
+        assert (await invitations(runtime, cid))[p1] == "started"
+        await say(runtime, token, "1", 2)
         assert (await invitations(runtime, cid))[p1] == "completed"
+        async with runtime.db.transaction(read_only=True) as s:
+            invitation = await s.scalar(select(Invitation).where(Invitation.contact_id == p1))
+            conv = await s.scalar(select(Conversation).where(Conversation.campaign_id == cid, Conversation.status == "completed"))
+        assert invitation is not None and invitation.conversation_id is None
+        assert conv is not None and conv.contact_id is None and conv.pending_release
 
 
 async def test_due_tasks_use_unique_keys(database_url: str) -> None:
@@ -341,7 +348,12 @@ async def test_a_late_answer_after_close_gets_the_closed_notice(database_url: st
             last = (
                 await s.scalars(
                     select(Message)
-                    .where(Message.direction == "out", Message.address == token)
+                    .where(
+                        Message.direction == "out",
+                        Message.address_key == runtime.service.pseudonymizer.address_key(
+                            "webchat", token
+                        ),
+                    )
                     .order_by(Message.id.desc())
                 )
             ).first()

@@ -13,7 +13,11 @@ from bot import followups
 from bot.channels.webchat import WebChatChannel
 from bot.clock import FixedClock
 from bot.config import Settings, load_settings
+from bot.inbound.decide import Address, decide_followup
+from bot.inbound.service import new_id
 from bot.runtime import Runtime, open_runtime
+from storage import executor
+from storage.sqlexec import Exec
 
 TOKEN = "staff-token-0123456789abcdef"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -25,6 +29,7 @@ def settings_for(database_url: str, extra: Mapping[str, str] | None = None) -> S
     env = {
         "BRUKARDIALOG__DATABASE__URL": database_url,
         "BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY": "test-pseudonym-key-0123456789abcdef",
+        "BRUKARDIALOG__PRIVACY__ADDRESS_KEY": "ab" * 32,
         "BRUKARDIALOG__SCHEDULE__TIMEZONE": "Europe/Stockholm",
         "BRUKARDIALOG__SCHEDULE__QUIET_HOURS": "20:00-09:00",
         "BRUKARDIALOG__ADMIN__API_TOKENS": TOKEN,
@@ -76,3 +81,21 @@ def event(
 
 
 PERSON = {"phone": "070-123 45 67", "language": "sv", "birth_year": 1980}
+
+
+async def start_survey(runtime: Runtime, contact_id: int, survey_id: str) -> None:
+    """Start a survey for a contact in the web chat, as a follow-up without a follow-up row
+    would (so the person is busy with it)."""
+    entry = runtime.catalog.latest(survey_id)
+    assert entry is not None
+    now = runtime.clock.now()
+    to = Address("webchat", "tok", runtime.service.pseudonymizer.address_key("webchat", "tok"))
+
+    def turn(x: Exec) -> object:
+        facts = executor.load_start(x, contact_id)
+        plan = decide_followup(
+            facts, entry.survey, entry.version_id, to, followup_id=0, now=now, ids=new_id
+        )
+        return executor.write(x, plan, now=now)
+
+    await runtime.db.turns.run(turn)

@@ -22,6 +22,7 @@ def cli(
     monkeypatch.delenv("BRUKARDIALOG_CONFIG", raising=False)
     monkeypatch.setenv("BRUKARDIALOG__DATABASE__URL", database_url)
     monkeypatch.setenv("BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY", settings.privacy.pseudonym_key)
+    monkeypatch.setenv("BRUKARDIALOG__PRIVACY__ADDRESS_KEY", settings.privacy.address_key)
     monkeypatch.setenv("BRUKARDIALOG__SCHEDULE__QUIET_HOURS", "20:00-09:00")
 
     def run(*argv: str) -> tuple[int, str, str]:

@@ -16,7 +16,7 @@ from bot.runtime import Runtime
 from storage import repo_contacts, repo_events, repo_tasks
 from storage.models import Conversation, DueTask, Followup, Message
 from storage.repo_events import RuleValues
-from tests.followups.conftest import PERSON, event, follow_up_runtime, settings_for
+from tests.followups.conftest import start_survey, PERSON, event, follow_up_runtime, settings_for
 
 
 def at(text: str) -> datetime:
@@ -305,11 +305,8 @@ async def test_someone_answering_another_survey_is_asked_when_it_is_over(
     async with runtime.db.transaction() as s:
         contact = await repo_contacts.get_by_external_ref(s, "P-1")
         assert contact is not None
-        entry = runtime.catalog.latest("barnenkat")
-        assert entry is not None
-        await runtime.service.start_conversation(
-            s, contact, "webchat", "tok", entry, lang="sv", now=clock.now()
-        )
+    await start_survey(runtime, contact.id, "barnenkat")
+    await runtime.dispatcher.run_once()  # its questions went out (an unsent one holds off expiry)
     await run_at(runtime, clock, clock.now() + timedelta(seconds=30))
     f = await only_followup(runtime)
     assert f.status == "pending"

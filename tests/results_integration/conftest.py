@@ -45,6 +45,7 @@ def settings_for(database_url: str, *, quiet: str = "20:00-09:00", k: int = K) -
         {
             "BRUKARDIALOG__DATABASE__URL": database_url,
             "BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY": "test-pseudonym-key-0123456789abcdef",
+            "BRUKARDIALOG__PRIVACY__ADDRESS_KEY": "ab" * 32,
             "BRUKARDIALOG__PRIVACY__MIN_GROUP_SIZE": str(k),
             "BRUKARDIALOG__SCHEDULE__TIMEZONE": "Europe/Stockholm",
             "BRUKARDIALOG__SCHEDULE__QUIET_HOURS": quiet,

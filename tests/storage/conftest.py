@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import repo_surveys, turns
+from storage import executor, repo_surveys
 from storage.db import Database
-from storage.raw import RawConnection
+from storage.executor import Inbound
+from storage.sqlexec import Exec
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -24,9 +24,23 @@ async def survey_version_id(db: Database) -> int:
         )
 
 
-async def record_inbound(s: AsyncSession, **fields: Any) -> int | None:
+async def record_inbound(
+    db: Database,
+    *,
+    channel: str,
+    provider_id: str,
+    address_key: str,
+    body: str,
+    payload: dict[str, Any],
+    received_at: datetime,
+) -> int | None:
     """Store an incoming message as the inbound turn does; its id, or None for a redelivery."""
-    raw = await RawConnection.of(s)
-    (result,) = await raw.run_all([turns.record_inbound(**fields)])
-    row = result.first()
-    return None if row is None else int(row[0])
+    inbound = Inbound(channel, provider_id, address_key, body, payload, received_at)
+
+    def turn(x: Exec) -> int | None:
+        facts = executor.load_inbound(
+            x, inbound, now=received_at, closed_grace=timedelta(days=30), period="2026-q1"
+        )
+        return None if facts is None else facts.message_id
+
+    return await db.turns.run(turn)

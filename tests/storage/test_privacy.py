@@ -35,7 +35,7 @@ def test_existing_key_file_is_used(tmp_path: Path) -> None:
 def test_bad_key_file_is_refused(tmp_path: Path, content: str) -> None:
     path = tmp_path / "k"
     path.write_text(content)
-    with pytest.raises(ValueError, match="pseudonym key"):
+    with pytest.raises(ValueError, match="the key"):
         load_or_create_key(path)
 
 

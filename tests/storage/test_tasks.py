@@ -7,6 +7,7 @@ from datetime import timedelta
 from storage import repo_tasks
 from storage.db import Database
 from storage.models import DueTask
+from tests.conftest import TEST_SEALER
 from tests.storage.conftest import NOW
 
 LEASE = 30
@@ -110,12 +111,12 @@ async def test_fail_with_retry_makes_it_pending_again(db: Database) -> None:
 
 
 async def test_concurrent_task_claimers_never_share_a_task(database_url: str) -> None:
-    setup = Database(database_url)
+    setup = Database(database_url, sealer=TEST_SEALER)
     async with setup.transaction() as s:
         for i in range(150):
             await repo_tasks.schedule(s, "reminder", f"k{i}", NOW - timedelta(seconds=i), {})
     await setup.dispose()
-    databases = [Database(database_url) for _ in range(2)]
+    databases = [Database(database_url, sealer=TEST_SEALER) for _ in range(2)]
 
     async def worker(name: str, db: Database) -> list[int]:
         got: list[int] = []

@@ -1,0 +1,1 @@
+"""The inbound turn: a pure decision per message, written by one executor (storage.executor)."""

@@ -1,0 +1,201 @@
+"""Where turns are written: one writer with group commit on SQLite, a transaction each on PostgreSQL.
+
+A *job* is a synchronous function of an `Exec` (storage.sqlexec): it reads a turn's facts, decides
+and writes the plan (storage.executor). `await writer.run(job)` returns once the transaction that
+holds the job has committed, so a webhook answered after it has its turn on disk.
+
+SQLite (`SqliteWriter`): SQLite has one writer at a time anyway, so one thread owns a `sqlite3`
+connection and runs jobs in batches: the jobs that arrived while the previous batch was being
+written go together in one transaction (`BEGIN IMMEDIATE` ... `COMMIT`), each inside its own
+savepoint so one failing job fails alone. One trip to the thread and one commit serve the whole
+batch. Batches take the database's write lock, the same lock the ORM's write transactions take
+(storage.db), so staff work and turns queue fairly in one line.
+
+PostgreSQL (`AlchemyWriter`): each job in its own transaction on the pool, its rows locked by the
+executor; several service processes write concurrently. A deadlock or serialization failure is
+retried."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.sealing import Sealer, attach
+from storage.sqlexec import AlchemyExec, Exec, SqliteCompiler, SqliteExec
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Job = Callable[[Exec], T]
+
+MAX_BATCH = 256
+"""Jobs written in one SQLite transaction at most."""
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+"""PostgreSQL serialization failure and deadlock detected."""
+
+
+class WriteFailed(Exception):
+    """The transaction holding a job could not be committed (the database is locked or gone)."""
+
+
+class TurnWriter(Protocol):
+    """Runs jobs in write transactions."""
+
+    async def run(self, job: Job[T]) -> T:
+        """Run `job` in a write transaction; returns its result once committed."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class SqliteWriter:
+    """The single SQLite writer (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        sealer: Sealer | None,
+        lock: asyncio.Lock,
+        pragmas: tuple[str, ...],
+        holds_lock: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self._path = path
+        self._lock = lock
+        self._pragmas = pragmas
+        self._holds_lock = holds_lock
+        dialect = SQLiteDialect_pysqlite(paramstyle="named")
+        attach(dialect, sealer)
+        self._compiler = SqliteCompiler(dialect)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._connection: sqlite3.Connection | None = None
+        self._queue: asyncio.Queue[tuple[Job[Any], asyncio.Future[Any]]] | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.batches = 0
+        """Transactions written so far (for tests and benchmarks)."""
+
+    async def run(self, job: Job[T]) -> T:
+        if self._holds_lock():
+            raise RuntimeError("a turn was written from inside a write transaction (SQLite)")
+        loop = asyncio.get_running_loop()
+        if self._pump is None or self._pump.done() or self._loop is not loop:
+            self._queue = asyncio.Queue()
+            self._loop = loop
+            self._pump = loop.create_task(self._run_batches(), name="sqlite-writer")
+        future: asyncio.Future[T] = loop.create_future()
+        assert self._queue is not None
+        self._queue.put_nowait((job, future))
+        return await future
+
+    async def _run_batches(self) -> None:
+        queue = self._queue
+        assert queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < MAX_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                async with self._lock:
+                    outcomes = await loop.run_in_executor(
+                        self._thread, self._write, [job for job, _ in batch]
+                    )
+            except BaseException as e:  # cancelled while waiting: fail the batch, then stop
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(WriteFailed("the writer stopped"))
+                if isinstance(e, asyncio.CancelledError):
+                    raise
+                log.exception("SQLite writer failed")
+                continue
+            self.batches += 1
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    def _open(self) -> sqlite3.Connection:
+        if self._connection is None:
+            connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=True)
+            for pragma in self._pragmas:
+                connection.execute(pragma)
+            self._connection = connection
+        return self._connection
+
+    def _write(self, jobs: list[Job[Any]]) -> list[tuple[bool, Any]]:
+        """On the writer thread: one transaction for the batch, a savepoint per job."""
+        try:
+            connection = self._open()
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            failure = WriteFailed(f"cannot start a write transaction: {e}")
+            return [(False, failure) for _ in jobs]
+        x = SqliteExec(connection, self._compiler)
+        outcomes: list[tuple[bool, Any]] = []
+        for job in jobs:
+            connection.execute("SAVEPOINT turn")
+            try:
+                result = job(x)
+            except Exception as e:
+                connection.execute("ROLLBACK TO turn")
+                connection.execute("RELEASE turn")
+                outcomes.append((False, e))
+                continue
+            connection.execute("RELEASE turn")
+            outcomes.append((True, result))
+        try:
+            connection.execute("COMMIT")
+        except sqlite3.Error as e:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            failure = WriteFailed(f"cannot commit: {e}")
+            return [(False, failure) for _ in jobs]
+        return outcomes
+
+    async def close(self) -> None:
+        pump, self._pump = self._pump, None
+        if pump is not None and not pump.done():
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+                await pump
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, connection.close)
+        self._thread.shutdown(wait=False)
+
+
+class AlchemyWriter:
+    """PostgreSQL: a transaction per job (see the module docstring)."""
+
+    def __init__(self, engine: AsyncEngine, *, attempts: int = 3) -> None:
+        self._engine = engine
+        self._attempts = attempts
+
+    async def run(self, job: Job[T]) -> T:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                async with self._engine.begin() as conn:
+                    return await conn.run_sync(lambda sync: job(AlchemyExec(sync)))
+            except DBAPIError as e:
+                code = getattr(e.orig, "sqlstate", None) or getattr(e.orig, "pgcode", None)
+                if code in _RETRY_SQLSTATES and attempt < self._attempts:
+                    log.info("turn rolled back (%s); trying again", code)
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        return None
