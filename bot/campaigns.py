@@ -37,7 +37,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.bands import age_group_of, contact_length_of
 from bot.reach import DEFAULT_ORDER, Route, route_to
 from bot.timewindows import next_allowed
-from flows import engine
 from flows.durations import format_duration, parse_duration
 from flows.expr import Expr, ExprError, compile_expr
 from flows.model import Participation, Survey, localize
@@ -421,7 +420,10 @@ async def close_campaign(
             campaign.status = repo_campaigns.CLOSED
             campaign.closed_at = now
             await repo_campaigns.set_status_where(
-                s, campaign_id, [repo_campaigns.PENDING, repo_campaigns.WAITING], repo_campaigns.CLOSED
+                s,
+                campaign_id,
+                [repo_campaigns.PENDING, repo_campaigns.WAITING],
+                repo_campaigns.CLOSED,
             )
             cancelled = await repo_campaigns.cancel_messages(s, campaign_id, "cancelled: closed")
             for prefix in (START_TASK, INVITE_TASK, REMIND_TASK, CLOSE_TASK):

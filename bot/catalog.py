@@ -9,9 +9,6 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import executor
-from storage.sqlexec import Exec
-
 from flows.answers import normalize
 from flows.loader import (
     LoadResult,
@@ -21,7 +18,8 @@ from flows.loader import (
     survey_from_definition,
 )
 from flows.model import Survey
-from storage import repo_surveys
+from storage import executor, repo_surveys
+from storage.sqlexec import Exec
 
 log = logging.getLogger(__name__)
 

@@ -127,9 +127,7 @@ async def open_runtime(
     sealer = sealer_for(settings)
     pseudonymizer = pseudonymizer_for(settings)
     if migrate:
-        await upgrade_async(
-            settings.database.url, sealer=sealer, keyer=pseudonymizer.address_key
-        )
+        await upgrade_async(settings.database.url, sealer=sealer, keyer=pseudonymizer.address_key)
     db = Database(settings.database.url, sealer=sealer)
     try:
         await db.check()

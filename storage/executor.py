@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.models import (
     Answer,
+    Base,
     Campaign,
     Contact,
     ContactAddress,
@@ -82,18 +83,18 @@ REACHED = ("invited", "started")
 RUNNING_CAMPAIGN = ("running", "paused", "scheduled")
 _RELEASE_LOCK = 0x62645F72656C  # "bd_rel": one releaser at a time across processes (PostgreSQL)
 
-_contacts = Contact.__table__
-_addresses = ContactAddress.__table__
-_conversations = Conversation.__table__
-_messages = Message.__table__
-_respondents = Respondent.__table__
-_answers = Answer.__table__
-_tasks = DueTask.__table__
-_invitations = Invitation.__table__
-_campaigns = Campaign.__table__
-_followups = Followup.__table__
-_participations = Participation.__table__
-_versions = SurveyVersion.__table__
+_contacts = Base.metadata.tables[Contact.__tablename__]
+_addresses = Base.metadata.tables[ContactAddress.__tablename__]
+_conversations = Base.metadata.tables[Conversation.__tablename__]
+_messages = Base.metadata.tables[Message.__tablename__]
+_respondents = Base.metadata.tables[Respondent.__tablename__]
+_answers = Base.metadata.tables[Answer.__tablename__]
+_tasks = Base.metadata.tables[DueTask.__tablename__]
+_invitations = Base.metadata.tables[Invitation.__tablename__]
+_campaigns = Base.metadata.tables[Campaign.__tablename__]
+_followups = Base.metadata.tables[Followup.__tablename__]
+_participations = Base.metadata.tables[Participation.__tablename__]
+_versions = Base.metadata.tables[SurveyVersion.__tablename__]
 
 _CONTACT_COLUMNS = (
     _contacts.c.id,
@@ -187,7 +188,8 @@ class Statements:
         )
         self.invitation_status = locked(
             select(i.c.status).where(
-                i.c.campaign_id == bindparam("campaign_id"), i.c.contact_id == bindparam("contact_id")
+                i.c.campaign_id == bindparam("campaign_id"),
+                i.c.contact_id == bindparam("contact_id"),
             )
         )
         self.followup_status = locked(
@@ -285,9 +287,7 @@ class Statements:
             .values(status=bindparam("w_status"))
         )
         self.finish_invitation_anonymous = (
-            update(i)
-            .where(i.c.conversation_id == bindparam("w_conv"))
-            .values(conversation_id=None)
+            update(i).where(i.c.conversation_id == bindparam("w_conv")).values(conversation_id=None)
         )
         self.finish_followup = update(_followups).where(_followups.c.id == bindparam("w_id"))
         self.complete_participation = (
@@ -524,10 +524,16 @@ def _keyword_facts(
                 completed.add(survey_id)
             elif status != OPTED_OUT:
                 open_invitations[survey_id] = int(row["campaign_id"])
-        elif row["invited_at"] is not None and row["closed_at"] is not None:
-            if now - row["closed_at"] < grace:
-                closed.add(survey_id)
-    public = {r["survey_id"] for r in x.rows(st.completed_public, {"contact_id": contact_id, "period": period})}
+        elif (
+            row["invited_at"] is not None
+            and row["closed_at"] is not None
+            and now - row["closed_at"] < grace
+        ):
+            closed.add(survey_id)
+    public = {
+        r["survey_id"]
+        for r in x.rows(st.completed_public, {"contact_id": contact_id, "period": period})
+    }
     starts = x.rows(st.recent_starts, {"contact_id": contact_id, "since": now - timedelta(hours=1)})
     return {
         "open_invitations": open_invitations,
@@ -581,12 +587,10 @@ def survey_version(x: Exec, version_id: int) -> tuple[Mapping[str, Any], str] | 
     return (rows[0]["definition"], rows[0]["source"]) if rows else None
 
 
-# -- writing plans -----------------------------------------------------------------------------------
+# -- writing plans ---------------------------------------------------------------------------------
 
 
-def write(
-    x: Exec, plan: TurnPlan, *, now: datetime, message_id: int | None = None
-) -> TurnResult:
+def write(x: Exec, plan: TurnPlan, *, now: datetime, message_id: int | None = None) -> TurnResult:
     """Write every step of a plan, in order."""
     st = statements(x.dialect)
     new_contact: int | None = None
@@ -612,7 +616,9 @@ def write(
         elif isinstance(step, SetOptedOut):
             contact_id = resolve(step.contact_id)
             if step.at is None:
-                x.run(st.update_contact, {"w_id": contact_id, "opted_out_at": None, "updated_at": now})
+                x.run(
+                    st.update_contact, {"w_id": contact_id, "opted_out_at": None, "updated_at": now}
+                )
             else:
                 x.run(st.opt_out, {"w_id": contact_id, "at": step.at})
         elif isinstance(step, CancelQueued):
@@ -817,7 +823,11 @@ def _finish(
     if step.respondent_id is not None:
         x.run(
             st.update_respondent,
-            {"w_id": step.respondent_id, "status": step.status, "completed": step.status == COMPLETED},
+            {
+                "w_id": step.respondent_id,
+                "status": step.status,
+                "completed": step.status == COMPLETED,
+            },
         )
     if step.campaign_id is not None:
         final = step.status if step.status in (COMPLETED, OPTED_OUT) else "closed"
@@ -886,7 +896,7 @@ def _update_invitation(
     x.run(st.update_invitation, values)
 
 
-# -- releasing anonymous answers ---------------------------------------------------------------------
+# -- releasing anonymous answers -------------------------------------------------------------------
 
 
 def release(
@@ -981,9 +991,9 @@ def _answered_order(answers: Mapping[str, Any], history: Iterable[str]) -> list[
 __all__: Sequence[str] = (
     "SCRUB_GRACE",
     "Inbound",
+    "Statements",
     "followup_status",
     "invitation_status",
-    "Statements",
     "load_conversation",
     "load_inbound",
     "load_start",

@@ -24,9 +24,7 @@ Keyer = Callable[[str, str], str]
 """(channel, address) -> the address's keyed HMAC (bot.privacy.Pseudonymizer.address_key)."""
 
 
-def alembic_config(
-    url: str, *, sealer: Sealer | None = None, keyer: Keyer | None = None
-) -> Config:
+def alembic_config(url: str, *, sealer: Sealer | None = None, keyer: Keyer | None = None) -> Config:
     """An Alembic Config for `url`, e.g. for `alembic.command` calls beyond upgrade.
 
     `sealer` and `keyer` are for migrations that seal addresses stored in clear (0004)."""

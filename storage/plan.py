@@ -7,7 +7,7 @@ turns them into a `TurnPlan`, and the executor writes the plan in the same trans
 plain values: no I/O, no clock, testable without a database.
 
 A plan refers to the contact it creates itself as `NEW_CONTACT`; every other id is known when the
-plan is made (conversation and respondent ids are chosen by the decision from an injected source)."""
+plan is made (conversation and respondent ids come from an id source given to the decision)."""
 
 from __future__ import annotations
 

@@ -123,7 +123,7 @@ class SqliteExec:
 
     def rows(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> list[Row]:
         cursor, compiled = self._execute(stmt, params)
-        out = []
+        out: list[Row] = []
         results = compiled.results
         for raw in cursor.fetchall():
             out.append(

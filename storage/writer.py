@@ -1,4 +1,4 @@
-"""Where turns are written: one writer with group commit on SQLite, a transaction each on PostgreSQL.
+"""Where turns are written: one writer with group commit on SQLite, a transaction each on PG.
 
 A *job* is a synchronous function of an `Exec` (storage.sqlexec): it reads a turn's facts, decides
 and writes the plan (storage.executor). `await writer.run(job)` returns once the transaction that

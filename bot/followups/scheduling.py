@@ -15,9 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.bands import age_group_of
+from bot.catalog import CatalogEntry
 from bot.followups.events import EventInput, duplicate_event_ids
 from bot.followups.rules import CHANNELS
-from bot.catalog import CatalogEntry
 from bot.reach import Route, route_to
 from bot.runtime import Runtime
 from bot.timewindows import DailyWindow, next_allowed
@@ -412,9 +412,7 @@ class _Ready:
     route: Route
 
 
-async def _try_send(
-    s: AsyncSession, runtime: Runtime, f: Followup, now: datetime
-) -> str | _Ready:
+async def _try_send(s: AsyncSession, runtime: Runtime, f: Followup, now: datetime) -> str | _Ready:
     schedule = runtime.settings.schedule
     if f.due_at > now:  # moved later (a changed occurred_at) while this run was queued
         await repo_tasks.requeue(s, task_key(f.id), f.due_at)

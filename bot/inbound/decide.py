@@ -58,10 +58,12 @@ from storage.plan import (
     SetOptedOut,
     StartConversation,
     StartFacts,
-    Step as PlanStep,
     TurnPlan,
     UpdateFollowup,
     UpdateInvitation,
+)
+from storage.plan import (
+    Step as PlanStep,
 )
 
 EXPIRE_TASK = "conversation.expire"
@@ -290,7 +292,11 @@ class _Plan:
         now = self.now
         target = to or self.to
         for event in step.events:
-            if event.kind is EventKind.ANSWER_RETRACTED and conv.respondent_id and event.question_id:
+            if (
+                event.kind is EventKind.ANSWER_RETRACTED
+                and conv.respondent_id
+                and event.question_id
+            ):
                 self.add(RetractAnswer(conv.respondent_id, event.question_id))
             elif event.kind is EventKind.LANGUAGE_CHANGED and event.lang:
                 self.add(SetLanguage(contact_id, event.lang))
@@ -523,7 +529,9 @@ def decide_inbound(
         # A late answer to a campaign that has closed.
         plan.send(engine.closed_notice(lang), lang, kind="notice", contact_id=sender.id)
         return plan.done("closed")
-    plan.send(public_menu(catalog, lang), lang, kind="notice", contact_id=sender.id if sender else None)
+    plan.send(
+        public_menu(catalog, lang), lang, kind="notice", contact_id=sender.id if sender else None
+    )
     return plan.done("menu")
 
 
@@ -579,7 +587,10 @@ def _link_by_token(
     sender = facts.sender
     if owner is None:
         plan.send(
-            public_menu(catalog, lang), lang, kind="notice", contact_id=sender.id if sender else None
+            public_menu(catalog, lang),
+            lang,
+            kind="notice",
+            contact_id=sender.id if sender else None,
         )
         return plan.done("menu")
     plan.add(
@@ -636,7 +647,10 @@ def _keyword_start(
             return plan.done("start")
         if survey.id in facts.completed_campaign_surveys:
             plan.send(
-                OutMessage(text("already_answered", lang)), lang, kind="notice", contact_id=sender.id
+                OutMessage(text("already_answered", lang)),
+                lang,
+                kind="notice",
+                contact_id=sender.id,
             )
             return plan.done("already_answered")
         if survey.id in facts.closed_campaign_surveys:

@@ -136,7 +136,12 @@ class ConversationService:
 
         result = await self.db.turns.run(turn)
         if msg.ignore is not None and not result.duplicate:
-            log.info("%s message %s recorded, not answered: %s", msg.channel, result.message_id, msg.ignore)
+            log.info(
+                "%s message %s recorded, not answered: %s",
+                msg.channel,
+                result.message_id,
+                msg.ignore,
+            )
         return InboundResult(
             duplicate=result.duplicate,
             message_id=result.message_id,
@@ -312,9 +317,7 @@ class ConversationService:
         """Release the answers of finished anonymous conversations that are ready (see
         storage.executor.release); returns how many people were released."""
         now, batch = self.clock.now(), self.release_batch
-        released = await self.db.turns.run(
-            lambda x: executor.release(x, min_batch=batch, now=now)
-        )
+        released = await self.db.turns.run(lambda x: executor.release(x, min_batch=batch, now=now))
         if released:
             log.info("released the anonymous answers of %d people", released)
         return released

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.inbound.decide import message_payload
 from bot.reach import Route, route_to
 from bot.results.aggregate import Results
 from bot.results.service import CampaignNotFound, ResultsError, campaign_results, load_campaign
 from bot.results.service import followup_results as _followup_results
 from bot.results.texts import feedback_texts
-from bot.inbound.decide import message_payload
 from bot.timewindows import next_allowed
 from flows import engine
 from flows.conversation import MessageKind, OutMessage

@@ -156,9 +156,7 @@ class Harness:
         """Release every finished anonymous conversation's answers now, whatever the batch size
         (the service waits for privacy.min_group_size people)."""
         now = self.clock.now()
-        return await self.runtime.db.turns.run(
-            lambda x: executor.release(x, min_batch=1, now=now)
-        )
+        return await self.runtime.db.turns.run(lambda x: executor.release(x, min_batch=1, now=now))
 
     async def answers(self) -> dict[str, Any]:
         """Every stored answer by question, after releasing what has finished."""
@@ -171,7 +169,9 @@ class Harness:
         """The answers held in running conversations' states (anonymous surveys keep them there
         until the conversation finishes and is released)."""
         async with self.runtime.db.transaction(read_only=True) as s:
-            states = await s.scalars(select(Conversation.state).where(Conversation.status == "active"))
+            states = await s.scalars(
+                select(Conversation.state).where(Conversation.status == "active")
+            )
             return {q: v for state in states for q, v in state.get("answers", {}).items()}
 
     async def outbox(self, channel: str | None = None) -> list[Message]:

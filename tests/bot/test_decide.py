@@ -24,6 +24,7 @@ from bot.inbound.decide import (
     expire_task_key,
 )
 from flows import engine
+from flows.conversation import Input
 from flows.loader import load_paths
 from flows.model import Survey
 from storage.plan import (
@@ -65,7 +66,9 @@ class Catalog:
         self.by_id = {
             sid: dataclasses.replace(s, public=sid in public) for sid, s in loaded.items()
         }
-        self.versions = {n: s for n, s in enumerate(sorted(self.by_id.values(), key=lambda s: s.id), 1)}
+        self.versions = {
+            n: s for n, s in enumerate(sorted(self.by_id.values(), key=lambda s: s.id), 1)
+        }
         self.version_of = {s.id: n for n, s in self.versions.items()}
 
     @property
@@ -114,13 +117,15 @@ def contact(**fields: Any) -> ContactFacts:
     return ContactFacts(id=7, language=fields.pop("language", "sv"), opted_out_at=None, **fields)
 
 
-def conversation(survey_id: str = "uppfoljning-insats", *, answers: int = 0, **fields: Any) -> ConversationFacts:
+def conversation(
+    survey_id: str = "uppfoljning-insats", *, answers: int = 0, **fields: Any
+) -> ConversationFacts:
     """An active conversation of the survey, `answers` questions in."""
     survey = CATALOG.by_id[survey_id]
     state = engine.start(survey, now=NOW - timedelta(minutes=5), lang="sv").state
     replies = ["1", "9", "4", "1", "x", "x", "x", "x", "x", "x"]
     for reply in replies[:answers]:
-        state = engine.resume(survey, state, engine.Input(text=reply), NOW - timedelta(minutes=4)).state
+        state = engine.resume(survey, state, Input(text=reply), NOW - timedelta(minutes=4)).state
     defaults: dict[str, Any] = {
         "id": "conv-1",
         "contact_id": 7,
@@ -173,7 +178,11 @@ def test_a_public_keyword_from_a_newcomer_starts_the_survey_in_the_words_languag
     [new] = plan.of(NewContact)
     assert (new.language, new.channel, new.address, new.address_key) == ("en", "sms", PHONE, KEY)
     [start] = plan.of(StartConversation)
-    assert (start.contact_id, start.origin, start.survey_id) == (NEW_CONTACT, "public", "uppfoljning-insats")
+    assert (start.contact_id, start.origin, start.survey_id) == (
+        NEW_CONTACT,
+        "public",
+        "uppfoljning-insats",
+    )
     assert start.respondent_id is None, "anonymous: no respondent until release"
     assert plan.of(ScheduleTask)[0].key == expire_task_key(start.id)
     messages = sent(plan)
@@ -195,7 +204,11 @@ def test_a_keyword_of_a_survey_that_is_not_public_gets_the_menu_and_no_contact()
     ("facts", "outcome", "text"),
     [
         ({"open_invitations": {"ifo-brukarundersokning": 3}}, "start", None),
-        ({"completed_campaign_surveys": frozenset({"ifo-brukarundersokning"})}, "already_answered", "redan svarat"),
+        (
+            {"completed_campaign_surveys": frozenset({"ifo-brukarundersokning"})},
+            "already_answered",
+            "redan svarat",
+        ),
         ({"closed_campaign_surveys": frozenset({"ifo-brukarundersokning"})}, "closed", "stängd"),
     ],
 )
@@ -206,7 +219,11 @@ def test_an_invited_persons_keyword(facts: dict[str, Any], outcome: str, text: s
         [start] = plan.of(StartConversation)
         assert (start.campaign_id, start.origin) == (3, "campaign")
         [invitation] = plan.of(UpdateInvitation)
-        assert (invitation.campaign_id, invitation.status, invitation.conversation_id) == (3, "invited", start.id)
+        assert (invitation.campaign_id, invitation.status, invitation.conversation_id) == (
+            3,
+            "invited",
+            start.id,
+        )
     else:
         assert not plan.of(StartConversation)
         assert text in sent(plan)[0].body
@@ -218,7 +235,9 @@ def test_free_text_after_a_campaign_closed_gets_the_closed_notice() -> None:
 
 
 def test_one_person_counts_once_per_period_and_starts_are_limited() -> None:
-    done = decide(sms("UPPFOLJNING"), sender=contact(), completed_public=frozenset({"uppfoljning-insats"}))
+    done = decide(
+        sms("UPPFOLJNING"), sender=contact(), completed_public=frozenset({"uppfoljning-insats"})
+    )
     assert done.outcome == "already_answered" and not done.of(StartConversation)
     limited = decide(sms("UPPFOLJNING"), sender=contact(), recent_starts=3)
     assert limited.outcome == "rate_limited" and not limited.of(StartConversation)
@@ -364,9 +383,19 @@ def test_an_invitation_waits_while_the_person_answers_another_survey() -> None:
 def test_a_followup_does_not_start_over_another_conversation() -> None:
     survey, version = CATALOG.latest_survey("uppfoljning-insats") or (None, 0)
     assert survey is not None
-    busy = decide_followup(StartFacts(contact(), conversation()), survey, version, TO, followup_id=5, now=NOW, ids=ids())
+    busy = decide_followup(
+        StartFacts(contact(), conversation()),
+        survey,
+        version,
+        TO,
+        followup_id=5,
+        now=NOW,
+        ids=ids(),
+    )
     assert busy.outcome == "busy" and busy.steps == ()
-    plan = decide_followup(StartFacts(contact(), None), survey, version, TO, followup_id=5, now=NOW, ids=ids())
+    plan = decide_followup(
+        StartFacts(contact(), None), survey, version, TO, followup_id=5, now=NOW, ids=ids()
+    )
     assert plan.of(StartConversation)[0].origin == "followup"
     assert plan.of(UpdateFollowup)[0].status == "sent"
 
@@ -379,7 +408,9 @@ def test_expiry_waits_for_an_unsent_question_and_deletes_abandoned_public_conver
     assert waiting.of(SaveState)[0].expires_at > late
     public = decide_expire(conversation(), survey, pending_out=0, now=late)
     assert public.of(FinishConversation)[0].discard
-    campaign = decide_expire(conversation(origin="campaign", campaign_id=3), survey, pending_out=0, now=late)
+    campaign = decide_expire(
+        conversation(origin="campaign", campaign_id=3), survey, pending_out=0, now=late
+    )
     finish = campaign.of(FinishConversation)[0]
     assert (finish.status, finish.discard) == ("expired", False)
     early = decide_expire(conversation(), survey, pending_out=0, now=NOW)
@@ -392,7 +423,14 @@ def test_a_reminder_repeats_the_question_and_counts_itself() -> None:
     plan = decide_remind(conv, survey, TO, campaign_id=3, not_before=NOW, now=NOW)
     assert [m.kind for m in sent(plan)] == ["reminder", "reminder"]
     assert plan.of(UpdateInvitation)[0].add_reminder
-    done = decide_remind(dataclasses.replace(conv, status="completed"), survey, TO, campaign_id=3, not_before=NOW, now=NOW)
+    done = decide_remind(
+        dataclasses.replace(conv, status="completed"),
+        survey,
+        TO,
+        campaign_id=3,
+        not_before=NOW,
+        now=NOW,
+    )
     assert done.steps == ()
 
 

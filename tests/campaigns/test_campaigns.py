@@ -20,7 +20,7 @@ from bot.runtime import Runtime
 from flows.engine import closed_notice
 from flows.expr import ExprError, compile_expr
 from storage import repo_campaigns, repo_tasks
-from storage.models import Invitation, Campaign, Contact, Conversation, DueTask, Message
+from storage.models import Campaign, Contact, Conversation, DueTask, Invitation, Message
 from storage.repo_campaigns import AudienceContact
 from tests.campaigns.helpers import (
     START,
@@ -315,7 +315,11 @@ async def test_a_finished_conversation_leaves_only_the_invitations_status(
         assert (await invitations(runtime, cid))[p1] == "completed"
         async with runtime.db.transaction(read_only=True) as s:
             invitation = await s.scalar(select(Invitation).where(Invitation.contact_id == p1))
-            conv = await s.scalar(select(Conversation).where(Conversation.campaign_id == cid, Conversation.status == "completed"))
+            conv = await s.scalar(
+                select(Conversation).where(
+                    Conversation.campaign_id == cid, Conversation.status == "completed"
+                )
+            )
         assert invitation is not None and invitation.conversation_id is None
         assert conv is not None and conv.contact_id is None and conv.pending_release
 
@@ -350,9 +354,8 @@ async def test_a_late_answer_after_close_gets_the_closed_notice(database_url: st
                     select(Message)
                     .where(
                         Message.direction == "out",
-                        Message.address_key == runtime.service.pseudonymizer.address_key(
-                            "webchat", token
-                        ),
+                        Message.address_key
+                        == runtime.service.pseudonymizer.address_key("webchat", token),
                     )
                     .order_by(Message.id.desc())
                 )

@@ -16,7 +16,7 @@ from bot.runtime import Runtime
 from storage import repo_contacts, repo_events, repo_tasks
 from storage.models import Conversation, DueTask, Followup, Message
 from storage.repo_events import RuleValues
-from tests.followups.conftest import start_survey, PERSON, event, follow_up_runtime, settings_for
+from tests.followups.conftest import PERSON, event, follow_up_runtime, settings_for, start_survey
 
 
 def at(text: str) -> datetime:

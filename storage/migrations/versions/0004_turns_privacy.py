@@ -83,7 +83,8 @@ def upgrade() -> None:
     # abandoned conversations), and a reused id would hide new messages from a web chat that
     # polls "after id N".
     with op.batch_alter_table(
-        "messages", recreate="always" if _sqlite() else "auto",
+        "messages",
+        recreate="always" if _sqlite() else "auto",
         table_kwargs={"sqlite_autoincrement": True},
     ) as batch:
         batch.alter_column("address", type_=sa.Text(), existing_type=sa.String(200))

@@ -1,0 +1,158 @@
+"""The turn writer and executor: group commit, one failing turn alone, sealed addresses, plans."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, text
+
+from storage import executor, repo_contacts
+from storage.db import Database
+from storage.models import Contact, ContactAddress, Message
+from storage.plan import (
+    NEW_CONTACT,
+    CancelQueued,
+    Enqueue,
+    LinkInbound,
+    NewContact,
+    SetLanguage,
+    SetOptedOut,
+    TurnPlan,
+)
+from storage.sealing import PREFIX, Sealer, SealingError
+from storage.sqlexec import Exec
+from storage.writer import SqliteWriter
+
+NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+PHONE = "+46701234567"
+
+
+def newcomer(n: int) -> TurnPlan:
+    """A newcomer reached by SMS, with one reply queued."""
+    phone = f"+4670{n:07d}"
+    return TurnPlan(
+        (
+            NewContact("sv", "sms", phone, f"key-{n}"),
+            SetLanguage(NEW_CONTACT, "en"),
+            Enqueue(
+                channel="sms",
+                address=phone,
+                address_key=f"key-{n}",
+                body=f"hello {n}",
+                payload={"kind": "info"},
+                kind="reply",
+                contact_id=NEW_CONTACT,
+                conversation_id=None,
+                campaign_id=None,
+                not_before=NOW,
+            ),
+        ),
+        "test",
+    )
+
+
+async def test_turns_that_arrive_together_commit_together(db: Database) -> None:
+    results = await asyncio.gather(
+        *(db.turns.run(lambda x, n=n: executor.write(x, newcomer(n), now=NOW)) for n in range(40))
+    )
+    assert all(len(r.reply_ids) == 1 for r in results)
+    async with db.transaction(read_only=True) as s:
+        contacts = list(await s.scalars(select(Contact)))
+    assert len(contacts) == 40 and {c.language for c in contacts} == {"en"}
+    if isinstance(db.turns, SqliteWriter):
+        assert db.turns.batches < 40, "turns queued while a batch was written share a commit"
+
+
+async def test_a_failing_turn_fails_alone(db: Database) -> None:
+    def broken(x: Exec) -> None:
+        executor.write(x, newcomer(1), now=NOW)
+        raise RuntimeError("a bug in one turn")
+
+    outcomes = await asyncio.gather(
+        db.turns.run(lambda x: executor.write(x, newcomer(0), now=NOW)),
+        db.turns.run(broken),
+        db.turns.run(lambda x: executor.write(x, newcomer(2), now=NOW)),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], RuntimeError)
+    async with db.transaction(read_only=True) as s:
+        keys = set(await s.scalars(select(ContactAddress.address_key)))
+    assert keys == {"key-0", "key-2"}, "the failing turn's writes are rolled back, no others"
+
+
+async def test_a_turn_inside_a_write_transaction_is_refused(db: Database) -> None:
+    if db.dialect != "sqlite":
+        pytest.skip("PostgreSQL turns have their own transactions")
+    async with db.transaction() as s:
+        await repo_contacts.create(s)
+        with pytest.raises(RuntimeError, match="inside a write transaction"):
+            await db.turns.run(lambda x: executor.write(x, newcomer(0), now=NOW))
+
+
+async def test_addresses_are_sealed_at_rest_and_read_back_plain(db: Database) -> None:
+    await db.turns.run(lambda x: executor.write(x, newcomer(5), now=NOW))
+    phone = "+46700000005"
+    async with db.engine.connect() as conn:
+        stored = [
+            row[0]
+            for row in await conn.execute(
+                text("SELECT address FROM contact_addresses UNION ALL SELECT address FROM messages")
+            )
+        ]
+    assert stored and all(value.startswith(PREFIX) and phone not in value for value in stored)
+    assert len(set(stored)) == len(stored), "a fresh nonce for every value"
+    async with db.transaction(read_only=True) as s:
+        address = (await s.scalars(select(ContactAddress))).one()
+        message = (await s.scalars(select(Message))).one()
+    assert address.address == phone and message.address == phone
+
+
+async def test_a_database_opened_without_the_key_refuses_addresses(database_url: str) -> None:
+    keyed = Database(database_url, sealer=Sealer(bytes(32)))
+    try:
+        await keyed.turns.run(lambda x: executor.write(x, newcomer(1), now=NOW))
+    finally:
+        await keyed.dispose()
+    for sealer in (None, Sealer(bytes(range(32)))):
+        other = Database(database_url, sealer=sealer)
+        try:
+            with pytest.raises(SealingError):
+                async with other.transaction(read_only=True) as s:
+                    (await s.scalars(select(ContactAddress))).one()
+        finally:
+            await other.dispose()
+
+
+async def test_opting_out_cancels_queued_messages_but_the_confirmation(db: Database) -> None:
+    first = await db.turns.run(lambda x: executor.write(x, newcomer(3), now=NOW))
+    contact_id = first.contact_id
+    assert contact_id is not None
+    later = NOW + timedelta(minutes=1)
+    confirmation = Enqueue(
+        channel="sms",
+        address="+46700000003",
+        address_key="key-3",
+        body="You will get no more messages",
+        payload={},
+        kind="opt_out",
+        contact_id=contact_id,
+        conversation_id=None,
+        campaign_id=None,
+        not_before=later,
+    )
+    plan = TurnPlan(
+        (
+            SetOptedOut(contact_id, later),
+            CancelQueued(contact_id, "cancelled: contact opted out"),
+            LinkInbound(contact_id, None),
+            confirmation,
+        )
+    )
+    await db.turns.run(lambda x: executor.write(x, plan, now=later))
+    async with db.transaction(read_only=True) as s:
+        contact = await s.get(Contact, contact_id)
+        statuses = sorted((m.kind, m.status) for m in await s.scalars(select(Message)))
+    assert contact is not None and contact.opted_out_at == later
+    assert statuses == [("opt_out", "queued"), ("reply", "cancelled")]
