@@ -21,7 +21,6 @@ from storage.models import (
     Answer,
     Campaign,
     Contact,
-    Conversation,
     Followup,
     FollowupRule,
     Invitation,
@@ -333,20 +332,23 @@ async def claim_invitation_feedback(s: AsyncSession, invitation_id: int) -> bool
 async def followup_feedback_targets(
     s: AsyncSession,
     survey_id: str,
-    finished_from: datetime,
-    finished_to: datetime,
+    finished_from: date,
+    finished_to: date,
     *,
     after_id: int,
     limit: int,
 ) -> list[FeedbackTarget]:
-    """Follow-ups whose conversation was completed in [from, to), still owed feedback."""
+    """Follow-ups whose survey was completed on a day in [from, to), still owed feedback.
+
+    Read from the follow-up's own outcome: the conversation is gone once its anonymous answers
+    were released."""
     f = Followup.__table__.c
-    v = Conversation.__table__.c
+    rules = FollowupRule.__table__.c
     c = Contact.__table__.c
     rows = await s.execute(
-        select(f.id, f.contact_id, c.language, v.channel)
+        select(f.id, f.contact_id, c.language)
         .select_from(
-            Followup.__table__.join(Conversation.__table__, v.id == f.conversation_id).join(
+            Followup.__table__.join(FollowupRule.__table__, rules.id == f.rule_id).join(
                 Contact.__table__, c.id == f.contact_id
             )
         )
@@ -354,16 +356,16 @@ async def followup_feedback_targets(
             f.status == "sent",
             f.id > after_id,
             f.feedback_sent == False,  # noqa: E712
-            v.survey_id == survey_id,
-            v.status == COMPLETED,
-            v.finished_at >= finished_from,
-            v.finished_at < finished_to,
+            rules.survey_id == survey_id,
+            f.outcome == COMPLETED,
+            f.finished_on >= finished_from,
+            f.finished_on < finished_to,
             c.opted_out_at.is_(None),
         )
         .order_by(f.id)
         .limit(limit)
     )
-    return [FeedbackTarget(int(a), int(b), lang, ch) for a, b, lang, ch in rows]
+    return [FeedbackTarget(int(a), int(b), lang, None) for a, b, lang in rows]
 
 
 async def claim_followup_feedback(s: AsyncSession, followup_id: int) -> bool:

@@ -513,11 +513,6 @@ def period_bounds(period: str) -> tuple[date, date]:
     return start, end
 
 
-def _local_midnight(runtime: Runtime, day: date) -> datetime:
-    tz = runtime.settings.schedule.tz
-    return datetime.combine(day, time(0), tzinfo=tz)
-
-
 def _followup_due(runtime: Runtime, period: str) -> datetime:
     _, end = period_bounds(period)
     tz = runtime.settings.schedule.tz
@@ -573,12 +568,11 @@ async def run_followup_feedback(
             await _schedule_followup(s, runtime, survey_id, next_period, since)
         return 0
     survey, results = computed
-    window_from, window_to = _local_midnight(runtime, since), _local_midnight(runtime, end)
     not_before = _allowed(runtime, now)
 
     async def targets(s: AsyncSession, after_id: int) -> Sequence[FeedbackTarget]:
         return await repo_results.followup_feedback_targets(
-            s, survey_id, window_from, window_to, after_id=after_id, limit=BATCH
+            s, survey_id, since, end, after_id=after_id, limit=BATCH
         )
 
     queued, done = await _feed_back(

@@ -16,7 +16,6 @@ from storage.models import (
     CaseEvent,
     Contact,
     ContactAddress,
-    Conversation,
     Followup,
     FollowupRule,
     Message,
@@ -51,23 +50,6 @@ async def answered_followups(runtime: Runtime, n: int, finished: datetime, *, ru
             )
             s.add(event)
             await s.flush()
-            conv_id = str(uuid.uuid4())
-            s.add(
-                Conversation(
-                    id=conv_id,
-                    contact_id=contact.id,
-                    respondent_id=None,
-                    survey_version_id=entry.version_id,
-                    survey_id=SURVEY_ID,
-                    channel="webchat",
-                    status="completed",
-                    state={},
-                    started_at=finished,
-                    updated_at=finished,
-                    expires_at=finished,
-                    finished_at=finished,
-                )
-            )
             s.add(
                 Followup(
                     rule_id=rule,
@@ -75,8 +57,9 @@ async def answered_followups(runtime: Runtime, n: int, finished: datetime, *, ru
                     contact_id=contact.id,
                     due_at=finished,
                     status="sent",
-                    conversation_id=conv_id,
                     sent_at=finished,
+                    outcome="completed",
+                    finished_on=finished.date(),
                 )
             )
             respondent_id = str(uuid.uuid4())
@@ -91,6 +74,7 @@ async def answered_followups(runtime: Runtime, n: int, finished: datetime, *, ru
                     status="completed",
                     started_on=finished.date(),
                     completed=True,
+                    origin="followup",
                 )
             )
             await s.flush()
