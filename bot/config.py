@@ -120,6 +120,9 @@ class PrivacySettings:
     pseudonym_key_file: Path = Path("var/pseudonym.key")
     """Read (or created on first run) when pseudonym_key is empty."""
     min_group_size: int = 5
+    suppression: str = "groups"
+    """"groups": a group of min_group_size or more shows every figure; "cells": no count below
+    min_group_size anywhere (see bot/results/suppress.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,6 +486,8 @@ def _validate(s: Settings) -> list[str]:
         )
     if pv.min_group_size < 2:
         problems.append(f"privacy.min_group_size must be at least 2, got {pv.min_group_size}")
+    if pv.suppression not in ("groups", "cells"):
+        problems.append(f'privacy.suppression must be "groups" or "cells", got {pv.suppression!r}')
 
     sc = s.schedule
     try:

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from bot.bands import age_band, contact_length_band
 from bot.results.redact import mask_pii
-from bot.results.suppress import publishable, suppress
+from bot.results.suppress import CELLS, GROUPS, RULES, publishable, suppress
 from flows.conversation import AnswerValue
 from flows.model import Question, QuestionType, Survey, base_language, localize
 
@@ -293,8 +293,12 @@ def compute(
     k: int,
     breakdowns: Sequence[str] = (),
     lang: str = "sv",
+    suppression: str = GROUPS,
 ) -> Results:
     """Aggregate `records` for `survey`, broken down by `breakdowns`, with nothing below k.
+
+    `suppression` is the rule of `bot.results.suppress`: "groups" (a group of at least k who
+    answered a question shows every figure) or "cells" (no count below k anywhere).
 
     Every record given is counted (pass only completed ones for "completed answers only").
     A dimension's value comes from the survey's background question with that `breakdown` when
@@ -304,6 +308,8 @@ def compute(
     """
     if k < 1:
         raise ValueError("k must be at least 1")
+    if suppression not in RULES:
+        raise ValueError(f"unknown suppression rule {suppression!r} (use {', '.join(RULES)})")
     for dim in breakdowns:
         if dim not in DIMENSIONS:
             raise ValueError(f"unknown breakdown {dim!r} (use {', '.join(DIMENSIONS)})")
@@ -338,7 +344,9 @@ def compute(
     overall: list[QuestionFigures] = []
     by_group: list[list[QuestionFigures]] = [[] for _ in range(next_index)]
     for q in questions:
-        figures = _QuestionAggregate(survey, q, lang, per_question[q.id], dims, k).figures()
+        figures = _QuestionAggregate(
+            survey, q, lang, per_question[q.id], dims, k, suppression
+        ).figures()
         overall.append(figures[0])
         for g in range(1, next_index):
             by_group[g].append(figures[g])
@@ -357,15 +365,20 @@ def compute(
         survey_version=survey.version,
         lang=lang,
         k=k,
-        participation=_participation(participation, k),
+        participation=_participation(participation, k, suppression),
         questions=tuple(overall),
         breakdowns=result_breakdowns,
     )
 
 
-def _participation(p: Participation, k: int) -> ParticipationFigures:
+def _participation(p: Participation, k: int, suppression: str) -> ParticipationFigures:
+    """Counts of people, not answers. Under "groups" the campaign is the group: with at least k
+    invited, how many were asked, started and opted out is shown; how many completed, which
+    bounds every question's n, is shown only when 0 or at least k under both rules."""
+    group_shown = suppression == GROUPS and p.invited >= k
+
     def figure(v: int) -> Figure:
-        return Figure(v) if publishable(v, k) else SUPPRESSED
+        return Figure(v) if group_shown or publishable(v, k) else SUPPRESSED
 
     if p.invited <= 0:
         rate = NOT_APPLICABLE
@@ -376,7 +389,7 @@ def _participation(p: Participation, k: int) -> ParticipationFigures:
     return ParticipationFigures(
         invited=figure(p.invited),
         started=figure(p.started),
-        completed=figure(p.completed),
+        completed=Figure(p.completed) if publishable(p.completed, k) else SUPPRESSED,
         opted_out=figure(p.opted_out),
         response_rate=rate,
     )
@@ -537,9 +550,14 @@ class _QuestionAggregate:
         tables: list[dict[Hashable, int]],
         dims: list[list[int]],
         k: int,
+        rule: str,
     ) -> None:
         self.q = question
         self.k = k
+        self.rule = rule
+        # Under "groups" every figure of a published group is published; under "cells" a
+        # derived figure also needs a base of k.
+        self.min_base = k if rule == CELLS else 1
         self.dims = dims
         self.label = localize(question.text, lang, survey.default_language)
         self.lang = lang
@@ -572,7 +590,7 @@ class _QuestionAggregate:
         keys = [c.id for c in self.q.choices]
         rows = [[table.get(key, 0) for key in keys] for table in self.tables]
         n = [sum(row) for row in rows]
-        mask = suppress(n, self.dims, [rows], self.k)
+        mask = suppress(n, self.dims, [rows], self.k, rule=self.rule)
         positive = [i for i, key in enumerate(keys) if key in self.q.positive]
         dont_know = [i for i, key in enumerate(keys) if key in self.q.dont_know]
         out = []
@@ -631,7 +649,7 @@ class _QuestionAggregate:
         ]
         if positive_ids:
             partitions.append(outcome)
-        mask = suppress(n, self.dims, partitions, self.k)
+        mask = suppress(n, self.dims, partitions, self.k, rule=self.rule)
         out = []
         for g in range(len(n)):
             if not mask.n_ok[g]:
@@ -679,7 +697,7 @@ class _QuestionAggregate:
         labels = dict(zip(keys, (_bin_label(a, b) for a, b in bins), strict=True))
         rows = [_bin_counts(valid, bins) for valid in values]
         n = [sum(row) for row in rows]
-        mask = suppress(n, self.dims, [rows], self.k)
+        mask = suppress(n, self.dims, [rows], self.k, rule=self.rule)
         top_two = [len(bins) - 2, len(bins) - 1] if scale and len(bins) >= 2 else []
         out = []
         for g, row in enumerate(rows):
@@ -695,7 +713,7 @@ class _QuestionAggregate:
                 )
             mean = median = NOT_APPLICABLE
             if n[g] > 0:
-                if all(ok) and n[g] >= self.k:
+                if all(ok) and n[g] >= self.min_base:
                     mean, median = _mean_median(values[g], n[g])
                 else:
                     mean = median = SUPPRESSED
@@ -716,7 +734,7 @@ class _QuestionAggregate:
 
     def _date(self) -> list[QuestionFigures]:
         n = [table.get(_PRESENT, 0) for table in self.tables]
-        mask = suppress(n, self.dims, [], self.k)
+        mask = suppress(n, self.dims, [], self.k, rule=self.rule)
         return [
             self._figure({"n": Figure(count) if mask.n_ok[g] else SUPPRESSED})
             for g, count in enumerate(n)
@@ -757,7 +775,7 @@ class _QuestionAggregate:
     def _share(self, part: int, base: int, components_ok: bool) -> Figure:
         if base <= 0:
             return NOT_APPLICABLE
-        if not components_ok or base < self.k:
+        if not components_ok or base < self.min_base:
             return SUPPRESSED
         return Figure(part / base)
 

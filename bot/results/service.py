@@ -161,6 +161,7 @@ async def campaign_results(
 ) -> CampaignResults:
     """Compute a campaign's results (all in one read-only transaction)."""
     k = runtime.settings.privacy.min_group_size
+    suppression = runtime.settings.privacy.suppression
     async with runtime.db.transaction(read_only=True) as s:
         campaign = await load_campaign(s, campaign_id)
         survey = await runtime.catalog.version(s, campaign.survey_version_id)
@@ -168,7 +169,15 @@ async def campaign_results(
             s, RecordFilter(campaign.survey_version_id, campaign_id=campaign.id)
         )
         participation = await repo_results.participation(s, campaign.id)
-        results = compute(survey, records, participation, k=k, breakdowns=breakdowns, lang=lang)
+        results = compute(
+            survey,
+            records,
+            participation,
+            k=k,
+            breakdowns=breakdowns,
+            lang=lang,
+            suppression=suppression,
+        )
         previous_id: int | None = None
         comparison: Comparison | None = None
         if with_previous:
@@ -184,6 +193,7 @@ async def campaign_results(
                     await repo_results.participation(s, previous.id),
                     k=k,
                     lang=lang,
+                    suppression=suppression,
                 )
                 comparison = compare(results, old)
     return CampaignResults(
@@ -446,6 +456,14 @@ async def followup_results(
                 continue
             survey = await runtime.catalog.version(s, version_id)
             n = len(records)
-            best = (survey, compute(survey, records, Participation(n, n, n, 0), k=k, lang=lang))
+            figures = compute(
+                survey,
+                records,
+                Participation(n, n, n, 0),
+                k=k,
+                lang=lang,
+                suppression=runtime.settings.privacy.suppression,
+            )
+            best = (survey, figures)
             break
     return best

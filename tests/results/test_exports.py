@@ -83,6 +83,7 @@ def test_xlsx_summary_breakdowns_and_answers(survey: Survey) -> None:
         Participation(invited=20, started=10, completed=9, opted_out=1),
         k=5,
         breakdowns=("unit", "gender"),
+        suppression="cells",
     )
     out = io.BytesIO()
     write_results_xlsx(out, survey, results, records=records)

@@ -39,13 +39,16 @@ SURVEY_ID = "nojdhet"
 K = 5
 
 
-def settings_for(database_url: str, *, quiet: str = "20:00-09:00", k: int = K) -> Settings:
+def settings_for(
+    database_url: str, *, quiet: str = "20:00-09:00", k: int = K, suppression: str = "groups"
+) -> Settings:
     settings = load_settings(
         None,
         {
             "BRUKARDIALOG__DATABASE__URL": database_url,
             "BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY": "test-pseudonym-key-0123456789abcdef",
             "BRUKARDIALOG__PRIVACY__MIN_GROUP_SIZE": str(k),
+            "BRUKARDIALOG__PRIVACY__SUPPRESSION": suppression,
             "BRUKARDIALOG__SCHEDULE__TIMEZONE": "Europe/Stockholm",
             "BRUKARDIALOG__SCHEDULE__QUIET_HOURS": quiet,
             "BRUKARDIALOG__ADMIN__API_TOKENS": TOKEN,

@@ -21,6 +21,7 @@ from tests.results_integration.conftest import (
     feedback_messages,
     make_campaign,
     people,
+    results_runtime,
 )
 
 TEN_ANSWERED = [
@@ -153,27 +154,31 @@ async def test_too_few_answers_show_no_figures(runtime: Runtime, clock: FixedClo
     assert "av 10" not in body and "3" not in body.split("https://")[0]
 
 
-async def test_headlines_withheld_when_their_cells_are_below_k(
-    runtime: Runtime, clock: FixedClock
+@pytest.mark.parametrize(("suppression", "hjalp_shown"), [("groups", True), ("cells", False)])
+async def test_headlines_follow_the_suppression_rule(
+    database_url: str, clock: FixedClock, suppression: str, hjalp_shown: bool
 ) -> None:
-    # 8 answered: "hjalp" 7 ja / 1 nej hides both cells (and so its share);
-    # "bemotande" all "bra" publishes 10 of 10.
+    # 8 answered: "hjalp" 7 ja / 1 nej is a group of 8 (shown under "groups"), but its 1 is a
+    # cell below k (hidden, with its share, under "cells"); "bemotande" all "bra" shows 10 of 10.
     persons = [Person(answers={"hjalp": "ja", "bemotande": "bra"}) for _ in range(7)]
     persons.append(Person(answers={"hjalp": "nej", "bemotande": "bra"}))
-    campaign_id = await make_campaign(runtime, persons)
-    await run_feedback(runtime, clock, timedelta(hours=1))
-    body = (await feedback_messages(runtime, campaign_id))[0].body or ""
+    async with results_runtime(database_url, clock, suppression=suppression) as runtime:
+        campaign_id = await make_campaign(runtime, persons)
+        await run_feedback(runtime, clock, timedelta(hours=1))
+        body = (await feedback_messages(runtime, campaign_id))[0].body or ""
     assert "8 personer svarade" in body
-    assert "Har du fått hjälp" not in body
+    assert ('9 av 10 svarade "Ja" på "Har du fått hjälp?"' in body) is hjalp_shown
+    assert ("Har du fått hjälp" in body) is hjalp_shown
     assert '10 av 10 svarade "Bra"' in body
 
 
-async def test_everything_withheld_says_so(runtime: Runtime, clock: FixedClock) -> None:
+async def test_everything_withheld_says_so(database_url: str, clock: FixedClock) -> None:
     persons = [Person(answers={"hjalp": "ja", "bemotande": "bra"}) for _ in range(6)]
     persons.append(Person(answers={"hjalp": "nej", "bemotande": "daligt"}))
-    campaign_id = await make_campaign(runtime, persons)
-    await run_feedback(runtime, clock, timedelta(hours=1))
-    body = (await feedback_messages(runtime, campaign_id))[0].body or ""
+    async with results_runtime(database_url, clock, suppression="cells") as runtime:
+        campaign_id = await make_campaign(runtime, persons)
+        await run_feedback(runtime, clock, timedelta(hours=1))
+        body = (await feedback_messages(runtime, campaign_id))[0].body or ""
     assert "7 personer svarade" in body
     assert "Resultaten bygger på för få svar för att visas." in body
     assert "av 10" not in body
