@@ -3,68 +3,29 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from bot.cli import CommandError, cli_actor, run_with_runtime
 from bot.results import feedback
-from bot.results.aggregate import Figure, QuestionFigures, Results
-from bot.results.export_xlsx import SUPPRESSED_MARK
+from bot.results.aggregate import Comparison, Figure, QuestionFigures, Results
+from bot.results.export_xlsx import SUPPRESSED_MARK, note
 from bot.results.service import (
     FORMATS,
     CampaignResults,
     ResultsError,
+    SurveyResults,
     campaign_results,
     export_campaign,
     parse_breakdowns,
+    survey_results,
 )
+from bot.results.texts import staff_texts
 from bot.runtime import Runtime
 
 T = TypeVar("T")
-
-_LABELS = {
-    "sv": {
-        "status_open": "PRELIMINÄRT: kampanjen är {status}; siffrorna är slutliga när den stängs.",
-        "participation": "Deltagande",
-        "invited": "Inbjudna",
-        "started": "Påbörjade",
-        "completed": "Slutförda",
-        "opted_out": "Avböjda",
-        "response_rate": "Svarsfrekvens",
-        "n": "antal svar",
-        "share_positive": "andel positiva",
-        "mean": "medelvärde",
-        "change": "Förändring mot kampanj {id}",
-        "no_previous": "Ingen tidigare avslutad kampanj av samma enkät att jämföra med.",
-        "footnote": (
-            "{mark} = visas inte: bygger på färre än {k} personer eller kan räknas fram ur andra "
-            "siffror (k-regeln, k = {k})."
-        ),
-        "group": "Grupp",
-        "total": "Totalt",
-    },
-    "en": {
-        "status_open": "PRELIMINARY: the campaign is {status}; figures are final when it closes.",
-        "participation": "Participation",
-        "invited": "Invited",
-        "started": "Started",
-        "completed": "Completed",
-        "opted_out": "Opted out",
-        "response_rate": "Response rate",
-        "n": "answers",
-        "share_positive": "share positive",
-        "mean": "mean",
-        "change": "Change since campaign {id}",
-        "no_previous": "No earlier closed campaign of the same survey to compare with.",
-        "footnote": (
-            "{mark} = not shown: rests on fewer than {k} people or could be worked out from other "
-            "figures (the k rule, k = {k})."
-        ),
-        "group": "Group",
-        "total": "Total",
-    },
-}
 
 
 def _run(args: argparse.Namespace, work: Callable[[Runtime], Awaitable[T]]) -> T:
@@ -98,7 +59,7 @@ def _table(rows: Sequence[Sequence[str]], *, right_from: int = 1) -> list[str]:
     return out
 
 
-def _question_lines(q: QuestionFigures, labels: dict[str, str]) -> list[str]:
+def _question_lines(q: QuestionFigures, labels: Mapping[str, str]) -> list[str]:
     lines = [f"{q.label}  ({labels['n']}: {_fmt(q.n)})"]
     rows = [["  " + c.label, _fmt(c.count), _fmt(c.share, percent=True)] for c in q.counts]
     if rows:
@@ -113,12 +74,66 @@ def _question_lines(q: QuestionFigures, labels: dict[str, str]) -> list[str]:
     return lines
 
 
-def format_results(data: CampaignResults, lang: str) -> str:
-    """The results as plain-text tables for a terminal."""
-    labels = _LABELS.get(lang.split("-")[0], _LABELS["en"])
+def _figures(results: Results, labels: Mapping[str, str]) -> list[str]:
+    """Every question, then every breakdown (a background question not by itself)."""
+    out: list[str] = []
+    for q in results.questions:
+        out.append("")
+        out.extend(_question_lines(q, labels))
+    for breakdown in results.breakdowns:
+        out.append("")
+        out.append(f"== {labels.get(breakdown.dimension, breakdown.dimension)} ==")
+        for qi, question_id in enumerate(breakdown.question_ids):
+            total = results.question(question_id)
+            assert total is not None
+            rows = [[labels["group"], labels["n"], labels["share_positive"], labels["mean"]]]
+            rows.append(
+                [
+                    labels["total"],
+                    _fmt(total.n),
+                    _fmt(total.share_positive, percent=True),
+                    _fmt(total.mean),
+                ]
+            )
+            for group in breakdown.groups:
+                g = group.questions[qi]
+                rows.append(
+                    [group.label, _fmt(g.n), _fmt(g.share_positive, percent=True), _fmt(g.mean)]
+                )
+            out.append(total.label)
+            out.extend("  " + line for line in _table(rows))
+    return out
+
+
+def _change_lines(
+    results: Results, comparison: Comparison, previous_id: int, labels: Mapping[str, str]
+) -> list[str]:
+    out = [labels["change"].format(id=previous_id)]
+    names = {q.question_id: q.label for q in results.questions}
+    for change in comparison.questions:
+        parts = []
+        if change.share_positive_change is not None:
+            parts.append(
+                f"{labels['share_positive']} {change.share_positive_before * 100:.0f} % -> "  # type: ignore[operator]
+                f"{change.share_positive_after * 100:.0f} % "  # type: ignore[operator]
+                f"({change.share_positive_change * 100:+.0f})"
+            )
+        if change.mean_change is not None:
+            parts.append(
+                f"{labels['mean']} {change.mean_before:.1f} -> {change.mean_after:.1f} "
+                f"({change.mean_change:+.1f})"
+            )
+        out.append(f"  {names.get(change.question_id, change.question_id)}: {'; '.join(parts)}")
+    return out
+
+
+def format_results(data: CampaignResults, lang: str | None = None) -> str:
+    """A campaign's results as plain-text tables for a terminal, headings in its language."""
+    labels = staff_texts(lang or data.lang)
     results: Results = data.results
     c = data.campaign
-    out = [f"{c.name} (campaign {c.id}, survey {data.survey.id} v{results.survey_version})"]
+    survey = labels["survey"].format(survey=data.survey.id, version=results.survey_version)
+    out = [f"{c.name} ({labels['campaign'].format(id=c.id)}, {survey})"]
     if not data.final:
         out.append(labels["status_open"].format(status=c.status))
     out.append("")
@@ -133,46 +148,44 @@ def format_results(data: CampaignResults, lang: str) -> str:
             + [["  " + labels["response_rate"], _fmt(p.response_rate, percent=True)]]
         )
     )
-    for q in results.questions:
-        out.append("")
-        out.extend(_question_lines(q, labels))
-    for breakdown in results.breakdowns:
-        out.append("")
-        out.append(f"== {breakdown.dimension} ==")
-        for qi, q in enumerate(results.questions):
-            rows = [[labels["group"], labels["n"], labels["share_positive"], labels["mean"]]]
-            rows.append(
-                [labels["total"], _fmt(q.n), _fmt(q.share_positive, percent=True), _fmt(q.mean)]
-            )
-            for group in breakdown.groups:
-                g = group.questions[qi]
-                rows.append(
-                    [group.label, _fmt(g.n), _fmt(g.share_positive, percent=True), _fmt(g.mean)]
-                )
-            out.append(q.label)
-            out.extend("  " + line for line in _table(rows))
+    out.extend(_figures(results, labels))
     out.append("")
     if data.comparison is not None and data.previous_campaign_id is not None:
-        out.append(labels["change"].format(id=data.previous_campaign_id))
-        names = {q.question_id: q.label for q in results.questions}
-        for change in data.comparison.questions:
-            parts = []
-            if change.share_positive_change is not None:
-                parts.append(
-                    f"{labels['share_positive']} {change.share_positive_before * 100:.0f} % -> "  # type: ignore[operator]
-                    f"{change.share_positive_after * 100:.0f} % "  # type: ignore[operator]
-                    f"({change.share_positive_change * 100:+.0f})"
-                )
-            if change.mean_change is not None:
-                parts.append(
-                    f"{labels['mean']} {change.mean_before:.1f} -> {change.mean_after:.1f} "
-                    f"({change.mean_change:+.1f})"
-                )
-            out.append(f"  {names.get(change.question_id, change.question_id)}: {'; '.join(parts)}")
+        out.extend(_change_lines(results, data.comparison, data.previous_campaign_id, labels))
     else:
-        out.append(labels["no_previous"])
+        out.append(labels["no_previous"].format(k=results.k))
     out.append("")
-    out.append(labels["footnote"].format(mark=SUPPRESSED_MARK, k=results.k))
+    out.append(note(results, labels))
+    return "\n".join(out)
+
+
+def format_survey_results(data: SurveyResults) -> str:
+    """A follow-up survey's results in a period as plain-text tables."""
+    labels = staff_texts(data.lang)
+    results = data.results
+    last = data.until - timedelta(days=1) if data.until else None
+    period = labels["period"].format(
+        since=data.since.isoformat() if data.since else "…",
+        until=last.isoformat() if last else "…",
+    )
+    survey = labels["survey"].format(survey=data.survey.id, version=data.survey.version)
+    out = [f"{survey}, {period}", "", labels["participation"]]
+    p = results.participation
+    out.extend(
+        _table(
+            [
+                ["  " + labels["followups_sent"], str(data.followups_sent)],
+                ["  " + labels["started"], _fmt(p.started)],
+                ["  " + labels["completed"], _fmt(p.completed)],
+                ["  " + labels["response_rate"], _fmt(p.response_rate, percent=True)],
+            ]
+        )
+    )
+    out.extend(_figures(results, labels))
+    if data.other_versions:
+        versions = ", ".join(f"v{v}: {n}" for v, n in sorted(data.other_versions.items()))
+        out.extend(["", labels["other_versions"].format(versions=versions)])
+    out.extend(["", note(results, labels)])
     return "\n".join(out)
 
 
@@ -186,12 +199,39 @@ def _breakdowns(args: argparse.Namespace) -> tuple[str, ...]:
         raise CommandError(str(e)) from None
 
 
+def _day(option: str, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise CommandError(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
 def cmd_results_show(args: argparse.Namespace) -> int:
     breakdowns = _breakdowns(args)
+    if (args.id is None) == (args.survey is None):
+        raise CommandError("give a campaign id, or --survey ID for a follow-up survey")
+    if args.id is not None and (args.date_from or args.date_to):
+        raise CommandError("--from and --to go with --survey (a campaign has its own period)")
+    since = _day("--from", args.date_from)
+    last = _day("--to", args.date_to)
+    if since and last and since > last:
+        raise CommandError("--from is after --to")
 
     async def work(runtime: Runtime) -> str:
-        data = await campaign_results(runtime, args.id, lang=args.lang, breakdowns=breakdowns)
-        return format_results(data, args.lang)
+        if args.survey is not None:
+            data = await survey_results(
+                runtime,
+                args.survey,
+                since=since,
+                until=last + timedelta(days=1) if last else None,
+                lang=args.lang,
+                breakdowns=breakdowns,
+            )
+            return format_survey_results(data)
+        campaign = await campaign_results(runtime, args.id, lang=args.lang, breakdowns=breakdowns)
+        return format_results(campaign)
 
     print(_run(args, work))
     return 0
@@ -214,8 +254,12 @@ def cmd_results_export(args: argparse.Namespace) -> int:
             breakdowns=breakdowns,
             partial=args.partial,
         )
-        note = "" if result.final else " (preliminary: the campaign is still open)"
-        return f"wrote {result.path} ({result.format}, {result.answers} respondents){note}"
+        lines = [f"wrote {result.path} ({result.format}, {result.answers} respondents)"]
+        if not result.final:
+            lines[0] += " (preliminary: the campaign is still open)"
+        if result.attributes is not None and result.attributes.left_out:
+            lines.extend(result.attributes.notes("en"))
+        return "\n".join(lines)
 
     print(_run(args, work))
     return 0
@@ -282,16 +326,23 @@ def add_commands(sub: Any) -> None:
     results = sub.add_parser("results", help="survey results").add_subparsers(
         dest="results", required=True
     )
-    show = results.add_parser("show", help="a campaign's results as tables")
-    show.add_argument("id", type=int, help="campaign id")
-    show.add_argument("--lang", default="sv", help="language of labels (sv, en)")
+    show = results.add_parser(
+        "show", help="a campaign's results, or a follow-up survey's in a period, as tables"
+    )
+    show.add_argument("id", type=int, nargs="?", help="campaign id")
+    show.add_argument("--survey", help="a follow-up survey's id: its answers outside campaigns")
+    show.add_argument("--from", dest="date_from", help="with --survey: first day, YYYY-MM-DD")
+    show.add_argument("--to", dest="date_to", help="with --survey: last day (included)")
+    show.add_argument(
+        "--lang", help="language of questions and headings (sv, en, ar; default: the survey's)"
+    )
     show.add_argument("--breakdown", help="e.g. gender,target_group,contact_length,unit,age")
     show.set_defaults(func=cmd_results_show)
     export = results.add_parser("export", help="write a campaign's answers to a file (audited)")
     export.add_argument("id", type=int, help="campaign id")
     export.add_argument("--format", required=True, help=f"one of {', '.join(FORMATS)}")
     export.add_argument("--out", required=True, help="file (csv, xlsx) or folder (flow-results)")
-    export.add_argument("--lang", default="sv")
+    export.add_argument("--lang", help="sv, en or ar (default: the survey's)")
     export.add_argument("--breakdown", help="breakdown sheets in the XLSX")
     export.add_argument(
         "--partial",

@@ -10,7 +10,7 @@ packages, `GET /flow-results/packages/{id}` gives one descriptor, and
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
@@ -21,6 +21,7 @@ from bot.results.service import (
     CampaignNotFound,
     NotFinal,
     ResultsError,
+    SurveyNotFound,
     campaign_results,
     export_bytes,
     find_package,
@@ -28,6 +29,7 @@ from bot.results.service import (
     package_descriptor,
     package_rows,
     parse_breakdowns,
+    survey_results,
 )
 from storage import repo_audit
 
@@ -66,7 +68,7 @@ async def get_results(request: web.Request) -> web.StreamResponse:
         return json_error(404, "no such campaign")
     query = request.query
     fmt = query.get("format", "json")
-    lang = query.get("lang", "sv")
+    lang = query.get("lang")
     partial = _flag(query.get("partial"))
     try:
         breakdowns = parse_breakdowns(query.get("breakdown"))
@@ -113,6 +115,40 @@ async def get_results(request: web.Request) -> web.StreamResponse:
             "Cache-Control": "no-store",
         },
     )
+
+
+def _query_day(name: str, value: str | None) -> date | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise ResultsError(f"{name} is not a date (YYYY-MM-DD)") from None
+
+
+async def get_survey_results(request: web.Request) -> web.Response:
+    """A follow-up survey's results: answers outside campaigns, `from` to `to` (both days
+    included, both optional)."""
+    runtime, _ = _runtime(request)
+    query = request.query
+    try:
+        since = _query_day("from", query.get("from"))
+        last = _query_day("to", query.get("to"))
+        if since and last and since > last:
+            raise ResultsError("from is after to")
+        data = await survey_results(
+            runtime,
+            request.match_info["survey_id"],
+            since=since,
+            until=last + timedelta(days=1) if last else None,
+            lang=query.get("lang"),
+            breakdowns=parse_breakdowns(query.get("breakdown")),
+        )
+    except SurveyNotFound as e:
+        return json_error(404, str(e))
+    except ResultsError as e:
+        return json_error(400, str(e))
+    return web.json_response(data.to_json())
 
 
 def _feedback_request(body: Any) -> tuple[dict[str, str] | None, str | None, bool | None]:
@@ -164,6 +200,7 @@ async def put_feedback(request: web.Request) -> web.Response:
 def add_api_routes(api: web.Application) -> None:
     """Staff routes, mounted under /api/v1."""
     api.router.add_get("/campaigns/{id}/results", get_results)
+    api.router.add_get("/surveys/{survey_id}/results", get_survey_results)
     api.router.add_put("/campaigns/{id}/feedback", put_feedback)
 
 
@@ -236,7 +273,7 @@ async def floip_responses(request: web.Request) -> web.Response:
         end = _timestamp("filter[end-timestamp]", query.get("filter[end-timestamp]"))
     except ValueError as e:
         return _jsonapi_error(400, "bad request", str(e))
-    rows = await package_rows(runtime, ref)
+    rows, attributes = await package_rows(runtime, ref)
     page = floip.page_rows(
         rows,
         after_cursor=after,
@@ -261,6 +298,7 @@ async def floip_responses(request: web.Request) -> web.Response:
             page,
             responses_url=f"{base}/{ref.id}/responses",
             descriptor_url=f"{base}/{ref.id}",
+            meta={"background_attributes": attributes.to_json()},
         )
     )
 

@@ -18,8 +18,9 @@ from typing import Any, Final
 from bot.bands import age_band, contact_length_band
 from bot.results.redact import mask_pii
 from bot.results.suppress import CELLS, GROUPS, RULES, publishable, suppress
+from bot.results.texts import group_texts, target_group_name
 from flows.conversation import AnswerValue
-from flows.model import Question, QuestionType, Survey, base_language, localize
+from flows.model import Question, QuestionType, Survey, localize
 
 __all__ = [
     "AGE_BANDS",
@@ -78,37 +79,6 @@ _AGGREGATED: Final = frozenset(
 )
 _NUMERIC_PER_VALUE_SPAN: Final = 20
 _NUMERIC_MAX_BINS: Final = 10
-
-_TEXTS: Final[Mapping[str, Mapping[str, str]]] = {
-    "sv": {
-        "missing": "Uppgift saknas",
-        "<6m": "Kortare än 6 månader",
-        "6-12m": "6–12 månader",
-        "1-3y": "1–3 år",
-        ">3y": "Mer än 3 år",
-        "kvinna": "Kvinna",
-        "man": "Man",
-        "annat": "Annat",
-        "years": "år",
-    },
-    "en": {
-        "missing": "Not stated",
-        "<6m": "Less than 6 months",
-        "6-12m": "6–12 months",
-        "1-3y": "1–3 years",
-        ">3y": "More than 3 years",
-        "kvinna": "Woman",
-        "man": "Man",
-        "annat": "Other",
-        "years": "years",
-    },
-}
-
-
-def texts_for(lang: str) -> Mapping[str, str]:
-    """Built-in labels in `lang` (English for languages without their own)."""
-    return _TEXTS.get(base_language(lang), _TEXTS["en"])
-
 
 # --- Input -----------------------------------------------------------------------------------
 
@@ -196,12 +166,24 @@ class Group:
     value: str | None
     label: str
     questions: tuple[QuestionFigures, ...]
+    """One per `Breakdown.question_ids`, in that order."""
 
 
 @dataclass(frozen=True, slots=True)
 class Breakdown:
+    """One dimension's groups. A background question is not broken down by itself: the
+    question a dimension is read from (`breakdown = "gender"`) is left out of its breakdown."""
+
     dimension: str
     groups: tuple[Group, ...]
+    question_ids: tuple[str, ...] = ()
+
+    def figures(self, group: Group, question_id: str) -> QuestionFigures | None:
+        """A group's figures for one question (None when the breakdown leaves it out)."""
+        try:
+            return group.questions[self.question_ids.index(question_id)]
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +208,8 @@ class Results:
     participation: ParticipationFigures
     questions: tuple[QuestionFigures, ...]
     breakdowns: tuple[Breakdown, ...] = ()
+    suppression: str = GROUPS
+    """The rule figures were withheld by (`bot.results.suppress`)."""
 
     def question(self, question_id: str) -> QuestionFigures | None:
         return next((q for q in self.questions if q.question_id == question_id), None)
@@ -317,7 +301,7 @@ def compute(
         raise ValueError("a breakdown dimension is given twice")
     questions = [q for q in survey.questions if q.type in _AGGREGATED]
     tally = _Tally.run(survey, records, breakdowns)
-    texts = texts_for(lang)
+    texts = group_texts(lang)
     labels = [_GroupLabels(survey, dim, lang, texts) for dim in breakdowns]
     group_values = [sorted(values, key=labels[d].order) for d, values in enumerate(tally.values)]
     # Global group index: 0 is everybody, then the groups of each dimension in turn.
@@ -350,16 +334,24 @@ def compute(
         overall.append(figures[0])
         for g in range(1, next_index):
             by_group[g].append(figures[g])
-    result_breakdowns = tuple(
-        Breakdown(
-            dimension=dim,
-            groups=tuple(
-                Group(value=v, label=labels[d].label(v), questions=tuple(by_group[index[d][v]]))
-                for v in group_values[d]
-            ),
+    result_breakdowns = []
+    for d, dim in enumerate(breakdowns):
+        own = {q.id for q in survey.questions if q.breakdown == dim}
+        shown = [i for i, q in enumerate(questions) if q.id not in own]
+        result_breakdowns.append(
+            Breakdown(
+                dimension=dim,
+                groups=tuple(
+                    Group(
+                        value=v,
+                        label=labels[d].label(v),
+                        questions=tuple(by_group[index[d][v]][i] for i in shown),
+                    )
+                    for v in group_values[d]
+                ),
+                question_ids=tuple(questions[i].id for i in shown),
+            )
         )
-        for d, dim in enumerate(breakdowns)
-    )
     return Results(
         survey_id=survey.id,
         survey_version=survey.version,
@@ -367,7 +359,8 @@ def compute(
         k=k,
         participation=_participation(participation, k, suppression),
         questions=tuple(overall),
-        breakdowns=result_breakdowns,
+        breakdowns=tuple(result_breakdowns),
+        suppression=suppression,
     )
 
 
@@ -380,7 +373,9 @@ def _participation(p: Participation, k: int, suppression: str) -> ParticipationF
     def figure(v: int) -> Figure:
         return Figure(v) if group_shown or publishable(v, k) else SUPPRESSED
 
-    if p.invited <= 0:
+    if p.invited <= 0 or p.completed > p.invited:
+        # More completed than invited: people came another way too (a follow-up sent before
+        # the period, a keyword), so a rate would mean nothing.
         rate = NOT_APPLICABLE
     elif p.completed >= k:
         rate = Figure(p.completed / p.invited)
@@ -502,6 +497,7 @@ class _GroupLabels:
     def __init__(self, survey: Survey, dim: str, lang: str, texts: Mapping[str, str]) -> None:
         self._texts = texts
         self._dim = dim
+        self._lang = lang
         source = next((q for q in survey.questions if q.breakdown == dim), None)
         self._choices: dict[str, str] = {}
         if source is not None:
@@ -536,6 +532,8 @@ class _GroupLabels:
             return f"{value} {self._texts['years']}"
         if self._dim in ("contact_length", "gender") and value in self._texts:
             return self._texts[value]
+        if self._dim == "target_group":
+            return target_group_name(value, self._lang)
         return value
 
 

@@ -106,7 +106,9 @@ def test_small_groups_are_withheld_with_a_flag(survey: Survey) -> None:
     results = compute(survey, records, PARTICIPATION, k=5, breakdowns=("unit",))
     breakdown = results.breakdown("unit")
     assert breakdown is not None
-    by_unit = {g.value: g.questions[1] for g in breakdown.groups}
+    by_unit = {
+        g.value: g.questions[breakdown.question_ids.index("bemotande")] for g in breakdown.groups
+    }
     assert by_unit["syd"].suppressed and by_unit["syd"].n == Figure(None, True)
     # syd alone could be worked out as total - norr - ost, so the next smallest group goes too.
     assert by_unit["ost"].suppressed
@@ -137,7 +139,7 @@ def test_a_group_below_k_is_hidden_with_a_second_one_by_default(survey: Survey) 
     results = compute(survey, records, PARTICIPATION, k=5, breakdowns=("unit",))
     breakdown = results.breakdown("unit")
     assert breakdown is not None
-    by_unit = {g.value: g.questions[3] for g in breakdown.groups}
+    by_unit = {g.value: g.questions[breakdown.question_ids.index("nojd")] for g in breakdown.groups}
     assert by_unit["ost"].suppressed
     # ost alone would be total - norr - syd: the smaller of the others, syd, goes too.
     assert by_unit["syd"].suppressed and by_unit["syd"].mean.value is None
@@ -170,11 +172,15 @@ def test_breakdown_from_background_question_else_attributes_else_missing(
     results = compute(survey, records, PARTICIPATION, k=1, breakdowns=("gender",), lang="en")
     breakdown = results.breakdown("gender")
     assert breakdown is not None
-    assert [(g.value, g.label, g.questions[1].n.value) for g in breakdown.groups] == [
+    assert [(g.value, g.label, g.questions[0].n.value) for g in breakdown.groups] == [
         ("kvinna", "Woman", 1),
         ("man", "Man", 1),
         (None, "Not stated", 1),
     ]
+    # The gender question itself is not broken down by gender.
+    assert (
+        breakdown.question_ids[:2] == ("bemotande", "stod") and "kon" not in breakdown.question_ids
+    )
 
 
 def test_contact_length_groups_follow_band_order_and_survey_aliases() -> None:

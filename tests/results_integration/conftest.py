@@ -92,6 +92,7 @@ class Person:
     answers: Mapping[str, Any] = field(default_factory=lambda: {"hjalp": "ja", "bemotande": "bra"})
     unit: str | None = "norr"
     gender: str | None = None
+    target_group: str | None = None
     opted_out: bool = False
     """The contact opted out of all messages (after answering, for instance)."""
 
@@ -110,16 +111,17 @@ async def make_campaign(
     feedback_to: str = "respondents",
     name: str = "Våren 2026",
     created_at: datetime = START - timedelta(days=14),
+    survey_id: str = SURVEY_ID,
 ) -> int:
     """A campaign with its invitations, respondents and answers, and (when closed) the feedback
     task the campaign code schedules on closing."""
-    entry = runtime.catalog.latest(SURVEY_ID)
+    entry = runtime.catalog.latest(survey_id)
     assert entry is not None
     pseudonymizer = runtime.service.pseudonymizer
     async with runtime.db.transaction() as s:
         campaign = Campaign(
             name=name,
-            survey_id=SURVEY_ID,
+            survey_id=survey_id,
             survey_version_id=entry.version_id,
             audience="true",
             channels=["webchat"],
@@ -139,6 +141,7 @@ async def make_campaign(
                 language=person.language,
                 gender=person.gender,
                 unit=person.unit,
+                target_group=person.target_group,
                 opted_out_at=START - timedelta(days=1) if person.opted_out else None,
             )
             s.add(contact)
@@ -169,12 +172,13 @@ async def make_campaign(
             s.add(
                 Respondent(
                     id=respondent_id,
-                    survey_id=SURVEY_ID,
+                    survey_id=survey_id,
                     survey_version_id=entry.version_id,
                     campaign_id=campaign.id,
                     attributes={
                         "unit": person.unit,
                         "gender": person.gender,
+                        "target_group": person.target_group,
                         "language": person.language,
                     },
                     channel="webchat",

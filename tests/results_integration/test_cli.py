@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def campaigns(database_url: str) -> tuple[int, int, int]:
             now = [
                 Person(
                     answers={"hjalp": "ja", "bemotande": "bra", "ovrigt": "ring 0701234567"},
-                    unit="norr" if i < 6 else "syd",
+                    unit="norr" if i < 5 else "syd",
                 )
                 for i in range(10)
             ]
@@ -79,11 +80,12 @@ def test_show_prints_tables_with_change_and_footnote(cli: Cli, database_url: str
     assert "Har du fått hjälp?" in out
     assert f"Förändring mot kampanj {earlier}" in out
     assert "50 % -> 100 % (+50)" in out
-    assert "== unit ==" in out
+    assert "== Enhet ==" in out
     assert "k = 5" in out
     assert "0701234567" not in out
     code, out, _ = cli("results", "show", str(closed), "--lang", "en")
     assert code == 0 and "Response rate" in out and "Have you been helped?" in out
+    assert f"Change since campaign {earlier}" in out
 
 
 def test_show_marks_withheld_cells(cli: Cli, database_url: str) -> None:
@@ -124,7 +126,7 @@ def test_export_formats(cli: Cli, database_url: str, tmp_path: Path) -> None:
     )
     assert code == 0, err
     workbook = load_workbook(tmp_path / "a.xlsx")
-    assert workbook.sheetnames == ["Sammanfattning", "Enhet", "Svar"]
+    assert workbook.sheetnames == ["Sammanfattning", "Enhet", "Svar", "Om svaren"]
     assert workbook["Svar"].max_row == 1 + 10 * 3
 
     folder = tmp_path / "package"
@@ -241,3 +243,140 @@ def test_feedback_commands(cli: Cli, database_url: str) -> None:
     assert "--- en: 0 recipients" in out and "--- ar: 0 recipients" in out
     assert cli("feedback", "hold", str(closed))[1].strip().endswith("feedback held")
     assert cli("feedback", "release", str(closed))[1].strip().endswith("feedback pending")
+
+
+# -- issue 10 item 7: labels in the chosen language, names, no self-breakdown, fair change -----
+
+
+def test_show_in_arabic_with_names_and_no_background_question_by_itself(
+    cli: Cli, database_url: str
+) -> None:
+    async def make() -> int:
+        async with results_runtime(database_url, FixedClock(START)) as runtime:
+            persons = [
+                Person(
+                    answers={"kon": "kvinna" if i < 5 else "man", "hjalp": "ja"},
+                    target_group="ekonomiskt_bistand" if i % 2 else "missbruk",
+                )
+                for i in range(10)
+            ]
+            return await make_campaign(runtime, persons, survey_id="bakgrund")
+
+    campaign_id = run_in_thread(make)
+    code, out, err = cli(
+        "results", "show", str(campaign_id), "--lang", "ar", "--breakdown", "gender,target_group"
+    )
+    assert code == 0, err
+    assert "المشاركة" in out and "نسبة الاستجابة" in out  # headings in Arabic
+    assert "هل حصلت على المساعدة؟" in out and "Har du fått hjälp?" not in out
+    assert "== الجنس ==" in out and "== الفئة المستهدفة ==" in out
+    assert "المساعدة المالية" in out  # ekonomiskt_bistand by its name
+    assert "ekonomiskt_bistand" not in out and "Participation" not in out
+    # The gender question is not broken down by gender (it would be 100 % in each group).
+    gender_section = out.split("== الجنس ==")[1].split("==")[0]
+    assert "ما جنسك؟" not in gender_section and "هل حصلت على المساعدة؟" in gender_section
+    code, out, _ = cli("results", "show", str(campaign_id), "--breakdown", "target_group")
+    assert code == 0 and "Ekonomiskt bistånd" in out and "Missbruk och beroende" in out
+
+
+@pytest.mark.parametrize(
+    ("lang", "message"),
+    [("fi", "has no texts in 'fi' (it has sv, en, ar)"), ("sv-x-lattlast", "has no texts")],
+)
+def test_show_in_a_language_it_cannot(cli: Cli, database_url: str, lang: str, message: str) -> None:
+    _, closed, _ = campaigns(database_url)
+    code, _, err = cli("results", "show", str(closed), "--lang", lang)
+    assert code == 1 and message in err, err
+
+
+def test_change_only_against_a_previous_campaign_with_k_answers(
+    cli: Cli, database_url: str
+) -> None:
+    async def make() -> tuple[int, int, int, int]:
+        async with results_runtime(database_url, FixedClock(START)) as runtime:
+            old = [Person(answers={"hjalp": "nej", "bemotande": "bra"}) for _ in range(6)]
+            oldest = await make_campaign(
+                runtime, old, closed_at=START.replace(year=2024), name="Våren 2024"
+            )
+            few = [Person(answers={"hjalp": "ja", "bemotande": "bra"}) for _ in range(3)]
+            small = await make_campaign(
+                runtime, few, closed_at=START.replace(year=2025), name="Våren 2025"
+            )
+            current = await make_campaign(runtime, people(8))
+            # Another survey whose only earlier campaign had three answers.
+            tiny = [Person(answers={"hjalp": "ja"}) for _ in range(3)]
+            await make_campaign(
+                runtime, tiny, closed_at=START.replace(year=2025), survey_id="bakgrund"
+            )
+            alone = await make_campaign(runtime, people(8), survey_id="bakgrund")
+            return oldest, small, current, alone
+
+    oldest, small, current, alone = run_in_thread(make)
+    code, out, err = cli("results", "show", str(current), "--lang", "en")
+    assert code == 0, err
+    # Against the one before it with 6 answers, not the last one, which had 3.
+    assert f"Change since campaign {oldest}" in out and f"campaign {small}" not in out
+    assert "0 % -> 100 % (+100)" in out
+    code, out, _ = cli("results", "show", str(alone), "--lang", "en")
+    assert "Change since" not in out
+    assert "No earlier closed campaign of the same survey with at least 5 answers" in out
+
+
+# -- issue 10 item 10: follow-up surveys have results too ------------------------------------
+
+
+def followups(database_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from storage.models import FollowupRule
+    from tests.results_integration.test_followup_feedback import answered_followups
+
+    async def make() -> None:
+        async with results_runtime(database_url, FixedClock(START)) as runtime:
+            async with runtime.db.transaction() as s:
+                rule = FollowupRule(
+                    name="r", event_type="insats_ended", survey_id="nojdhet", delay=0
+                )
+                s.add(rule)
+                await s.flush()
+                rule_id = rule.id
+            feb, may = datetime(2026, 2, 10, 12, tzinfo=UTC), datetime(2026, 5, 10, 12, tzinfo=UTC)
+            await answered_followups(runtime, 6, feb, rule=rule_id)
+            await answered_followups(runtime, 2, may, rule=rule_id)
+
+    run_in_thread(make)
+
+
+def test_show_a_followup_survey_in_a_period(cli: Cli, database_url: str) -> None:
+    followups(database_url)
+    code, out, err = cli(
+        "results", "show", "--survey", "nojdhet", "--from", "2026-02-01", "--to", "2026-02-28"
+    )
+    assert code == 0, err
+    assert "enkät nojdhet v1, svar 2026-02-01 till 2026-02-28" in out
+    assert re.search(r"Uppföljningar skickade +6\n", out) and re.search(r"Slutförda +6\n", out)
+    assert "Har du fått hjälp?" in out and "100 %" in out
+    code, out, err = cli("results", "show", "--survey", "nojdhet", "--lang", "en")
+    assert code == 0, err
+    assert re.search(r"Completed +8\n", out)
+    # Two in May alone are too few to show.
+    code, out, _ = cli("results", "show", "--survey", "nojdhet", "--from", "2026-05-01")
+    assert re.search(r"Slutförda +–\n", out) and "100 %" not in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--survey", "nope"), "no survey with id 'nope'"),
+        (("--survey", "nojdhet", "--from", "2026-02-30"), "--from: '2026-02-30' is not a date"),
+        (("--survey", "nojdhet", "--from", "2026-03-01", "--to", "2026-02-01"), "after --to"),
+        (("1", "--survey", "nojdhet"), "give a campaign id, or --survey"),
+        ((), "give a campaign id, or --survey"),
+        (("1", "--from", "2026-01-01"), "--from and --to go with --survey"),
+    ],
+)
+def test_show_followup_bad_input(
+    cli: Cli, database_url: str, argv: tuple[str, ...], message: str
+) -> None:
+    code, _, err = cli("results", "show", *argv)
+    assert code == 1 and message in err, err

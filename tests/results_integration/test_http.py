@@ -69,6 +69,7 @@ def answered(n: int, *, secret: bool = False) -> list[Person]:
     [
         ("GET", "/api/v1/campaigns/1/results"),
         ("GET", "/api/v1/campaigns/1/results?format=csv"),
+        ("GET", "/api/v1/surveys/nojdhet/results"),
         ("PUT", "/api/v1/campaigns/1/feedback"),
         ("GET", "/flow-results/packages"),
         ("GET", "/flow-results/packages/x"),
@@ -107,12 +108,12 @@ async def test_results_json_and_downloads(client: Client) -> None:
     assert any("[telefon]" in cell for row in rows for cell in row)
 
     response = await client.get(
-        f"/api/v1/campaigns/{campaign_id}/results?format=xlsx&breakdown=unit", headers=AUTH
+        f"/api/v1/campaigns/{campaign_id}/results?format=xlsx&breakdown=unit&lang=en", headers=AUTH
     )
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("application/vnd.openxmlformats")
     workbook = load_workbook(io.BytesIO(await response.read()))
-    assert len(workbook.sheetnames) == 3
+    assert workbook.sheetnames == ["Summary", "Unit", "Answers", "About the answers"]
 
     async with runtime.db.transaction(read_only=True) as s:
         audit = await repo_audit.recent(s, action="results.export")
@@ -127,6 +128,8 @@ async def test_results_json_and_downloads(client: Client) -> None:
     [
         ("?format=pdf", 400, "unknown format"),
         ("?breakdown=shoe_size", 400, "unknown breakdown"),
+        ("?lang=fi", 400, "has no texts in 'fi'"),
+        ("?format=csv&lang=de", 400, "has no texts in 'de'"),
     ],
 )
 async def test_results_bad_requests(client: Client, query: str, status: int, message: str) -> None:
@@ -292,3 +295,68 @@ async def test_no_output_shows_a_group_below_k(client: Client, clock: FixedClock
         body = message.body or ""
         assert "För få svarade" in body
         assert "3" not in body.replace(f"/results/{campaign_id}", "")
+
+
+async def test_raw_downloads_leave_out_attributes_and_say_so(client: Client) -> None:
+    """Issue 10 item 8, over the API: 7 in norr and 1 in syd, so unit stays off the rows."""
+    runtime = runtime_of(client)
+    persons = [Person(answers={"hjalp": "ja", "bemotande": "bra"}, unit="norr") for _ in range(7)]
+    persons.append(Person(answers={"hjalp": "ja", "bemotande": "bra"}, unit="syd"))
+    campaign_id = await make_campaign(runtime, persons)
+    response = await client.get(
+        f"/api/v1/campaigns/{campaign_id}/results?format=csv&lang=en", headers=AUTH
+    )
+    text = (await response.read()).decode("utf-8-sig")
+    first, header = text.splitlines()[:2]
+    assert first.startswith("# ") and "left out of the rows: unit" in first
+    assert "unit" not in header.split(",") and "syd" not in text
+
+    listing = await (await client.get("/flow-results/packages", headers=AUTH)).json()
+    package_id = listing["data"][0]["id"]
+    doc = await (
+        await client.get(f"/flow-results/packages/{package_id}/responses", headers=AUTH)
+    ).json()
+    assert doc["meta"]["background_attributes"]["left_out"] == ["unit"]
+    assert all("unit" not in row[6] for row in doc["data"]["attributes"]["responses"])
+
+
+async def test_followup_survey_results_over_the_api(client: Client) -> None:
+    """Issue 10 item 10: a follow-up survey's results by survey id and period."""
+    from datetime import UTC, datetime
+
+    from storage.models import FollowupRule
+    from tests.results_integration.test_followup_feedback import answered_followups
+
+    runtime = runtime_of(client)
+    async with runtime.db.transaction() as s:
+        rule = FollowupRule(name="r", event_type="insats_ended", survey_id="nojdhet", delay=0)
+        s.add(rule)
+        await s.flush()
+        rule_id = rule.id
+    await answered_followups(runtime, 6, datetime(2026, 2, 10, 12, tzinfo=UTC), rule=rule_id)
+    await answered_followups(runtime, 2, datetime(2026, 5, 10, 12, tzinfo=UTC), rule=rule_id)
+
+    path = "/api/v1/surveys/nojdhet/results"
+    response = await client.get(f"{path}?from=2026-02-01&to=2026-02-28&lang=en", headers=AUTH)
+    assert response.status == 200
+    data = await response.json()
+    assert (data["from"], data["to"], data["followups_sent"]) == ("2026-02-01", "2026-02-28", 6)
+    results = data["results"]
+    assert results["participation"]["completed"] == {"value": 6, "suppressed": False}
+    hjalp = next(q for q in results["questions"] if q["question_id"] == "hjalp")
+    assert hjalp["label"] == "Have you been helped?" and hjalp["share_positive"]["value"] == 1.0
+    everyone = await (await client.get(path, headers=AUTH)).json()
+    assert everyone["results"]["participation"]["completed"]["value"] == 8
+    may = await (await client.get(f"{path}?from=2026-05-01", headers=AUTH)).json()
+    assert all(f["value"] in (None, 0) for f in walk_figures(may["results"]["questions"]))
+    for query, status in (
+        ("?from=2026-02-30", 400),
+        ("?from=2026-03-01&to=2026-02-01", 400),
+        ("?breakdown=shoe", 400),
+        ("?lang=fi", 400),
+    ):
+        response = await client.get(f"{path}{query}", headers=AUTH)
+        assert response.status == status, query
+        assert "error" in await response.json()
+    assert (await client.get("/api/v1/surveys/nope/results", headers=AUTH)).status == 404
+    assert (await client.get(path)).status == 401
