@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import re
+import tomllib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from bot.cli import CommandError, cli_actor, run_with_runtime
 from bot.results import feedback
@@ -265,20 +267,128 @@ def cmd_results_export(args: argparse.Namespace) -> int:
     return 0
 
 
+_LANG_TAG: Final = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{1,8})*")
+
+
+def _per_language(option: str, values: Sequence[str]) -> dict[str, str]:
+    """["sv=Vi ...", "en=We ..."] -> {"sv": "Vi ...", "en": "We ..."}."""
+    out: dict[str, str] = {}
+    for item in values:
+        lang, sep, text = item.partition("=")
+        lang = lang.strip().lower()
+        if not sep or not _LANG_TAG.fullmatch(lang):
+            raise CommandError(
+                f'{option} takes LANG=TEXT, one per language, e.g. {option} sv="Vi inför '
+                f'kvällstider." {option} en="We will open in the evenings."'
+            )
+        if lang in out:
+            raise CommandError(f"{option}: {lang} is given twice")
+        out[lang] = text
+    return out
+
+
+def _plan_option(values: Sequence[str]) -> dict[str, str] | str | None:
+    """--plan-ref "Mål 3.2" (every language) or --plan-ref sv=... --plan-ref en=..."""
+    if not values:
+        return None
+    tagged = [
+        v for v in values if _LANG_TAG.fullmatch(v.partition("=")[0].strip().lower()) and "=" in v
+    ]
+    if len(values) == 1 and not tagged:
+        return values[0]
+    return _per_language("--plan-ref", values)
+
+
+def _languages_option(values: Sequence[str]) -> list[str]:
+    out = [lang.strip().lower() for value in values for lang in value.split(",") if lang.strip()]
+    for lang in out:
+        if not _LANG_TAG.fullmatch(lang):
+            raise CommandError(f"--without-text: {lang!r} is not a language code (e.g. ar)")
+    return out
+
+
+def _feedback_file(path: Path) -> dict[str, Any]:
+    """A feedback TOML file: [text] and [plan_ref] per language (or plan_ref = "..."),
+    without_text = ["ar"], delay = "3d"."""
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as e:
+        raise CommandError(f"cannot read {path}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise CommandError(f"{path}: {e}") from None
+    allowed = ("text", "plan_ref", "without_text", "delay")
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise CommandError(f"{path}: unknown key {', '.join(unknown)} (use {', '.join(allowed)})")
+    text, plan = data.get("text"), data.get("plan_ref")
+    if text is not None and not (
+        isinstance(text, dict) and all(isinstance(v, str) for v in text.values())
+    ):
+        raise CommandError(f'{path}: text must be a table of texts, e.g. [text] sv = "..."')
+    if (
+        plan is not None
+        and not isinstance(plan, str)
+        and not (isinstance(plan, dict) and all(isinstance(v, str) for v in plan.values()))
+    ):
+        raise CommandError(f"{path}: plan_ref must be a text, or a table of texts per language")
+    bare = data.get("without_text")
+    if bare is not None and not (isinstance(bare, list) and all(isinstance(v, str) for v in bare)):
+        raise CommandError(f'{path}: without_text must be a list of languages, e.g. ["ar"]')
+    delay = data.get("delay")
+    if delay is not None and not isinstance(delay, str | int):
+        raise CommandError(f'{path}: delay must be a duration like "3d"')
+    return {"text": text, "plan_ref": plan, "without_text": bare, "delay": delay}
+
+
 def cmd_feedback_set(args: argparse.Namespace) -> int:
-    if args.text is None and args.plan_ref is None:
-        raise CommandError("give --text and/or --plan-ref")
+    wanted: dict[str, Any] = {"text": None, "plan_ref": None, "without_text": None, "delay": None}
+    if args.file:
+        if args.text or args.plan_ref or args.without_text:
+            raise CommandError("give --file, or --text/--plan-ref/--without-text, not both")
+        wanted = _feedback_file(Path(args.file))
+    else:
+        if args.text:
+            wanted["text"] = _per_language("--text", args.text)
+        wanted["plan_ref"] = _plan_option(args.plan_ref or [])
+        if args.without_text:
+            wanted["without_text"] = _languages_option(args.without_text)
+    if args.delay is not None:
+        wanted["delay"] = args.delay
+    if all(value is None for value in wanted.values()):
+        raise CommandError(
+            "give --text LANG=TEXT (one per language), --file, --without-text, --plan-ref "
+            "or --delay"
+        )
+    try:
+        delay = feedback.parse_delay(wanted["delay"]) if wanted["delay"] is not None else None
+    except ResultsError as e:
+        raise CommandError(str(e)) from None
 
     async def work(runtime: Runtime) -> str:
         campaign = await feedback.set_feedback(
             runtime,
             args.id,
-            text={args.lang: args.text} if args.text is not None else None,
-            plan_ref=args.plan_ref,
+            text=wanted["text"],
+            plan_ref=wanted["plan_ref"],
+            without_text=wanted["without_text"],
+            delay=delay,
             actor=cli_actor(),
         )
+        _, previews = await feedback.preview(runtime, args.id)
+        timing = await feedback.feedback_timing(runtime, campaign)
         langs = ", ".join(sorted(campaign.feedback_text or {})) or "none"
-        return f"campaign {campaign.id}: feedback text in {langs}; plan: {campaign.plan_ref or '-'}"
+        bare = ", ".join(campaign.feedback_without_text or ()) or "-"
+        plans = ", ".join(sorted(campaign.plan_refs or {})) or "-"
+        costs = ", ".join(f"{p.lang} {p.segments.segments}" for p in previews)
+        return "\n".join(
+            [
+                f"campaign {campaign.id}: feedback text in {langs}; without text: {bare}; "
+                f"plan reference in: {plans}",
+                f"SMS segments now: {costs} (at most {feedback.MAX_SEGMENTS})",
+                f"feedback {timing.describe(runtime.settings.schedule.tz)}",
+            ]
+        )
 
     print(_run(args, work))
     return 0
@@ -287,9 +397,10 @@ def cmd_feedback_set(args: argparse.Namespace) -> int:
 def cmd_feedback_preview(args: argparse.Namespace) -> int:
     async def work(runtime: Runtime) -> str:
         campaign, previews = await feedback.preview(runtime, args.id)
+        timing = await feedback.feedback_timing(runtime, campaign)
         lines = [
-            f"campaign {campaign.id}: feedback {campaign.feedback_status}, "
-            f"to {campaign.feedback_to}"
+            f"campaign {campaign.id}: feedback to {campaign.feedback_to}",
+            f"feedback {timing.describe(runtime.settings.schedule.tz)}",
         ]
         if campaign.status != "closed":
             lines.append(
@@ -301,8 +412,32 @@ def cmd_feedback_preview(args: argparse.Namespace) -> int:
                 f"--- {p.lang}: {p.recipients} recipients, SMS {p.segments.segments} segment(s), "
                 f"{p.segments.encoding}, {p.segments.units} characters ---"
             )
+            if p.without_text:
+                lines.append('(sent without a "what we will do" text, as chosen)')
+            elif p.staff_text is None:
+                lines.append(
+                    f'(no "what we will do" text in {p.lang}: set one with --text '
+                    f"{p.lang}=..., or send it without one with --without-text {p.lang})"
+                )
+            if p.left_out:
+                lines.append(
+                    f"({p.left_out} headline(s) left out to stay within "
+                    f"{feedback.MAX_SEGMENTS} segments)"
+                )
             lines.append(p.text)
         return "\n".join(lines)
+
+    print(_run(args, work))
+    return 0
+
+
+def cmd_feedback_send_now(args: argparse.Namespace) -> int:
+    async def work(runtime: Runtime) -> str:
+        timing = await feedback.send_now(runtime, args.id, actor=cli_actor())
+        return (
+            f"campaign {args.id}: feedback {timing.describe(runtime.settings.schedule.tz)}\n"
+            "The running service sends it at its next poll (a few seconds)."
+        )
 
     print(_run(args, work))
     return 0
@@ -353,14 +488,47 @@ def add_commands(sub: Any) -> None:
 
     fb = sub.add_parser("feedback", help='results back to respondents ("you said, we did")')
     fbs = fb.add_subparsers(dest="feedback", required=True)
-    set_ = fbs.add_parser("set", help='store the "what we will do" text and plan reference')
+    set_ = fbs.add_parser(
+        "set",
+        help='the "what we will do" text and plan reference per language, and the delay',
+        description=(
+            "Every language of the survey needs a text, or --without-text. A message over "
+            f"{feedback.MAX_SEGMENTS} SMS segments is refused (nothing is cut)."
+        ),
+    )
     set_.add_argument("id", type=int, help="campaign id")
-    set_.add_argument("--text", help="short text; an empty text removes it")
-    set_.add_argument("--lang", default="sv")
-    set_.add_argument("--plan-ref", help='e.g. "Mål 3.2 i verksamhetsplanen 2027"')
+    set_.add_argument(
+        "--text",
+        action="append",
+        metavar="LANG=TEXT",
+        help='per language, e.g. --text sv="Vi inför kvällstider." --text en="..."; '
+        "LANG= with nothing after it removes that text",
+    )
+    set_.add_argument(
+        "--without-text",
+        action="append",
+        metavar="LANGS",
+        help="languages to send without a text, e.g. ar or en,ar",
+    )
+    set_.add_argument(
+        "--plan-ref",
+        action="append",
+        metavar="[LANG=]TEXT",
+        help='one for all languages ("Mål 3.2") or one per language (sv="Mål 3.2" en="Goal 3.2")',
+    )
+    set_.add_argument(
+        "--file",
+        help='a TOML file: [text] sv = "..." en = "..."; plan_ref; without_text = ["ar"]; delay',
+    )
+    set_.add_argument("--delay", help="after closing, e.g. 1d or 12h (0s: at once)")
     set_.set_defaults(func=cmd_feedback_set)
     for name, helptext, func in (
-        ("preview", "the message per language as it would be sent", cmd_feedback_preview),
+        ("preview", "the message per language as it would be sent, and when", cmd_feedback_preview),
+        (
+            "send-now",
+            "send a closed campaign's feedback now, not after its delay",
+            cmd_feedback_send_now,
+        ),
         ("hold", "keep the feedback from going out", _hold_action(True)),
         ("release", "let held feedback go out", _hold_action(False)),
     ):

@@ -69,15 +69,14 @@ PAGE: Final[Mapping[str, Mapping[str, str]]] = {
     "sv": {
         "title": "Resultat: {title}",
         "from": "Från {sender}",
+        "languages": "Språk",
         "participation": "Deltagande",
         "invited": "Tillfrågade",
         "completed": "Svarade",
         "response_rate": "Svarsfrekvens",
         "we_will": "Det här gör vi",
         "plan": "Kopplat till: {plan}",
-        "answers": "Svar",
         "share": "Andel",
-        "count": "Antal",
         "choice": "Svarsalternativ",
         "share_positive": "{pct} svarade positivt.",
         "mean": "Medelvärde {mean}.",
@@ -85,7 +84,11 @@ PAGE: Final[Mapping[str, Mapping[str, str]]] = {
         "hidden_question": "För få svar för att visa resultatet.",
         "hidden_cell": "visas inte",
         "too_few": "För få svarade för att vi ska kunna visa resultat.",
-        "k_rule": (
+        "k_rule_groups": (
+            "Vi visar bara resultat för en grupp där minst {k} personer svarade, så att ingen kan "
+            "pekas ut. Därför saknas ibland en siffra."
+        ),
+        "k_rule_cells": (
             "Vi visar aldrig en siffra som bygger på färre än {k} personer, så att ingen kan "
             "pekas ut. Därför saknas ibland en siffra."
         ),
@@ -95,23 +98,18 @@ PAGE: Final[Mapping[str, Mapping[str, str]]] = {
             "Kontrollera också att länken är rätt."
         ),
         "chart": "Diagram: {question}",
-        "chart_desc": "Liggande staplar med andelen som valde varje svarsalternativ.",
-        "other_lang": "In English",
-        "other_lang_code": "en",
-        "unknown": "uppgift saknas",
     },
     "en": {
         "title": "Results: {title}",
         "from": "From {sender}",
+        "languages": "Languages",
         "participation": "Participation",
         "invited": "Asked",
         "completed": "Answered",
         "response_rate": "Response rate",
         "we_will": "What we will do",
         "plan": "Linked to: {plan}",
-        "answers": "Answers",
         "share": "Share",
-        "count": "Count",
         "choice": "Answer option",
         "share_positive": "{pct} answered positively.",
         "mean": "Mean {mean}.",
@@ -119,7 +117,11 @@ PAGE: Final[Mapping[str, Mapping[str, str]]] = {
         "hidden_question": "Too few answers to show the result.",
         "hidden_cell": "not shown",
         "too_few": "Too few answered for us to show results.",
-        "k_rule": (
+        "k_rule_groups": (
+            "We only show results for a group in which at least {k} people answered, so that "
+            "nobody can be singled out. That is why a figure is sometimes missing."
+        ),
+        "k_rule_cells": (
             "We never show a figure that rests on fewer than {k} people, so that nobody can be "
             "singled out. That is why a figure is sometimes missing."
         ),
@@ -129,10 +131,38 @@ PAGE: Final[Mapping[str, Mapping[str, str]]] = {
             "that the link is right."
         ),
         "chart": "Chart: {question}",
-        "chart_desc": "Horizontal bars with the share who chose each answer option.",
-        "other_lang": "På svenska",
-        "other_lang_code": "sv",
-        "unknown": "not known",
+    },
+    "ar": {
+        "title": "النتائج: {title}",
+        "from": "من {sender}",
+        "languages": "اللغات",
+        "participation": "المشاركة",
+        "invited": "المدعوون",
+        "completed": "أجابوا",
+        "response_rate": "نسبة الاستجابة",
+        "we_will": "ما سنفعله",
+        "plan": "مرتبط بـ: {plan}",
+        "share": "النسبة",
+        "choice": "خيار الإجابة",
+        "share_positive": "أجاب {pct} بشكل إيجابي.",
+        "mean": "المتوسط {mean}.",
+        "n": "عدد الإجابات: {n}.",
+        "hidden_question": "عدد الإجابات قليل جداً لعرض النتيجة.",
+        "hidden_cell": "لا يُعرض",
+        "too_few": "عدد المجيبين قليل جداً لعرض النتائج.",
+        "k_rule_groups": (
+            "لا نعرض النتائج إلا لمجموعة أجاب فيها {k} أشخاص على الأقل، حتى لا يمكن التعرف على "
+            "أحد. لذلك يغيب رقم أحياناً."
+        ),
+        "k_rule_cells": (
+            "لا نعرض أبداً رقماً يستند إلى أقل من {k} أشخاص، حتى لا يمكن التعرف على أحد. لذلك "
+            "يغيب رقم أحياناً."
+        ),
+        "not_found_title": "النتائج غير متوفرة بعد",
+        "not_found": (
+            "تُعرض النتائج بعد انتهاء الاستبيان. يرجى العودة لاحقاً، والتأكد من صحة الرابط."
+        ),
+        "chart": "رسم بياني: {question}",
     },
 }
 
@@ -143,8 +173,8 @@ def feedback_texts(lang: str) -> Mapping[str, str]:
 
 
 def page_texts(lang: str) -> Mapping[str, str]:
-    """The public page texts: Swedish or English."""
-    return PAGE.get(base_language(lang), PAGE["en"])
+    """The public page texts in `lang` (its base language, else English)."""
+    return PAGE.get(lang) or PAGE.get(base_language(lang)) or PAGE["en"]
 
 
 STAFF: Final[Mapping[str, Mapping[str, str]]] = {

@@ -176,8 +176,15 @@ def test_export_formats(cli: Cli, database_url: str, tmp_path: Path) -> None:
             "final when it closes",
         ),
         (("results", "show", "{closed}", "--breakdown", "shoe"), "unknown breakdown shoe"),
-        (("feedback", "set", "{closed}", "--text", "Hei", "--lang", "fi"), "no language 'fi'"),
-        (("feedback", "set", "{closed}"), "give --text"),
+        (("feedback", "set", "{closed}", "--text", "fi=Hei"), "no language 'fi'"),
+        (("feedback", "set", "{closed}", "--text", "Hej"), "--text takes LANG=TEXT"),
+        (("feedback", "set", "{closed}", "--text", "sv=a", "--text", "sv=b"), "sv is given twice"),
+        (("feedback", "set", "{closed}", "--text", "sv=Vi gör om."), "no feedback text in en, ar"),
+        (("feedback", "set", "{closed}", "--delay", "soon"), "delay: 'soon' is not a duration"),
+        (("feedback", "set", "{closed}", "--plan-ref", "sv=Mål 3"), "no plan reference in en, ar"),
+        (("feedback", "set", "{closed}", "--file", "{tmp}/none.toml"), "cannot read"),
+        (("feedback", "set", "{closed}"), "give --text LANG=TEXT"),
+        (("feedback", "send-now", "{running}"), "feedback can go out once it has closed"),
         (("feedback", "hold", "999"), "no campaign with id 999"),
     ],
 )
@@ -229,18 +236,21 @@ def test_feedback_commands(cli: Cli, database_url: str) -> None:
         "set",
         str(closed),
         "--text",
-        "Vi ringer tillbaka inom en dag.",
+        "sv=Vi ringer tillbaka inom en dag.",
+        "--without-text",
+        "en,ar",
         "--plan-ref",
         "Mål 3.2",
     )
     assert code == 0, err
-    assert "feedback text in sv" in out and "Mål 3.2" in out
+    assert "feedback text in sv; without text: en, ar; plan reference in: ar, en, sv" in out
     code, out, _ = cli("feedback", "preview", str(closed))
     assert code == 0
     assert "--- sv: 10 recipients, SMS" in out
     assert "Det här gör vi: Vi ringer tillbaka inom en dag. (Mål 3.2)" in out
     assert f"https://enkat.example.se/results/{closed}" in out
     assert "--- en: 0 recipients" in out and "--- ar: 0 recipients" in out
+    assert '(sent without a "what we will do" text, as chosen)' in out
     assert cli("feedback", "hold", str(closed))[1].strip().endswith("feedback held")
     assert cli("feedback", "release", str(closed))[1].strip().endswith("feedback pending")
 
@@ -380,3 +390,84 @@ def test_show_followup_bad_input(
 ) -> None:
     code, _, err = cli("results", "show", *argv)
     assert code == 1 and message in err, err
+
+
+# -- issue 10 items 11 and 12 from the command line ------------------------------------------
+
+
+def test_feedback_per_language_from_options_and_a_file(
+    cli: Cli, database_url: str, tmp_path: Path
+) -> None:
+    _, closed, _ = campaigns(database_url)
+    code, out, err = cli(
+        "feedback",
+        "set",
+        str(closed),
+        "--text",
+        "sv=Vi öppnar på kvällar.",
+        "--text",
+        "en=We open in the evenings.",
+        "--text",
+        "ar=سنفتح مساءً.",
+        "--plan-ref",
+        "sv=Mål 3.2",
+        "--plan-ref",
+        "en=Goal 3.2",
+        "--plan-ref",
+        "ar=الهدف 3.2",
+    )
+    assert code == 0, err
+    assert "feedback text in ar, en, sv; without text: -" in out
+    assert re.search(r"SMS segments now: sv \d, en \d, ar \d \(at most 3\)", out)
+    code, out, _ = cli("feedback", "preview", str(closed))
+    assert "ما سنفعله: سنفتح مساءً. (الهدف 3.2)" in out
+    assert "What we will do: We open in the evenings. (Goal 3.2)" in out
+
+    toml = tmp_path / "feedback.toml"
+    toml.write_text(
+        'without_text = ["ar"]\nplan_ref = "Mål 4"\ndelay = "2d"\n'
+        '[text]\nsv = "Vi ringer upp samma dag."\nen = "We call back the same day."\n',
+        encoding="utf-8",
+    )
+    code, out, err = cli("feedback", "set", str(closed), "--file", str(toml))
+    assert code == 0, err
+    assert "feedback text in en, sv; without text: ar; plan reference in: ar, en, sv" in out
+    code, out, _ = cli("feedback", "preview", str(closed))
+    assert "Det här gör vi: Vi ringer upp samma dag. (Mål 4)" in out
+    assert "ما سنفعله" not in out
+
+    for body, message in (
+        ("text = 3\n", "text must be a table"),
+        ("[txt]\nsv = 'x'\n", "unknown key txt"),
+        ("text = [\n", "feedback.toml"),
+    ):
+        toml.write_text(body, encoding="utf-8")
+        code, _, err = cli("feedback", "set", str(closed), "--file", str(toml))
+        assert code == 1 and message in err, (body, err)
+
+
+WHEN = r"\d{4}-\d\d-\d\d \d\d:\d\d Europe/Stockholm"
+"""The command line runs on the real clock; the times themselves are checked in test_feedback."""
+
+
+def test_feedback_timing_send_now_and_delay(cli: Cli, database_url: str) -> None:
+    _, closed, running = campaigns(database_url)
+    code, out, _ = cli("feedback", "preview", str(closed))
+    assert re.search(f"\nfeedback pending: goes out {WHEN}", out), out
+    code, out, _ = cli("campaigns", "show", str(closed))
+    assert code == 0 and re.search(f"\nfeedback +pending: goes out {WHEN}", out), out
+    code, out, _ = cli("campaigns", "show", str(running))
+    assert re.search(r"\nfeedback +pending: goes out 1h after the campaign closes", out), out
+
+    code, out, err = cli("feedback", "set", str(closed), "--delay", "3d")
+    assert code == 0, err
+    assert re.search(f"feedback pending: goes out {WHEN}", out), out
+    code, out, err = cli("feedback", "send-now", str(closed))
+    assert code == 0, err
+    assert f"campaign {closed}: feedback pending: goes out" in out
+    assert "sends it at its next poll" in out
+    code, out, _ = cli("feedback", "hold", str(closed))
+    code, out, _ = cli("campaigns", "show", str(closed))
+    assert re.search(r"\nfeedback +held: goes out when released", out)
+    code, _, err = cli("feedback", "send-now", str(closed))
+    assert code == 1 and "release it first" in err
