@@ -22,6 +22,7 @@ from bot.results.service import (
     campaign_results,
     export_campaign,
     parse_breakdowns,
+    period,
     survey_results,
 )
 from bot.results.texts import staff_texts
@@ -216,10 +217,12 @@ def cmd_results_show(args: argparse.Namespace) -> int:
         raise CommandError("give a campaign id, or --survey ID for a follow-up survey")
     if args.id is not None and (args.date_from or args.date_to):
         raise CommandError("--from and --to go with --survey (a campaign has its own period)")
-    since = _day("--from", args.date_from)
-    last = _day("--to", args.date_to)
-    if since and last and since > last:
-        raise CommandError("--from is after --to")
+    try:
+        since, until = period(
+            _day("--from", args.date_from), _day("--to", args.date_to), names=("--from", "--to")
+        )
+    except ResultsError as e:
+        raise CommandError(str(e)) from None
 
     async def work(runtime: Runtime) -> str:
         if args.survey is not None:
@@ -227,7 +230,7 @@ def cmd_results_show(args: argparse.Namespace) -> int:
                 runtime,
                 args.survey,
                 since=since,
-                until=last + timedelta(days=1) if last else None,
+                until=until,
                 lang=args.lang,
                 breakdowns=breakdowns,
             )

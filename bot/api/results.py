@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
@@ -31,6 +31,7 @@ from bot.results.service import (
     package_descriptor,
     package_rows,
     parse_breakdowns,
+    period,
     survey_results,
 )
 from flows.durations import format_duration
@@ -136,15 +137,14 @@ async def get_survey_results(request: web.Request) -> web.Response:
     runtime, _ = _runtime(request)
     query = request.query
     try:
-        since = _query_day("from", query.get("from"))
-        last = _query_day("to", query.get("to"))
-        if since and last and since > last:
-            raise ResultsError("from is after to")
+        since, until = period(
+            _query_day("from", query.get("from")), _query_day("to", query.get("to"))
+        )
         data = await survey_results(
             runtime,
             request.match_info["survey_id"],
             since=since,
-            until=last + timedelta(days=1) if last else None,
+            until=until,
             lang=query.get("lang"),
             breakdowns=parse_breakdowns(query.get("breakdown")),
         )

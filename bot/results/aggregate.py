@@ -178,13 +178,6 @@ class Breakdown:
     groups: tuple[Group, ...]
     question_ids: tuple[str, ...] = ()
 
-    def figures(self, group: Group, question_id: str) -> QuestionFigures | None:
-        """A group's figures for one question (None when the breakdown leaves it out)."""
-        try:
-            return group.questions[self.question_ids.index(question_id)]
-        except ValueError:
-            return None
-
 
 @dataclass(frozen=True, slots=True)
 class ParticipationFigures:

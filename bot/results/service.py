@@ -68,6 +68,7 @@ __all__ = [
     "package_descriptor",
     "package_rows",
     "parse_breakdowns",
+    "period",
     "results_language",
     "survey_results",
 ]
@@ -530,6 +531,24 @@ class SurveyResults:
             "other_versions": {str(v): n for v, n in sorted(self.other_versions.items())},
             "results": self.results.to_json(),
         }
+
+
+_EARLIEST: Final = date(1900, 1, 1)
+_LATEST: Final = date(9998, 12, 31)
+
+
+def period(
+    since: date | None, last: date | None, *, names: tuple[str, str] = ("from", "to")
+) -> tuple[date | None, date | None]:
+    """A period given as first and last day (both included, either open) -> [since, until)."""
+    for name, day in zip(names, (since, last), strict=True):
+        if day is not None and not _EARLIEST <= day <= _LATEST:
+            raise ResultsError(
+                f"{name} {day.isoformat()} is out of range (1900-01-01 to 9998-12-31)"
+            )
+    if since is not None and last is not None and since > last:
+        raise ResultsError(f"{names[0]} is after {names[1]}")
+    return since, last + timedelta(days=1) if last is not None else None
 
 
 async def survey_results(

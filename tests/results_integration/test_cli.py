@@ -380,6 +380,8 @@ def test_show_a_followup_survey_in_a_period(cli: Cli, database_url: str) -> None
         (("--survey", "nope"), "no survey with id 'nope'"),
         (("--survey", "nojdhet", "--from", "2026-02-30"), "--from: '2026-02-30' is not a date"),
         (("--survey", "nojdhet", "--from", "2026-03-01", "--to", "2026-02-01"), "after --to"),
+        (("--survey", "nojdhet", "--to", "9999-12-31"), "--to 9999-12-31 is out of range"),
+        (("--survey", "nojdhet", "--from", "0001-01-01"), "--from 0001-01-01 is out of range"),
         (("1", "--survey", "nojdhet"), "give a campaign id, or --survey"),
         ((), "give a campaign id, or --survey"),
         (("1", "--from", "2026-01-01"), "--from and --to go with --survey"),

@@ -390,6 +390,8 @@ async def test_followup_survey_results_over_the_api(client: Client) -> None:
     for query, status in (
         ("?from=2026-02-30", 400),
         ("?from=2026-03-01&to=2026-02-01", 400),
+        ("?to=9999-12-31", 400),
+        ("?from=²", 400),
         ("?breakdown=shoe", 400),
         ("?lang=fi", 400),
     ):
