@@ -116,6 +116,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--respondents", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--suppression", choices=("groups", "cells"), default="groups", help="privacy.suppression"
+    )
     args = parser.parse_args()
     survey = bench_survey()
     records = generate(args.respondents, args.seed)
@@ -128,12 +131,14 @@ def main() -> None:
     )
     breakdowns = ("gender", "unit", "contact_length")
 
-    started = time.perf_counter()
-    results = compute(survey, records, participation, k=5, breakdowns=breakdowns)
+    rule = args.suppression
+    started, cpu_started = time.perf_counter(), time.process_time()
+    results = compute(survey, records, participation, k=5, breakdowns=breakdowns, suppression=rule)
     seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
 
     tracemalloc.start()
-    compute(survey, records, participation, k=5, breakdowns=breakdowns)
+    compute(survey, records, participation, k=5, breakdowns=breakdowns, suppression=rule)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
 
@@ -141,7 +146,9 @@ def main() -> None:
     print(f"answers          {answers:,}")
     print(f"respondents      {len(records):,}")
     print(f"breakdowns       {', '.join(breakdowns)} ({groups} groups)")
+    print(f"suppression      {rule}")
     print(f"seconds          {seconds:.3f}")
+    print(f"cpu seconds      {cpu:.3f} (the process alone, when the machine is shared)")
     print(f"answers/s        {answers / seconds:,.0f}")
     print(f"peak memory      {peak / 1024 / 1024:.1f} MiB (tracemalloc, during compute)")
     q1 = results.question("q1")

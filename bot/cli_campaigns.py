@@ -161,8 +161,12 @@ def cmd_campaigns_list(args: argparse.Namespace) -> int:
 def cmd_campaigns_show(args: argparse.Namespace) -> int:
     @_campaign_errors
     async def work(runtime: Runtime) -> str:
+        from bot.results import feedback
+
         view = await campaigns.show_campaign(runtime, args.id)
-        return _format(campaigns.campaign_json(view.campaign, view.counts))
+        timing = await feedback.feedback_timing(runtime, view.campaign)
+        feedback_line = f"{'feedback':15} {timing.describe(runtime.settings.schedule.tz)}"
+        return _format(campaigns.campaign_json(view.campaign, view.counts)) + "\n" + feedback_line
 
     print(_run(args, work))
     return 0

@@ -126,6 +126,9 @@ class PrivacySettings:
     min_group_size: int = 5
     keyword_starts_per_hour: int = 3
     """Surveys one sender may start by keyword in an hour."""
+    suppression: str = "groups"
+    """"groups": a group of min_group_size or more shows every figure; "cells": no count below
+    min_group_size anywhere (see bot/results/suppress.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,6 +500,8 @@ def _validate(s: Settings) -> list[str]:
         problems.append(
             f"privacy.keyword_starts_per_hour must be at least 1, got {pv.keyword_starts_per_hour}"
         )
+    if pv.suppression not in ("groups", "cells"):
+        problems.append(f'privacy.suppression must be "groups" or "cells", got {pv.suppression!r}')
 
     sc = s.schedule
     try:

@@ -347,8 +347,10 @@ class Campaign(Base):
     """respondents | invited | none."""
     feedback_text: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """Staff's "what we will do", per language."""
-    plan_ref: Mapped[str | None] = mapped_column(String(200))
-    """The goal in next year's plan this feedback is tied to."""
+    plan_refs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The goal in next year's plan this feedback is tied to, per language."""
+    feedback_without_text: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    """Languages staff chose to send the feedback in without a "what we will do" text."""
     feedback_status: Mapped[str] = mapped_column(String(20), default="pending")
     """pending, held, sending, sent, none."""
     created_by: Mapped[str] = mapped_column(String(100), default="")

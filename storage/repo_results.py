@@ -13,7 +13,18 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, Text, and_, cast, func, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Text,
+    and_,
+    case,
+    cast,
+    func,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.results.aggregate import Participation, ResponseRecord
@@ -40,7 +51,14 @@ FEEDBACK_TO_INVITED = "invited"
 
 @dataclass(frozen=True, slots=True)
 class RecordFilter:
-    """Which respondents to read: one campaign, or a survey version without campaign in a period."""
+    """Which respondents to read: one campaign, or a survey version without campaign in a period.
+
+    Origin seam: respondents will get an `origin` (campaign / follow-up / public start). Until
+    then "without campaign" mixes follow-ups with keyword and public starts. When the column
+    lands, results filter on it in `condition()` (a follow-up survey's results: origin
+    "followup"; a campaign's: origin "campaign") and label by it through
+    `ResponseRecord.attributes["origin"]`, copied in `record_chunks` like the other attributes.
+    """
 
     survey_version_id: int
     campaign_id: int | None = None
@@ -64,6 +82,7 @@ class RecordFilter:
             parts.append(r.started_on < self.until)
         if self.completed_only:
             parts.append(r.completed == true())
+        # Origin seam (see the class docstring): `parts.append(r.origin.in_(origins))` goes here.
         return and_(*parts)
 
 
@@ -211,13 +230,25 @@ async def campaigns(s: AsyncSession) -> list[Campaign]:
     return list(await s.scalars(select(Campaign).order_by(Campaign.id)))
 
 
-async def previous_campaign(s: AsyncSession, current: Campaign) -> Campaign | None:
-    """The last campaign of the same survey that closed before this one (or before now)."""
+async def previous_campaign(
+    s: AsyncSession, current: Campaign, *, min_answers: int = 1
+) -> Campaign | None:
+    """The last campaign of the same survey that closed before this one (or before now) with at
+    least `min_answers` completed respondents: a change is only shown against one that had k."""
+    r = Respondent.__table__.c
+    answered = (
+        select(func.count())
+        .select_from(Respondent.__table__)
+        .where(r.campaign_id == Campaign.id, r.completed == true())
+        .correlate(Campaign)
+        .scalar_subquery()
+    )
     stmt = select(Campaign).where(
         Campaign.survey_id == current.survey_id,
         Campaign.id != current.id,
         Campaign.status == "closed",
         Campaign.closed_at.is_not(None),
+        answered >= min_answers,
     )
     if current.closed_at is not None:
         stmt = stmt.where(Campaign.closed_at < current.closed_at)
@@ -265,6 +296,45 @@ async def followup_version_ids(s: AsyncSession, survey_id: str) -> list[int]:
         .order_by(r.survey_version_id)
     )
     return [int(v) for v in rows]
+
+
+async def outside_campaigns(
+    s: AsyncSession, survey_id: str, since: date | None, until: date | None
+) -> dict[int, tuple[int, int]]:
+    """Survey version id -> (started, completed) respondents without a campaign who started in
+    [since, until) (None: no bound), for every version that has any."""
+    r = Respondent.__table__.c
+    completed = func.sum(case((r.completed == true(), 1), else_=0))
+    stmt = (
+        select(r.survey_version_id, func.count(), completed)
+        .where(r.survey_id == survey_id, r.campaign_id.is_(None))
+        .group_by(r.survey_version_id)
+    )
+    if since is not None:
+        stmt = stmt.where(r.started_on >= since)
+    if until is not None:
+        stmt = stmt.where(r.started_on < until)
+    return {int(v): (int(n), int(c or 0)) for v, n, c in await s.execute(stmt)}
+
+
+async def followups_sent(
+    s: AsyncSession, survey_id: str, since: datetime | None, until: datetime | None
+) -> int:
+    """Follow-ups of a survey sent in [since, until) (None: no bound)."""
+    f = Followup.__table__.c
+    rules = select(FollowupRule.__table__.c.id).where(
+        FollowupRule.__table__.c.survey_id == survey_id
+    )
+    stmt = (
+        select(func.count())
+        .select_from(Followup.__table__)
+        .where(f.rule_id.in_(rules.scalar_subquery()), f.status == "sent")
+    )
+    if since is not None:
+        stmt = stmt.where(f.sent_at >= since)
+    if until is not None:
+        stmt = stmt.where(f.sent_at < until)
+    return int(await s.scalar(stmt) or 0)
 
 
 async def followup_surveys(s: AsyncSession) -> list[str]:
@@ -406,6 +476,8 @@ __all__: Sequence[str] = (
     "followup_surveys",
     "followup_version_ids",
     "followup_versions",
+    "followups_sent",
+    "outside_campaigns",
     "participation",
     "previous_campaign",
     "record_chunks",

@@ -10,7 +10,8 @@ packages, `GET /flow-results/packages/{id}` gives one descriptor, and
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
@@ -21,15 +22,21 @@ from bot.results.service import (
     CampaignNotFound,
     NotFinal,
     ResultsError,
+    SurveyNotFound,
     campaign_results,
     export_bytes,
     find_package,
     list_packages,
+    load_campaign,
     package_descriptor,
     package_rows,
     parse_breakdowns,
+    period,
+    survey_results,
 )
+from flows.durations import format_duration
 from storage import repo_audit
+from storage.models import Campaign
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -66,7 +73,7 @@ async def get_results(request: web.Request) -> web.StreamResponse:
         return json_error(404, "no such campaign")
     query = request.query
     fmt = query.get("format", "json")
-    lang = query.get("lang", "sv")
+    lang = query.get("lang")
     partial = _flag(query.get("partial"))
     try:
         breakdowns = parse_breakdowns(query.get("breakdown"))
@@ -115,56 +122,153 @@ async def get_results(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _feedback_request(body: Any) -> tuple[dict[str, str] | None, str | None, bool | None]:
+def _query_day(name: str, value: str | None) -> date | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise ResultsError(f"{name} is not a date (YYYY-MM-DD)") from None
+
+
+async def get_survey_results(request: web.Request) -> web.Response:
+    """A follow-up survey's results: answers outside campaigns, `from` to `to` (both days
+    included, both optional)."""
+    runtime, _ = _runtime(request)
+    query = request.query
+    try:
+        since, until = period(
+            _query_day("from", query.get("from")), _query_day("to", query.get("to"))
+        )
+        data = await survey_results(
+            runtime,
+            request.match_info["survey_id"],
+            since=since,
+            until=until,
+            lang=query.get("lang"),
+            breakdowns=parse_breakdowns(query.get("breakdown")),
+        )
+    except SurveyNotFound as e:
+        return json_error(404, str(e))
+    except ResultsError as e:
+        return json_error(400, str(e))
+    return web.json_response(data.to_json())
+
+
+@dataclass(frozen=True, slots=True)
+class _FeedbackRequest:
+    text: dict[str, str] | None = None
+    plan_ref: dict[str, str] | str | None = None
+    without_text: list[str] | None = None
+    hold: bool | None = None
+    delay: int | None = None
+
+
+_FEEDBACK_FIELDS: Final = ("text", "plan_ref", "without_text", "hold", "delay")
+
+
+def _texts(name: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ResultsError(f'{name} must be an object of texts per language, e.g. {{"sv": "..."}}')
+    return value
+
+
+def _feedback_request(body: Any) -> _FeedbackRequest:
     if not isinstance(body, dict):
         raise ResultsError("expected a JSON object")
-    unknown = set(body) - {"text", "plan_ref", "hold"}
+    unknown = set(body) - set(_FEEDBACK_FIELDS)
     if unknown:
-        raise ResultsError(f"unknown field {', '.join(sorted(unknown))}")
+        raise ResultsError(
+            f"unknown field {', '.join(sorted(unknown))} (use {', '.join(_FEEDBACK_FIELDS)})"
+        )
     text = body.get("text")
-    if text is not None and (
-        not isinstance(text, dict) or not all(isinstance(v, str) for v in text.values())
-    ):
-        raise ResultsError('text must be an object of texts per language, e.g. {"sv": "..."}')
     plan_ref = body.get("plan_ref")
     if plan_ref is not None and not isinstance(plan_ref, str):
-        raise ResultsError("plan_ref must be a text")
+        plan_ref = _texts("plan_ref", plan_ref)
+    without = body.get("without_text")
+    if without is not None and (
+        not isinstance(without, list) or not all(isinstance(v, str) for v in without)
+    ):
+        raise ResultsError('without_text must be a list of languages, e.g. ["ar"]')
     hold = body.get("hold")
     if hold is not None and not isinstance(hold, bool):
         raise ResultsError("hold must be true or false")
-    return text, plan_ref, hold
+    delay = body.get("delay")
+    return _FeedbackRequest(
+        text=_texts("text", text) if text is not None else None,
+        plan_ref=plan_ref,
+        without_text=without,
+        hold=hold,
+        delay=feedback.parse_delay(delay) if delay is not None else None,
+    )
+
+
+async def _feedback_json(runtime: Runtime, campaign: Campaign) -> dict[str, Any]:
+    timing = await feedback.feedback_timing(runtime, campaign)
+    return {
+        "id": campaign.id,
+        "feedback_text": dict(campaign.feedback_text or {}),
+        "feedback_without_text": list(campaign.feedback_without_text or ()),
+        "plan_refs": dict(campaign.plan_refs or {}),
+        "feedback_status": campaign.feedback_status,
+        "feedback_to": campaign.feedback_to,
+        "feedback_delay": format_duration(campaign.feedback_delay),
+        "feedback_timing": timing.to_json(),
+    }
 
 
 async def put_feedback(request: web.Request) -> web.Response:
+    """The "what we will do" text and plan reference per language, the languages sent without a
+    text, the delay after closing and the hold: what `brukardialog feedback set` takes."""
     runtime, actor = _runtime(request)
     campaign_id = _campaign_id(request)
     if campaign_id is None:
         return json_error(404, "no such campaign")
     body = await json_body(request)
     try:
-        text, plan_ref, hold = _feedback_request(body)
+        wanted = _feedback_request(body)
         campaign = await feedback.set_feedback(
-            runtime, campaign_id, text=text, plan_ref=plan_ref, hold=hold, actor=actor
+            runtime,
+            campaign_id,
+            text=wanted.text,
+            plan_ref=wanted.plan_ref,
+            without_text=wanted.without_text,
+            hold=wanted.hold,
+            delay=wanted.delay,
+            actor=actor,
         )
     except CampaignNotFound as e:
         return json_error(404, str(e))
     except ResultsError as e:
         return json_error(400, str(e))
-    return web.json_response(
-        {
-            "id": campaign.id,
-            "feedback_text": dict(campaign.feedback_text or {}),
-            "plan_ref": campaign.plan_ref,
-            "feedback_status": campaign.feedback_status,
-            "feedback_to": campaign.feedback_to,
-        }
-    )
+    return web.json_response(await _feedback_json(runtime, campaign))
+
+
+async def post_feedback_send_now(request: web.Request) -> web.Response:
+    """Send a closed campaign's feedback now rather than after its delay."""
+    runtime, actor = _runtime(request)
+    campaign_id = _campaign_id(request)
+    if campaign_id is None:
+        return json_error(404, "no such campaign")
+    try:
+        await feedback.send_now(runtime, campaign_id, actor=actor)
+        async with runtime.db.transaction(read_only=True) as s:
+            campaign = await load_campaign(s, campaign_id)
+    except CampaignNotFound as e:
+        return json_error(404, str(e))
+    except ResultsError as e:
+        return json_error(409, str(e))
+    return web.json_response(await _feedback_json(runtime, campaign))
 
 
 def add_api_routes(api: web.Application) -> None:
     """Staff routes, mounted under /api/v1."""
     api.router.add_get("/campaigns/{id}/results", get_results)
+    api.router.add_get("/surveys/{survey_id}/results", get_survey_results)
     api.router.add_put("/campaigns/{id}/feedback", put_feedback)
+    api.router.add_post("/campaigns/{id}/feedback/send-now", post_feedback_send_now)
 
 
 # -- FLOIP Flow Results API -------------------------------------------------------------------
@@ -236,7 +340,7 @@ async def floip_responses(request: web.Request) -> web.Response:
         end = _timestamp("filter[end-timestamp]", query.get("filter[end-timestamp]"))
     except ValueError as e:
         return _jsonapi_error(400, "bad request", str(e))
-    rows = await package_rows(runtime, ref)
+    rows, attributes = await package_rows(runtime, ref)
     page = floip.page_rows(
         rows,
         after_cursor=after,
@@ -261,6 +365,7 @@ async def floip_responses(request: web.Request) -> web.Response:
             page,
             responses_url=f"{base}/{ref.id}/responses",
             descriptor_url=f"{base}/{ref.id}",
+            meta={"background_attributes": attributes.to_json()},
         )
     )
 

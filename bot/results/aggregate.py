@@ -17,9 +17,10 @@ from typing import Any, Final
 
 from bot.bands import age_band, contact_length_band
 from bot.results.redact import mask_pii
-from bot.results.suppress import publishable, suppress
+from bot.results.suppress import CELLS, GROUPS, RULES, publishable, suppress
+from bot.results.texts import group_texts, target_group_name
 from flows.conversation import AnswerValue
-from flows.model import Question, QuestionType, Survey, base_language, localize
+from flows.model import Question, QuestionType, Survey, localize
 
 __all__ = [
     "AGE_BANDS",
@@ -78,37 +79,6 @@ _AGGREGATED: Final = frozenset(
 )
 _NUMERIC_PER_VALUE_SPAN: Final = 20
 _NUMERIC_MAX_BINS: Final = 10
-
-_TEXTS: Final[Mapping[str, Mapping[str, str]]] = {
-    "sv": {
-        "missing": "Uppgift saknas",
-        "<6m": "Kortare än 6 månader",
-        "6-12m": "6–12 månader",
-        "1-3y": "1–3 år",
-        ">3y": "Mer än 3 år",
-        "kvinna": "Kvinna",
-        "man": "Man",
-        "annat": "Annat",
-        "years": "år",
-    },
-    "en": {
-        "missing": "Not stated",
-        "<6m": "Less than 6 months",
-        "6-12m": "6–12 months",
-        "1-3y": "1–3 years",
-        ">3y": "More than 3 years",
-        "kvinna": "Woman",
-        "man": "Man",
-        "annat": "Other",
-        "years": "years",
-    },
-}
-
-
-def texts_for(lang: str) -> Mapping[str, str]:
-    """Built-in labels in `lang` (English for languages without their own)."""
-    return _TEXTS.get(base_language(lang), _TEXTS["en"])
-
 
 # --- Input -----------------------------------------------------------------------------------
 
@@ -196,12 +166,17 @@ class Group:
     value: str | None
     label: str
     questions: tuple[QuestionFigures, ...]
+    """One per `Breakdown.question_ids`, in that order."""
 
 
 @dataclass(frozen=True, slots=True)
 class Breakdown:
+    """One dimension's groups. A background question is not broken down by itself: the
+    question a dimension is read from (`breakdown = "gender"`) is left out of its breakdown."""
+
     dimension: str
     groups: tuple[Group, ...]
+    question_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +201,8 @@ class Results:
     participation: ParticipationFigures
     questions: tuple[QuestionFigures, ...]
     breakdowns: tuple[Breakdown, ...] = ()
+    suppression: str = GROUPS
+    """The rule figures were withheld by (`bot.results.suppress`)."""
 
     def question(self, question_id: str) -> QuestionFigures | None:
         return next((q for q in self.questions if q.question_id == question_id), None)
@@ -293,8 +270,12 @@ def compute(
     k: int,
     breakdowns: Sequence[str] = (),
     lang: str = "sv",
+    suppression: str = GROUPS,
 ) -> Results:
     """Aggregate `records` for `survey`, broken down by `breakdowns`, with nothing below k.
+
+    `suppression` is the rule of `bot.results.suppress`: "groups" (a group of at least k who
+    answered a question shows every figure) or "cells" (no count below k anywhere).
 
     Every record given is counted (pass only completed ones for "completed answers only").
     A dimension's value comes from the survey's background question with that `breakdown` when
@@ -304,6 +285,8 @@ def compute(
     """
     if k < 1:
         raise ValueError("k must be at least 1")
+    if suppression not in RULES:
+        raise ValueError(f"unknown suppression rule {suppression!r} (use {', '.join(RULES)})")
     for dim in breakdowns:
         if dim not in DIMENSIONS:
             raise ValueError(f"unknown breakdown {dim!r} (use {', '.join(DIMENSIONS)})")
@@ -311,7 +294,7 @@ def compute(
         raise ValueError("a breakdown dimension is given twice")
     questions = [q for q in survey.questions if q.type in _AGGREGATED]
     tally = _Tally.run(survey, records, breakdowns)
-    texts = texts_for(lang)
+    texts = group_texts(lang)
     labels = [_GroupLabels(survey, dim, lang, texts) for dim in breakdowns]
     group_values = [sorted(values, key=labels[d].order) for d, values in enumerate(tally.values)]
     # Global group index: 0 is everybody, then the groups of each dimension in turn.
@@ -338,36 +321,54 @@ def compute(
     overall: list[QuestionFigures] = []
     by_group: list[list[QuestionFigures]] = [[] for _ in range(next_index)]
     for q in questions:
-        figures = _QuestionAggregate(survey, q, lang, per_question[q.id], dims, k).figures()
+        figures = _QuestionAggregate(
+            survey, q, lang, per_question[q.id], dims, k, suppression
+        ).figures()
         overall.append(figures[0])
         for g in range(1, next_index):
             by_group[g].append(figures[g])
-    result_breakdowns = tuple(
-        Breakdown(
-            dimension=dim,
-            groups=tuple(
-                Group(value=v, label=labels[d].label(v), questions=tuple(by_group[index[d][v]]))
-                for v in group_values[d]
-            ),
+    result_breakdowns = []
+    for d, dim in enumerate(breakdowns):
+        own = {q.id for q in survey.questions if q.breakdown == dim}
+        shown = [i for i, q in enumerate(questions) if q.id not in own]
+        result_breakdowns.append(
+            Breakdown(
+                dimension=dim,
+                groups=tuple(
+                    Group(
+                        value=v,
+                        label=labels[d].label(v),
+                        questions=tuple(by_group[index[d][v]][i] for i in shown),
+                    )
+                    for v in group_values[d]
+                ),
+                question_ids=tuple(questions[i].id for i in shown),
+            )
         )
-        for d, dim in enumerate(breakdowns)
-    )
     return Results(
         survey_id=survey.id,
         survey_version=survey.version,
         lang=lang,
         k=k,
-        participation=_participation(participation, k),
+        participation=_participation(participation, k, suppression),
         questions=tuple(overall),
-        breakdowns=result_breakdowns,
+        breakdowns=tuple(result_breakdowns),
+        suppression=suppression,
     )
 
 
-def _participation(p: Participation, k: int) -> ParticipationFigures:
-    def figure(v: int) -> Figure:
-        return Figure(v) if publishable(v, k) else SUPPRESSED
+def _participation(p: Participation, k: int, suppression: str) -> ParticipationFigures:
+    """Counts of people, not answers. Under "groups" the campaign is the group: with at least k
+    invited, how many were asked, started and opted out is shown; how many completed, which
+    bounds every question's n, is shown only when 0 or at least k under both rules."""
+    group_shown = suppression == GROUPS and p.invited >= k
 
-    if p.invited <= 0:
+    def figure(v: int) -> Figure:
+        return Figure(v) if group_shown or publishable(v, k) else SUPPRESSED
+
+    if p.invited <= 0 or p.completed > p.invited:
+        # More completed than invited: people came another way too (a follow-up sent before
+        # the period, a keyword), so a rate would mean nothing.
         rate = NOT_APPLICABLE
     elif p.completed >= k:
         rate = Figure(p.completed / p.invited)
@@ -376,7 +377,7 @@ def _participation(p: Participation, k: int) -> ParticipationFigures:
     return ParticipationFigures(
         invited=figure(p.invited),
         started=figure(p.started),
-        completed=figure(p.completed),
+        completed=Figure(p.completed) if publishable(p.completed, k) else SUPPRESSED,
         opted_out=figure(p.opted_out),
         response_rate=rate,
     )
@@ -489,6 +490,7 @@ class _GroupLabels:
     def __init__(self, survey: Survey, dim: str, lang: str, texts: Mapping[str, str]) -> None:
         self._texts = texts
         self._dim = dim
+        self._lang = lang
         source = next((q for q in survey.questions if q.breakdown == dim), None)
         self._choices: dict[str, str] = {}
         if source is not None:
@@ -523,6 +525,8 @@ class _GroupLabels:
             return f"{value} {self._texts['years']}"
         if self._dim in ("contact_length", "gender") and value in self._texts:
             return self._texts[value]
+        if self._dim == "target_group":
+            return target_group_name(value, self._lang)
         return value
 
 
@@ -537,9 +541,14 @@ class _QuestionAggregate:
         tables: list[dict[Hashable, int]],
         dims: list[list[int]],
         k: int,
+        rule: str,
     ) -> None:
         self.q = question
         self.k = k
+        self.rule = rule
+        # Under "groups" every figure of a published group is published; under "cells" a
+        # derived figure also needs a base of k.
+        self.min_base = k if rule == CELLS else 1
         self.dims = dims
         self.label = localize(question.text, lang, survey.default_language)
         self.lang = lang
@@ -572,7 +581,7 @@ class _QuestionAggregate:
         keys = [c.id for c in self.q.choices]
         rows = [[table.get(key, 0) for key in keys] for table in self.tables]
         n = [sum(row) for row in rows]
-        mask = suppress(n, self.dims, [rows], self.k)
+        mask = suppress(n, self.dims, [rows], self.k, rule=self.rule)
         positive = [i for i, key in enumerate(keys) if key in self.q.positive]
         dont_know = [i for i, key in enumerate(keys) if key in self.q.dont_know]
         out = []
@@ -631,7 +640,7 @@ class _QuestionAggregate:
         ]
         if positive_ids:
             partitions.append(outcome)
-        mask = suppress(n, self.dims, partitions, self.k)
+        mask = suppress(n, self.dims, partitions, self.k, rule=self.rule)
         out = []
         for g in range(len(n)):
             if not mask.n_ok[g]:
@@ -679,7 +688,7 @@ class _QuestionAggregate:
         labels = dict(zip(keys, (_bin_label(a, b) for a, b in bins), strict=True))
         rows = [_bin_counts(valid, bins) for valid in values]
         n = [sum(row) for row in rows]
-        mask = suppress(n, self.dims, [rows], self.k)
+        mask = suppress(n, self.dims, [rows], self.k, rule=self.rule)
         top_two = [len(bins) - 2, len(bins) - 1] if scale and len(bins) >= 2 else []
         out = []
         for g, row in enumerate(rows):
@@ -695,7 +704,7 @@ class _QuestionAggregate:
                 )
             mean = median = NOT_APPLICABLE
             if n[g] > 0:
-                if all(ok) and n[g] >= self.k:
+                if all(ok) and n[g] >= self.min_base:
                     mean, median = _mean_median(values[g], n[g])
                 else:
                     mean = median = SUPPRESSED
@@ -716,7 +725,7 @@ class _QuestionAggregate:
 
     def _date(self) -> list[QuestionFigures]:
         n = [table.get(_PRESENT, 0) for table in self.tables]
-        mask = suppress(n, self.dims, [], self.k)
+        mask = suppress(n, self.dims, [], self.k, rule=self.rule)
         return [
             self._figure({"n": Figure(count) if mask.n_ok[g] else SUPPRESSED})
             for g, count in enumerate(n)
@@ -757,7 +766,7 @@ class _QuestionAggregate:
     def _share(self, part: int, base: int, components_ok: bool) -> Figure:
         if base <= 0:
             return NOT_APPLICABLE
-        if not components_ok or base < self.k:
+        if not components_ok or base < self.min_base:
             return SUPPRESSED
         return Figure(part / base)
 

@@ -3,9 +3,12 @@
 Format: UTF-8 with a byte-order mark (so Excel shows å, ä, ö), comma-separated, fields quoted
 when they hold a comma, quote or line break (RFC 4180, `\\r\\n` line ends). We use "," rather than
 the ";" Swedish Excel expects on double-click because "," is what every other tool reads; staff
-who want a spreadsheet use the XLSX export. Free text is masked (`redact.mask_pii`) and cells
-that would start with = + - @ are prefixed with ' so a spreadsheet does not run them as formulas.
-Respondent ids are the random respondent ids (pseudonymous), or whatever `pseudonym` maps them to.
+who want a spreadsheet use the XLSX export. Free text is masked (`redact.mask_pii`) and every
+cell goes through `cells.safe_cell`, so a spreadsheet never runs one as a formula. Respondent ids
+are the random respondent ids (pseudonymous), or whatever `pseudonym` maps them to.
+
+Background attributes are the columns `RawAttributes.included` names (see `background`); when
+some were left out, the file starts with one `#` comment line that says which and why.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from pathlib import Path
 from typing import IO
 
 from bot.results.aggregate import ResponseRecord
+from bot.results.background import ATTRIBUTE_COLUMNS, RawAttributes, all_attributes
+from bot.results.cells import safe_row
 from bot.results.redact import mask_pii
 from flows.conversation import AnswerValue
 from flows.model import Question, QuestionType, Survey, localize
 
-__all__ = ["ATTRIBUTE_COLUMNS", "answer_rows", "header", "safe_cell", "write_answers_csv"]
+__all__ = ["ATTRIBUTE_COLUMNS", "answer_rows", "header", "write_answers_csv"]
 
-ATTRIBUTE_COLUMNS = ("gender", "target_group", "unit", "contact_length", "age_group", "language")
 _BASE_COLUMNS = (
     "respondent",
     "question_id",
@@ -32,17 +36,11 @@ _BASE_COLUMNS = (
     "value_label",
     "answered_on",
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def header(attributes: Sequence[str] = ATTRIBUTE_COLUMNS) -> list[str]:
     """Column names of `answer_rows`."""
     return [*_BASE_COLUMNS, *attributes]
-
-
-def safe_cell(text: str) -> str:
-    """Text a spreadsheet will show, not evaluate (OWASP CSV injection)."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def answer_rows(
@@ -52,12 +50,14 @@ def answer_rows(
     lang: str = "sv",
     attributes: Sequence[str] = ATTRIBUTE_COLUMNS,
     pseudonym: Callable[[str], str] = str,
-) -> Iterator[list[str]]:
-    """One row per answered (not skipped) question, in survey order per respondent."""
+) -> Iterator[list[str | int]]:
+    """One row per answered (not skipped) question, in survey order per respondent.
+
+    Cells are plain values (numbers stay numbers); writers escape them with `cells.safe_row`."""
     questions = [q for q in survey.questions if q.type is not QuestionType.MESSAGE]
     for record in records:
         respondent = pseudonym(record.respondent_id)
-        extra = [safe_cell(_text(record.attributes.get(name))) for name in attributes]
+        extra = [_text(record.attributes.get(name)) for name in attributes]
         for q in questions:
             value = record.answers.get(q.id)
             if value is None:
@@ -68,21 +68,21 @@ def answer_rows(
                 q.id,
                 q.type.value,
                 format_value(q, value),
-                safe_cell(value_label(survey, q, value, lang)),
+                value_label(survey, q, value, lang),
                 answered_on.isoformat(),
                 *extra,
             ]
 
 
-def format_value(question: Question, value: AnswerValue) -> str:
-    """The stored value as text: ids joined by ";", numbers as digits, free text masked."""
+def format_value(question: Question, value: AnswerValue) -> str | int:
+    """The stored value: ids joined by ";", numbers as numbers, free text masked."""
     if isinstance(value, list):
-        return safe_cell(";".join(str(v) for v in value))
-    if isinstance(value, int):
-        return str(value)
+        return ";".join(str(v) for v in value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     if question.type is QuestionType.OPEN:
-        return safe_cell(mask_pii(str(value)))
-    return safe_cell(str(value))
+        return mask_pii(str(value))
+    return str(value)
 
 
 def value_label(survey: Survey, question: Question, value: AnswerValue, lang: str) -> str:
@@ -109,14 +109,17 @@ def write_answers_csv(
     records: Iterable[ResponseRecord],
     *,
     lang: str = "sv",
-    attributes: Sequence[str] = ATTRIBUTE_COLUMNS,
+    attributes: RawAttributes | None = None,
     pseudonym: Callable[[str], str] = str,
 ) -> int:
-    """Write the CSV to a path or a binary stream (left open); returns the number of answers."""
+    """Write the CSV to a path or a binary stream (left open); returns the number of answers.
+
+    `attributes` is the outcome of `background.raw_attributes` (every attribute if None)."""
+    attrs = attributes or all_attributes()
     if isinstance(target, Path):
         with target.open("wb") as stream:
-            return _write(stream, survey, records, lang, attributes, pseudonym)
-    return _write(target, survey, records, lang, attributes, pseudonym)
+            return _write(stream, survey, records, lang, attrs, pseudonym)
+    return _write(target, survey, records, lang, attrs, pseudonym)
 
 
 def _write(
@@ -124,18 +127,20 @@ def _write(
     survey: Survey,
     records: Iterable[ResponseRecord],
     lang: str,
-    attributes: Sequence[str],
+    attributes: RawAttributes,
     pseudonym: Callable[[str], str],
 ) -> int:
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="", write_through=True)
     try:
         writer = csv.writer(text, dialect="excel")
-        writer.writerow(header(attributes))
+        if attributes.left_out:
+            text.write("# " + " ".join(attributes.notes(lang, sep="; ")) + "\r\n")
+        writer.writerow(safe_row(header(attributes.included)))
         count = 0
         for row in answer_rows(
-            survey, records, lang=lang, attributes=attributes, pseudonym=pseudonym
+            survey, records, lang=lang, attributes=attributes.included, pseudonym=pseudonym
         ):
-            writer.writerow(row)
+            writer.writerow(safe_row(row))
             count += 1
         text.flush()
     finally:

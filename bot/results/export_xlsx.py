@@ -1,9 +1,13 @@
 """Results as an Excel workbook: summary, one sheet per breakdown, and the raw answers.
 
 Sheets: "Sammanfattning" (participation and every question with its choices), one sheet per
-breakdown dimension (groups as columns), and "Svar" (one row per answer, pseudonymous, free text
-masked) when records are given. Withheld figures are shown as "–" and a note row states the k
-rule. Every sheet has a bold, frozen header row and set column widths.
+breakdown dimension (groups as columns), and, when records are given, "Svar" (one row per answer,
+pseudonymous, free text masked) with "Om svaren", which says what the rows hold and which
+background attributes were left out of them (`background`). Headings are in the results'
+language (sv, en or ar). Withheld figures are shown as "–" and a note row states the rule. Every
+cell goes through `cells.safe_cell` (one `_append` writes every row), so no text from answers,
+survey files or contact lists (a unit named `=HYPERLINK(...)`) becomes a formula. Every sheet has
+a bold, frozen header row and set column widths.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from bot.results.aggregate import Figure, QuestionFigures, ResponseRecord, Results
-from bot.results.export_csv import ATTRIBUTE_COLUMNS, answer_rows, header
-from flows.model import Survey, base_language
+from bot.results.background import RawAttributes, all_attributes
+from bot.results.cells import safe_row
+from bot.results.export_csv import answer_rows, header
+from bot.results.texts import staff_texts
+from flows.model import Survey
 
 __all__ = ["SUPPRESSED_MARK", "sheet_title", "write_results_xlsx"]
 
@@ -27,67 +34,6 @@ SUPPRESSED_MARK: Final = "–"
 _PERCENT: Final = "0%"
 _DECIMAL: Final = "0.0"
 _MAX_WIDTH: Final = 60
-
-_LABELS: Final[Mapping[str, Mapping[str, str]]] = {
-    "sv": {
-        "summary": "Sammanfattning",
-        "answers": "Svar",
-        "question": "Fråga",
-        "row": "Svarsalternativ",
-        "count": "Antal",
-        "share": "Andel",
-        "share_positive": "Andel positiva",
-        "mean": "Medelvärde",
-        "median": "Median",
-        "participation": "Deltagande",
-        "invited": "Inbjudna",
-        "started": "Påbörjade",
-        "completed": "Slutförda",
-        "opted_out": "Avböjda",
-        "response_rate": "Svarsfrekvens",
-        "n": "Antal svar",
-        "total": "Totalt",
-        "figure": "Uppgift",
-        "note": (
-            "– = uppgiften visas inte: den bygger på färre än {k} personer, eller skulle kunna "
-            "räknas fram ur andra siffror i tabellen. Ingen siffra bygger på färre än {k} personer."
-        ),
-        "gender": "Kön",
-        "target_group": "Målgrupp",
-        "contact_length": "Kontakttid",
-        "unit": "Enhet",
-        "age": "Ålder",
-    },
-    "en": {
-        "summary": "Summary",
-        "answers": "Answers",
-        "question": "Question",
-        "row": "Answer option",
-        "count": "Count",
-        "share": "Share",
-        "share_positive": "Share positive",
-        "mean": "Mean",
-        "median": "Median",
-        "participation": "Participation",
-        "invited": "Invited",
-        "started": "Started",
-        "completed": "Completed",
-        "opted_out": "Opted out",
-        "response_rate": "Response rate",
-        "n": "Answers",
-        "total": "Total",
-        "figure": "Figure",
-        "note": (
-            "– = not shown: it rests on fewer than {k} people, or could be worked out from other "
-            "figures in the table. No figure rests on fewer than {k} people."
-        ),
-        "gender": "Gender",
-        "target_group": "Target group",
-        "contact_length": "Length of contact",
-        "unit": "Unit",
-        "age": "Age",
-    },
-}
 
 _FORBIDDEN_IN_TITLE: Final = str.maketrans({c: " " for c in "[]:*?/\\"})
 
@@ -97,6 +43,12 @@ def sheet_title(text: str) -> str:
     return text.translate(_FORBIDDEN_IN_TITLE).strip()[:31] or "Blad"
 
 
+def note(results: Results, labels: Mapping[str, str]) -> str:
+    """What "–" means under the rule the results were withheld by."""
+    key = "note_cells" if results.suppression == "cells" else "note_groups"
+    return labels[key].format(mark=SUPPRESSED_MARK, k=results.k)
+
+
 def write_results_xlsx(
     target: Path | IO[bytes],
     survey: Survey,
@@ -104,9 +56,12 @@ def write_results_xlsx(
     *,
     records: Iterable[ResponseRecord] | None = None,
     lang: str | None = None,
+    attributes: RawAttributes | None = None,
 ) -> None:
-    """Write the workbook to a path or a binary stream such as BytesIO."""
-    labels = _LABELS.get(base_language(lang or results.lang), _LABELS["en"])
+    """Write the workbook to a path or a binary stream such as BytesIO.
+
+    `attributes` says which background attributes the raw rows carry (every one if None)."""
+    labels = staff_texts(lang or results.lang)
     workbook = Workbook()
     summary = workbook.active
     assert summary is not None
@@ -118,16 +73,30 @@ def write_results_xlsx(
         )
         _breakdown(sheet, results, breakdown.dimension, labels)
     if records is not None:
+        attrs = attributes or all_attributes()
         sheet = workbook.create_sheet(sheet_title(labels["answers"]))
-        sheet.append(header(ATTRIBUTE_COLUMNS))
-        for row in answer_rows(survey, records, lang=lang or results.lang):
-            sheet.append(row)
+        _append(sheet, header(attrs.included))
+        for row in answer_rows(
+            survey, records, lang=lang or results.lang, attributes=attrs.included
+        ):
+            _append(sheet, row)
         _finish(sheet)
+        about = workbook.create_sheet(sheet_title(labels["about"]))
+        _append(about, [labels["about"]])
+        for line in (labels["about_rows"], *attrs.notes(lang or results.lang)):
+            _append(about, [line])
+        _finish(about, wrap_first=True)
     workbook.save(target)
 
 
+def _append(sheet: Worksheet, values: Iterable[object]) -> None:
+    """The one way a row gets into a sheet: every cell escaped."""
+    sheet.append(safe_row(values))
+
+
 def _summary(sheet: Worksheet, results: Results, labels: Mapping[str, str]) -> None:
-    sheet.append(
+    _append(
+        sheet,
         [
             labels["question"],
             labels["row"],
@@ -136,15 +105,15 @@ def _summary(sheet: Worksheet, results: Results, labels: Mapping[str, str]) -> N
             labels["share_positive"],
             labels["mean"],
             labels["median"],
-        ]
+        ],
     )
     p = results.participation
-    sheet.append([labels["participation"]])
+    _append(sheet, [labels["participation"]])
     sheet.cell(sheet.max_row, 1).font = Font(bold=True)
     for name in ("invited", "started", "completed", "opted_out"):
         _row(sheet, ["", labels[name], getattr(p, name)])
     _row(sheet, ["", labels["response_rate"], None, p.response_rate])
-    sheet.append([])
+    _append(sheet, [])
     for q in results.questions:
         _row(
             sheet,
@@ -154,8 +123,8 @@ def _summary(sheet: Worksheet, results: Results, labels: Mapping[str, str]) -> N
         sheet.cell(sheet.max_row, 1).font = Font(bold=True)
         for count in q.counts:
             _row(sheet, ["", count.label, count.count, count.share])
-    sheet.append([])
-    sheet.append([labels["note"].format(k=results.k)])
+    _append(sheet, [])
+    _append(sheet, [note(results, labels)])
     sheet.cell(sheet.max_row, 1).font = Font(italic=True)
     _finish(sheet, wrap_first=True)
 
@@ -166,10 +135,12 @@ def _breakdown(
     breakdown = results.breakdown(dimension)
     assert breakdown is not None
     groups = breakdown.groups
-    sheet.append(
-        [labels["question"], labels["figure"], labels["total"], *(g.label for g in groups)]
+    _append(
+        sheet, [labels["question"], labels["figure"], labels["total"], *(g.label for g in groups)]
     )
-    for qi, q in enumerate(results.questions):
+    for qi, question_id in enumerate(breakdown.question_ids):
+        q = results.question(question_id)
+        assert q is not None
         columns: list[QuestionFigures] = [q, *(g.questions[qi] for g in groups)]
         _row(sheet, [q.label, labels["n"], *(c.n for c in columns)])
         sheet.cell(sheet.max_row, 1).font = Font(bold=True)
@@ -186,8 +157,8 @@ def _breakdown(
             _row(sheet, ["", labels["share_positive"], *(c.share_positive for c in columns)])
         if q.mean.value is not None or q.mean.suppressed:
             _row(sheet, ["", labels["mean"], *(c.mean for c in columns)], number_format=_DECIMAL)
-    sheet.append([])
-    sheet.append([labels["note"].format(k=results.k)])
+    _append(sheet, [])
+    _append(sheet, [note(results, labels)])
     sheet.cell(sheet.max_row, 1).font = Font(italic=True)
     _finish(sheet, wrap_first=True)
 
@@ -209,7 +180,7 @@ def _row(
             cells.append(SUPPRESSED_MARK if value.suppressed else value.value)
         else:
             cells.append(value)
-    sheet.append(cells)
+    _append(sheet, cells)
     row = sheet.max_row
     for col, value in enumerate(cells, start=1):
         cell = sheet.cell(row, col)

@@ -4,10 +4,17 @@ Campaigns: when a campaign closes, the campaign code schedules `campaign.feedbac
 closed_at + feedback_delay. The task sends every person who completed the survey (or everyone
 invited, per `Campaign.feedback_to`) one short message in their language on the channel they
 were invited on: how many answered, up to three headline results (questions with `positive`
-choices, withheld ones left out), the staff's "what we will do" text, and the link to the public
-results page. Exactly once per person: `Invitation.feedback_sent` is set in the same transaction
-that queues the message, so the task is safe to re-run. Held feedback waits (re-checked daily);
-opted-out people get nothing; messages wait for the end of quiet hours.
+choices, withheld ones left out), the staff's "what we will do" text and plan reference in that
+language, and the link to the public results page. Exactly once per person:
+`Invitation.feedback_sent` is set in the same transaction that queues the message, so the task is
+safe to re-run. Held feedback waits (re-checked daily); opted-out people get nothing; messages
+wait for the end of quiet hours. `send_now` brings the task forward; `set_feedback(delay=...)`
+moves it.
+
+At most three SMS segments, and the staff's text is never cut: `set_feedback` refuses a text that
+would not fit (saying how many segments each language would take), checking the longest form the
+rest of the message can take, and `compose` fits by leaving out headlines, never words. A
+language with no text is refused unless staff say to send that language without one.
 
 Follow-up surveys never close, so `followup.feedback:<survey>:<period>` runs after every
 quarter and feeds back to those whose follow-up conversation was completed in it, once at least
@@ -18,10 +25,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Final
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,7 +42,8 @@ from bot.results.texts import feedback_texts
 from bot.timewindows import next_allowed
 from flows import engine
 from flows.conversation import MessageKind, OutMessage
-from flows.model import QuestionType, Survey, localize
+from flows.durations import format_duration, parse_duration
+from flows.model import QuestionType, Survey, base_language, localize
 from flows.segments import SegmentInfo, segment_info
 from storage import repo_audit, repo_contacts, repo_messages, repo_results, repo_tasks
 from storage.models import Campaign
@@ -48,15 +57,19 @@ log = logging.getLogger(__name__)
 __all__ = [
     "FEEDBACK_TASK",
     "FOLLOWUP_TASK",
+    "FeedbackTiming",
     "Preview",
     "compose",
+    "feedback_timing",
     "hold",
+    "parse_delay",
     "preview",
     "register",
     "release",
     "run_campaign_feedback",
     "run_followup_feedback",
     "schedule_periodic",
+    "send_now",
     "set_feedback",
 ]
 
@@ -68,6 +81,9 @@ PER_RUN: Final = 2000
 """People per task run; a larger campaign continues in a fresh task right away."""
 HELD_RETRY: Final = timedelta(days=1)
 MAX_SEGMENTS: Final = 3
+MAX_TEXT: Final = 1000
+"""Characters of a staff text or plan reference (the segment check is the real limit)."""
+MAX_DELAY: Final = 365 * 24 * 3600
 MAX_HEADLINES: Final = 3
 QUESTION_CHARS: Final = 60
 FOLLOWUP_DELAY: Final = timedelta(days=3)
@@ -118,6 +134,38 @@ def headlines(survey: Survey, results: Results, lang: str) -> list[str]:
     return out
 
 
+def _staff_part(lang: str, text: str | None, plan_ref: str | None) -> str:
+    """The staff's part in `lang`: "What we will do: ... (plan)"; a plan only goes with a text."""
+    texts = feedback_texts(lang)
+    staff = " ".join((text or "").split())
+    if not staff:
+        return ""
+    said = texts["we_will"].format(text=staff)
+    plan = " ".join((plan_ref or "").split())
+    return f"{said} {texts['plan'].format(plan=plan)}" if plan else said
+
+
+def _hello(survey: Survey, lang: str) -> str:
+    texts = feedback_texts(lang)
+    sender = localize(survey.sender, lang, survey.default_language) if survey.sender else ""
+    return texts["hello_from"].format(sender=sender) if sender else texts["hello"]
+
+
+def _fit(
+    fixed_head: Sequence[str],
+    optional: Sequence[str],
+    fixed_tail: Sequence[str],
+    max_segments: int,
+) -> tuple[str, int]:
+    """The message with as many of the `optional` lines (in order) as fit in `max_segments`,
+    and how many that was. The fixed lines always go in whole."""
+    for count in range(len(optional), -1, -1):
+        message = "\n".join([*fixed_head, *optional[:count], *fixed_tail])
+        if segment_info(message).segments <= max_segments or count == 0:
+            return message, count
+    raise AssertionError("unreachable")
+
+
 def compose(
     survey: Survey,
     results: Results,
@@ -128,50 +176,63 @@ def compose(
     link: str | None = None,
     max_segments: int = MAX_SEGMENTS,
 ) -> str:
-    """The feedback message in `lang`, at most `max_segments` SMS segments where it can be.
+    """The feedback message in `lang`, within `max_segments` SMS segments where it can be.
 
     Nothing withheld is shown: with fewer than k completed it only says there were too few.
-    To fit, headlines go first (one is kept), then the staff text is shortened."""
+    Headlines (or, without any, the note that results are hidden) go in only as far as they fit;
+    the greeting, the count, the staff's text with the plan reference and the link always go in
+    whole (`set_feedback` makes sure they fit)."""
+    return _compose(survey, results, lang, text, plan_ref, link, max_segments)[0]
+
+
+def _compose(
+    survey: Survey,
+    results: Results,
+    lang: str,
+    text: str | None,
+    plan_ref: str | None,
+    link: str | None,
+    max_segments: int,
+) -> tuple[str, int]:
+    """The message and how many of its optional lines had to be left out to fit."""
     texts = feedback_texts(lang)
-    sender = localize(survey.sender, lang, survey.default_language) if survey.sender else ""
-    hello = texts["hello_from"].format(sender=sender) if sender else texts["hello"]
     completed = results.participation.completed
-    lines = [hello]
-    heads: list[str] = []
+    optional: list[str] = []
     if completed.suppressed or not completed.value or completed.value < results.k:
-        lines.append(texts["too_few"])
+        head = [_hello(survey, lang), texts["too_few"]]
     else:
-        lines.append(texts["answered"].format(n=int(completed.value)))
-        heads = headlines(survey, results, lang)
-        if not heads:
-            lines.append(texts["hidden"])
-    staff = " ".join((text or "").split())
-    tail_link = [texts["link"].format(link=link)] if link else []
-    plan = texts["plan"].format(plan=" ".join(plan_ref.split())) if plan_ref else ""
+        head = [_hello(survey, lang), texts["answered"].format(n=int(completed.value))]
+        optional = headlines(survey, results, lang) or [texts["hidden"]]
+    tail = [part for part in (_staff_part(lang, text, plan_ref),) if part]
+    if link:
+        tail.append(texts["link"].format(link=link))
+    message, kept = _fit(head, optional, tail, max_segments)
+    return message, len(optional) - kept
 
-    def render(head_count: int, staff_text: str) -> str:
-        parts = [*lines, *heads[:head_count]]
-        if staff_text:
-            said = texts["we_will"].format(text=staff_text)
-            parts.append(f"{said} {plan}" if plan else said)
-        parts.extend(tail_link)
-        return "\n".join(parts)
 
-    def fits(message: str) -> bool:
-        return segment_info(message).segments <= max_segments
-
-    count = len(heads)
-    message = render(count, staff)
-    while not fits(message) and count > 1:
-        count -= 1
-        message = render(count, staff)
-    limit = len(staff)
-    while not fits(message) and limit > 20:
-        limit -= 20
-        message = render(count, _shorten(staff, limit))
-    if not fits(message) and count:
-        message = render(0, _shorten(staff, limit))
-    return message
+def longest_frame(
+    survey: Survey,
+    lang: str,
+    *,
+    text: str | None,
+    plan_ref: str | None,
+    link: str | None,
+    most_answered: int,
+) -> SegmentInfo:
+    """What the parts of the message that always go in can cost at most: the greeting, "too
+    few answered" or "N answered" (N at most `most_answered`), the staff's part and the link."""
+    texts = feedback_texts(lang)
+    tail = [part for part in (_staff_part(lang, text, plan_ref),) if part]
+    if link:
+        tail.append(texts["link"].format(link=link))
+    costs = [
+        segment_info("\n".join([_hello(survey, lang), opening, *tail]))
+        for opening in (
+            texts["too_few"],
+            texts["answered"].format(n=max(most_answered, 10)),
+        )
+    ]
+    return max(costs, key=lambda info: (info.segments, info.units))
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +243,12 @@ class Preview:
     text: str
     segments: SegmentInfo
     recipients: int
+    staff_text: str | None = None
+    """The "what we will do" text in this language (None: sent without one)."""
+    without_text: bool = False
+    """Staff chose to send this language without a text."""
+    left_out: int = 0
+    """Headlines (or the "hidden" note) left out to fit the SMS cap."""
 
 
 # -- staff actions ----------------------------------------------------------------------------
@@ -194,42 +261,152 @@ async def _campaign_for_update(s: AsyncSession, campaign_id: int) -> Campaign:
     return campaign
 
 
+def parse_delay(value: object) -> int:
+    """A feedback delay: a duration text ("3d", "12h", "0s") or whole seconds, 0 to a year."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ResultsError('the delay must be a duration like "3d" or whole seconds')
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text.isdigit() or text in ("0s", "0m", "0h", "0d"):
+            seconds = int(text.rstrip("smhd") or 0)
+        else:
+            try:
+                seconds = parse_duration(text)
+            except ValueError as e:
+                raise ResultsError(f"delay: {e}") from None
+    else:
+        seconds = value
+    if not 0 <= seconds <= MAX_DELAY:
+        raise ResultsError("the delay must be between 0 and 365 days")
+    return seconds
+
+
+def _clean(value: object, what: str, lang: str) -> str:
+    if not isinstance(value, str):
+        raise ResultsError(f"the {what} in {lang} must be text")
+    cleaned = " ".join(value.split())
+    if len(cleaned) > MAX_TEXT:
+        raise ResultsError(f"the {what} in {lang} is longer than {MAX_TEXT} characters")
+    return cleaned
+
+
+def _check_languages(survey: Survey, langs: Iterable[str]) -> None:
+    for lang in langs:
+        if lang not in survey.languages:
+            raise ResultsError(
+                f"the survey has no language {lang!r} (it has {', '.join(survey.languages)})"
+            )
+
+
+def _not_gsm(text: str) -> list[str]:
+    """Characters that turn an SMS into UCS-2 (70 instead of 160 characters a segment)."""
+    return sorted({c for c in text if segment_info(c).encoding == "UCS-2"})
+
+
+_GSM_HINTS: Final = {"–": "-", "—": "-", "…": "...", "’": "'", "‘": "'", "“": '"', "”": '"'}
+
+
+def _too_long(
+    costs: Mapping[str, SegmentInfo],
+    texts: Mapping[str, str],
+    plans: Mapping[str, str],
+) -> str | None:
+    """The refusal when some language's message would be over the cap, else None."""
+    over = [lang for lang, info in costs.items() if info.segments > MAX_SEGMENTS]
+    if not over:
+        return None
+    parts = []
+    for lang, info in costs.items():
+        mark = f" (over {MAX_SEGMENTS})" if lang in over else ""
+        parts.append(
+            f"{lang} {info.segments} segment(s), {info.encoding}, {info.units} characters{mark}"
+        )
+    lines = [
+        f"the feedback message would be more than {MAX_SEGMENTS} SMS segments: "
+        + "; ".join(parts)
+        + f". Shorten the text in {', '.join(over)} (nothing is cut to fit)."
+    ]
+    for lang in over:
+        if costs[lang].encoding != "UCS-2" or base_language(lang) not in ("sv", "en"):
+            continue
+        odd = _not_gsm(f"{texts.get(lang, '')} {plans.get(lang, '')}")
+        if odd:
+            hints = ", ".join(
+                f"'{c}' (write '{_GSM_HINTS[c]}')" if c in _GSM_HINTS else f"'{c}'" for c in odd
+            )
+            lines.append(
+                f"{lang}: {hints} is not in the SMS alphabet, so the whole message goes as "
+                "UCS-2, 67 characters a segment instead of 153."
+            )
+    return " ".join(lines)
+
+
 async def set_feedback(
     runtime: Runtime,
     campaign_id: int,
     *,
     text: Mapping[str, str] | None = None,
-    plan_ref: str | None = None,
+    plan_ref: Mapping[str, str] | str | None = None,
+    without_text: Sequence[str] | None = None,
     hold: bool | None = None,
+    delay: int | None = None,
     actor: str,
 ) -> Campaign:
-    """Store the "what we will do" text per language (empty text removes it), the plan
-    reference and whether feedback is held. Refused once feedback has gone out."""
+    """Store the "what we will do" text per language (an empty text removes it), the plan
+    reference (per language, or one text for all), the languages to send without a text, the
+    delay after closing, and whether feedback is held. Refused once feedback has gone out.
+
+    Texts: every language of the survey must then have one, or be in `without_text`. Each
+    language's message must fit in three SMS segments in its longest form; the refusal gives
+    each language's segment count. Nothing is stored when anything is refused."""
     async with runtime.db.transaction() as s:
         campaign = await _campaign_for_update(s, campaign_id)
         survey = await runtime.catalog.version(s, campaign.survey_version_id)
-        if campaign.feedback_status in (SENDING, SENT) and (text or plan_ref is not None):
+        changes_text = text is not None or plan_ref is not None or without_text is not None
+        if campaign.feedback_status in (SENDING, SENT) and (changes_text or delay is not None):
             raise ResultsError(
                 f"the feedback of campaign {campaign_id} is already {campaign.feedback_status}"
             )
         texts = dict(campaign.feedback_text or {})
-        for lang, value in (text or {}).items():
-            if lang not in survey.languages:
+        bare = set(campaign.feedback_without_text or ())
+        plans = dict(campaign.plan_refs or {})
+        if text is not None:
+            _check_languages(survey, text)
+            for lang, value in text.items():
+                cleaned = _clean(value, "feedback text", lang)
+                if cleaned:
+                    texts[lang] = cleaned
+                    bare.discard(lang)
+                else:
+                    texts.pop(lang, None)
+        if without_text is not None:
+            _check_languages(survey, without_text)
+            given = [lang for lang in without_text if text and (text.get(lang) or "").strip()]
+            if given:
                 raise ResultsError(
-                    f"the survey has no language {lang!r} (it has {', '.join(survey.languages)})"
+                    f"{', '.join(given)}: given a text and told to go without one; pick one"
                 )
-            if not isinstance(value, str):
-                raise ResultsError("feedback text must be text")
-            cleaned = " ".join(value.split())
-            if len(cleaned) > 300:
-                raise ResultsError("feedback text is too long for an SMS (at most 300 characters)")
-            if cleaned:
-                texts[lang] = cleaned
-            else:
+            for lang in without_text:
                 texts.pop(lang, None)
-        campaign.feedback_text = texts
+                bare.add(lang)
+        if text is not None or without_text is not None:
+            missing = [lang for lang in survey.languages if lang not in texts and lang not in bare]
+            if missing:
+                raise ResultsError(
+                    f"no feedback text in {', '.join(missing)}: give one per language "
+                    f'(--text {missing[0]}="..."), or send '
+                    f"{'that language' if len(missing) == 1 else 'those languages'} without "
+                    f"one (--without-text {','.join(missing)})"
+                )
         if plan_ref is not None:
-            campaign.plan_ref = " ".join(plan_ref.split())[:200] or None
+            plans = _plan_refs(survey, plan_ref)
+        if changes_text:
+            await _check_fits(runtime, s, campaign, survey, texts, plans)
+            campaign.feedback_text = texts
+            campaign.feedback_without_text = [lang for lang in survey.languages if lang in bare]
+            campaign.plan_refs = plans
+        if delay is not None:
+            await _set_delay(runtime, s, campaign, delay)
         if hold is not None:
             await _set_held(runtime, s, campaign, hold)
         await repo_audit.log(
@@ -237,10 +414,80 @@ async def set_feedback(
             actor,
             "campaign.feedback.set",
             f"campaign:{campaign_id}",
-            {"languages": sorted(texts), "plan_ref": campaign.plan_ref, "hold": hold},
+            {
+                "languages": sorted(texts),
+                "without_text": sorted(bare),
+                "plan_refs": sorted(plans),
+                "hold": hold,
+                "delay": delay,
+            },
             at=runtime.clock.now(),
         )
         return campaign
+
+
+def _plan_refs(survey: Survey, plan_ref: Mapping[str, str] | str) -> dict[str, str]:
+    if isinstance(plan_ref, str):
+        cleaned = _clean(plan_ref, "plan reference", "every language")
+        return dict.fromkeys(survey.languages, cleaned) if cleaned else {}
+    _check_languages(survey, plan_ref)
+    plans = {lang: _clean(v, "plan reference", lang) for lang, v in plan_ref.items()}
+    plans = {lang: v for lang, v in plans.items() if v}
+    missing = [lang for lang in survey.languages if lang not in plans]
+    if plans and missing:
+        raise ResultsError(
+            f"no plan reference in {', '.join(missing)}: give one per language, "
+            'or one for all (--plan-ref "...")'
+        )
+    return plans
+
+
+async def _check_fits(
+    runtime: Runtime,
+    s: AsyncSession,
+    campaign: Campaign,
+    survey: Survey,
+    texts: Mapping[str, str],
+    plans: Mapping[str, str],
+) -> None:
+    participation = await repo_results.participation(s, campaign.id)
+    most = max(participation.invited, campaign.audience_size or 0, participation.completed)
+    link = results_link(runtime, campaign.id)
+    costs = {
+        lang: longest_frame(
+            survey,
+            lang,
+            text=texts.get(lang),
+            plan_ref=plans.get(lang),
+            link=link,
+            most_answered=most,
+        )
+        for lang in survey.languages
+    }
+    refusal = _too_long(costs, texts, plans)
+    if refusal:
+        raise ResultsError(refusal)
+
+
+async def _set_delay(runtime: Runtime, s: AsyncSession, campaign: Campaign, delay: int) -> None:
+    """A new delay after closing; an already planned send moves with it."""
+    campaign.feedback_delay = parse_delay(delay)
+    if campaign.closed_at is None or campaign.feedback_status != PENDING:
+        return
+    due = max(runtime.clock.now(), campaign.closed_at + timedelta(seconds=campaign.feedback_delay))
+    await _plan(s, campaign.id, due, "delay")
+
+
+async def _plan(s: AsyncSession, campaign_id: int, due: datetime, why: str) -> None:
+    """Move the campaign's planned feedback task to `due` (or plan one if it already ran)."""
+    key = f"{FEEDBACK_TASK}:{campaign_id}"
+    payload = {"campaign_id": campaign_id}
+    if await repo_tasks.schedule(s, FEEDBACK_TASK, key, due, payload, replace=True):
+        return
+    # The first task has run (e.g. while held): plan a fresh one.
+    await repo_tasks.schedule(
+        s, FEEDBACK_TASK, f"{key}:{why}:{uuid.uuid4().hex[:12]}", due, payload
+    )
 
 
 async def _set_held(runtime: Runtime, s: AsyncSession, campaign: Campaign, held: bool) -> None:
@@ -276,9 +523,120 @@ async def release(runtime: Runtime, campaign_id: int, *, actor: str) -> Campaign
     return await set_feedback(runtime, campaign_id, hold=False, actor=actor)
 
 
+async def send_now(runtime: Runtime, campaign_id: int, *, actor: str) -> FeedbackTiming:
+    """Send a closed campaign's feedback now instead of after its delay (staff are done early).
+
+    The service's scheduler picks it up on its next poll; quiet hours still hold the messages."""
+    now = runtime.clock.now()
+    async with runtime.db.transaction() as s:
+        campaign = await _campaign_for_update(s, campaign_id)
+        status = campaign.feedback_status
+        if campaign.feedback_to == NONE or status == NONE:
+            raise ResultsError(f"campaign {campaign_id} sends no feedback (feedback_to none)")
+        if status in (SENDING, SENT):
+            raise ResultsError(f"the feedback of campaign {campaign_id} is already {status}")
+        if status == HELD:
+            raise ResultsError(
+                f"the feedback of campaign {campaign_id} is held: release it first "
+                f"(brukardialog feedback release {campaign_id})"
+            )
+        if campaign.status != "closed" or campaign.closed_at is None:
+            raise ResultsError(
+                f"campaign {campaign_id} is {campaign.status}: feedback can go out once it "
+                f"has closed (brukardialog campaigns close {campaign_id})"
+            )
+        await _plan(s, campaign_id, now, "now")
+        await repo_audit.log(
+            s, actor, "campaign.feedback.send_now", f"campaign:{campaign_id}", {}, at=now
+        )
+        return await _timing(runtime, s, campaign)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackTiming:
+    """When a campaign's feedback goes out, as staff are told it."""
+
+    status: str
+    """pending, held, sending, sent or none."""
+    due: datetime | None = None
+    """When the feedback task is planned (planned close + delay while the campaign is open)."""
+    sends_from: datetime | None = None
+    """When messages can leave: `due` (now, if that has passed), or the end of quiet hours."""
+    quiet_hours: bool = False
+    """Quiet hours move `sends_from` past the planned time."""
+    after_close: int | None = None
+    """The delay, while the campaign has not closed yet."""
+
+    def describe(self, tz: ZoneInfo) -> str:
+        """One line for a terminal, local times in `tz`."""
+
+        def local(moment: datetime) -> str:
+            return f"{moment.astimezone(tz):%Y-%m-%d %H:%M}"
+
+        if self.status == NONE:
+            return "none: no feedback is sent (feedback_to none)"
+        if self.status == SENT:
+            return "sent"
+        if self.status == SENDING:
+            return "being sent now"
+        when = ""
+        if self.sends_from is not None:
+            when = f"{local(self.sends_from)} {tz.key}"
+            if self.quiet_hours:
+                when += " (after quiet hours)"
+        if self.after_close is not None:
+            when = f"{format_duration(self.after_close)} after the campaign closes" + (
+                f" (as planned: {when})" if when else ""
+            )
+        if self.status == HELD:
+            return f"held: goes out when released{f'; planned {when}' if when else ''}"
+        return f"pending: goes out {when}" if when else "pending"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "due": self.due.isoformat() if self.due else None,
+            "sends_from": self.sends_from.isoformat() if self.sends_from else None,
+            "quiet_hours": self.quiet_hours,
+            "after_close": format_duration(self.after_close)
+            if self.after_close is not None
+            else None,
+        }
+
+
+async def feedback_timing(runtime: Runtime, campaign: Campaign) -> FeedbackTiming:
+    """When a campaign's feedback goes out (for `feedback preview` and `campaigns show`)."""
+    async with runtime.db.transaction(read_only=True) as s:
+        return await _timing(runtime, s, campaign)
+
+
+async def _timing(runtime: Runtime, s: AsyncSession, campaign: Campaign) -> FeedbackTiming:
+    status = NONE if campaign.feedback_to == NONE else campaign.feedback_status
+    if status in (NONE, SENT, SENDING):
+        return FeedbackTiming(status)
+    if campaign.closed_at is None:
+        due = campaign.ends_at + timedelta(seconds=campaign.feedback_delay)
+        after_close: int | None = campaign.feedback_delay
+    else:
+        planned = [
+            task.due_at
+            for task in await repo_tasks.pending(s, kinds=[FEEDBACK_TASK])
+            if task.payload.get("campaign_id") == campaign.id and ":held:" not in task.key
+        ]
+        due = (
+            min(planned)
+            if planned
+            else campaign.closed_at + timedelta(seconds=campaign.feedback_delay)
+        )
+        after_close = None
+    start = max(due, runtime.clock.now())
+    sends_from = _allowed(runtime, start)
+    return FeedbackTiming(status, due, sends_from, sends_from > start, after_close)
+
+
 async def preview(runtime: Runtime, campaign_id: int) -> tuple[Campaign, list[Preview]]:
     """The exact message per language of the survey, as it would be sent now."""
-    data = await campaign_results(runtime, campaign_id, with_previous=False)
+    data = await campaign_results(runtime, campaign_id, with_previous=False, headings=False)
     campaign, survey = data.campaign, data.survey
     counts: dict[str, int] = {}
     async with runtime.db.transaction(read_only=True) as s:
@@ -297,9 +655,29 @@ async def preview(runtime: Runtime, campaign_id: int) -> tuple[Campaign, list[Pr
         counts = {}
     link = results_link(runtime, campaign_id)
     out = []
+    bare = set(campaign.feedback_without_text or ())
     for lang in survey.languages:
-        text = _campaign_text(campaign, survey, data.results, lang, link)
-        out.append(Preview(lang, text, segment_info(text), counts.get(lang, 0)))
+        staff = (campaign.feedback_text or {}).get(lang)
+        text, left_out = _compose(
+            survey,
+            data.results,
+            lang,
+            staff,
+            (campaign.plan_refs or {}).get(lang),
+            link,
+            MAX_SEGMENTS,
+        )
+        out.append(
+            Preview(
+                lang,
+                text,
+                segment_info(text),
+                counts.get(lang, 0),
+                staff_text=staff,
+                without_text=lang in bare,
+                left_out=left_out,
+            )
+        )
     return campaign, out
 
 
@@ -362,7 +740,7 @@ def _campaign_text(
         results,
         lang,
         text=(campaign.feedback_text or {}).get(lang),
-        plan_ref=campaign.plan_ref,
+        plan_ref=(campaign.plan_refs or {}).get(lang),
         link=link,
     )
 
@@ -384,7 +762,7 @@ async def run_campaign_feedback(runtime: Runtime, campaign_id: int, *, after: in
             await _schedule_held(s, campaign_id, now)
             return 0
         campaign.feedback_status = SENDING
-    data = await campaign_results(runtime, campaign_id, with_previous=False)
+    data = await campaign_results(runtime, campaign_id, with_previous=False, headings=False)
     campaign, survey = data.campaign, data.survey
     link = results_link(runtime, campaign_id)
     not_before = _allowed(runtime, now)

@@ -12,6 +12,10 @@ row_id is "<respondent id>/<question id>": unique in the package and stable acro
 Timestamps are the day answered at 00:00 UTC, because answers are only kept at day precision.
 Question types: select_one, select_many and numeric map to themselves, scale to numeric with
 its range, date to date, open to text (masked, see `redact`); message questions hold no answers.
+Background attributes go in each row's response_metadata only when `background.raw_attributes`
+lets them (every combination present holds k people); the descriptor of a written package says
+which are there and which were left out (`background_attributes`, `description`), and an API
+page says so in its `meta`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any, Final
 from urllib.parse import urlencode
 
 from bot.results.aggregate import ResponseRecord
+from bot.results.background import RawAttributes
 from bot.results.redact import mask_pii
 from flows.model import Question, QuestionType, Survey, base_language, localize
 
@@ -139,8 +144,11 @@ def package_descriptor(
     *,
     responses_path: str | None = None,
     api_data_url: str | None = None,
+    attributes: RawAttributes | None = None,
 ) -> dict[str, Any]:
-    """The datapackage.json descriptor: file access when `responses_path` is given, else API."""
+    """The datapackage.json descriptor: file access when `responses_path` is given, else API.
+
+    With `attributes`, it says which background attributes the rows' metadata holds."""
     if (responses_path is None) == (api_data_url is None):
         raise ValueError("give exactly one of responses_path and api_data_url")
     name = package_name(survey)
@@ -162,7 +170,7 @@ def package_descriptor(
             if q.type in _FLOIP_TYPE
         },
     }
-    return {
+    descriptor: dict[str, Any] = {
         "profile": PROFILE,
         "flow_results_specification_version": SPEC_VERSION,
         "id": package_id,
@@ -172,18 +180,28 @@ def package_descriptor(
         "modified": _timestamp(modified).replace("T", " "),
         "resources": [resource],
     }
+    if attributes is not None:
+        descriptor["description"] = " ".join(attributes.notes(lang))
+        descriptor["background_attributes"] = attributes.to_json()
+    return descriptor
 
 
 def response_rows(
-    survey: Survey, records: Iterable[ResponseRecord], *, include_open: bool = True
+    survey: Survey,
+    records: Iterable[ResponseRecord],
+    *,
+    include_open: bool = True,
+    attributes: Sequence[str] = (),
 ) -> Iterator[list[Any]]:
-    """Flow Results rows for every answered question, respondent by respondent."""
+    """Flow Results rows for every answered question, respondent by respondent; the
+    `attributes` named (see `background`) go in each row's response_metadata."""
     questions = [
         q
         for q in survey.questions
         if q.type in _FLOIP_TYPE and (include_open or q.type is not QuestionType.OPEN)
     ]
     for record in records:
+        metadata = {name: record.attributes.get(name) for name in attributes}
         for q in questions:
             value = record.answers.get(q.id)
             if value is None:
@@ -201,7 +219,7 @@ def response_rows(
                 record.respondent_id,
                 q.id,
                 response,
-                {},
+                dict(metadata),
             ]
 
 
@@ -215,16 +233,21 @@ def write_package(
     modified: datetime,
     lang: str,
     include_open: bool = True,
+    attributes: RawAttributes | None = None,
 ) -> Path:
-    """Write datapackage.json and the responses file into `folder`; returns the descriptor path."""
+    """Write datapackage.json and the responses file into `folder`; returns the descriptor path.
+
+    `attributes`: the background attributes the rows may carry (none if None)."""
     folder.mkdir(parents=True, exist_ok=True)
     responses_name = f"{package_name(survey)}-responses.json"
+    attrs = attributes or RawAttributes(())
     descriptor = package_descriptor(
-        survey, package_id, created, modified, lang, responses_path=responses_name
+        survey, package_id, created, modified, lang, responses_path=responses_name, attributes=attrs
     )
+    rows = response_rows(survey, records, include_open=include_open, attributes=attrs.included)
     with (folder / responses_name).open("w", encoding="utf-8") as out:
         out.write("[")
-        for i, row in enumerate(response_rows(survey, records, include_open=include_open)):
+        for i, row in enumerate(rows):
             out.write(",\n" if i else "\n")
             out.write(json.dumps(row, ensure_ascii=False))
         out.write("\n]\n")
@@ -312,7 +335,12 @@ def _page_url(responses_url: str, page: Page, **cursor: str) -> str:
 
 
 def api_responses_document(
-    package_id: str, page: Page, *, responses_url: str, descriptor_url: str
+    package_id: str,
+    page: Page,
+    *,
+    responses_url: str,
+    descriptor_url: str,
+    meta: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """GET /flow-results/packages/{id}/responses: the page as a `flow-results-data` document.
 
@@ -332,7 +360,7 @@ def api_responses_document(
         if page.previous_cursor is not None
         else None,
     }
-    return {
+    document: dict[str, Any] = {
         "data": {
             "type": "flow-results-data",
             "id": package_id,
@@ -344,6 +372,9 @@ def api_responses_document(
         },
         "links": links,
     }
+    if meta is not None:
+        document["meta"] = dict(meta)
+    return document
 
 
 def api_package_document(descriptor: Mapping[str, Any], *, self_url: str) -> dict[str, Any]:

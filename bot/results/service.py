@@ -19,7 +19,7 @@ import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -36,9 +36,11 @@ from bot.results.aggregate import (
     compute,
     open_answers,
 )
+from bot.results.background import RawAttributes, raw_attributes
 from bot.results.export_csv import write_answers_csv
 from bot.results.export_xlsx import write_results_xlsx
-from flows.model import Survey
+from bot.results.texts import STAFF_LANGUAGES
+from flows.model import Survey, base_language
 from storage import repo_audit, repo_results
 from storage.models import Campaign
 from storage.repo_results import RecordFilter
@@ -54,6 +56,8 @@ __all__ = [
     "NotFinal",
     "PackageRef",
     "ResultsError",
+    "SurveyNotFound",
+    "SurveyResults",
     "campaign_package_id",
     "campaign_results",
     "export_bytes",
@@ -64,6 +68,9 @@ __all__ = [
     "package_descriptor",
     "package_rows",
     "parse_breakdowns",
+    "period",
+    "results_language",
+    "survey_results",
 ]
 
 FORMATS: Final = ("csv", "xlsx", "flow-results")
@@ -85,6 +92,32 @@ class CampaignNotFound(ResultsError):
 
 class NotFinal(ResultsError):
     """The campaign is still open: its results are not final."""
+
+
+class SurveyNotFound(ResultsError):
+    def __init__(self, survey_id: str) -> None:
+        super().__init__(f"no survey with id {survey_id!r}")
+        self.survey_id = survey_id
+
+
+def results_language(survey: Survey, lang: str | None, *, headings: bool = True) -> str:
+    """The language results are shown in: `lang`, or the survey's default when None.
+
+    Refused (ResultsError) when the survey has no texts in it, so questions and headings never
+    come out in two languages, or, with `headings`, when the staff outputs have no headings in
+    it (they have sv, en and ar)."""
+    if lang is None or not lang.strip():
+        return survey.default_language
+    wanted = lang.strip().lower()
+    if wanted not in survey.languages:
+        raise ResultsError(
+            f"survey {survey.id} has no texts in {wanted!r} (it has {', '.join(survey.languages)})"
+        )
+    if headings and base_language(wanted) not in STAFF_LANGUAGES:
+        raise ResultsError(
+            f"results can be shown in {', '.join(STAFF_LANGUAGES)}; not in {wanted!r}"
+        )
+    return wanted
 
 
 def parse_breakdowns(value: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -114,6 +147,8 @@ class CampaignResults:
     comparison: Comparison | None = None
     records: tuple[ResponseRecord, ...] | None = None
     """The row-level records, only when asked for (exports)."""
+    lang: str = "sv"
+    """The language the figures are labelled in."""
 
     def to_json(self, *, open_texts: bool = False) -> dict[str, Any]:
         """What the staff API returns; masked open answers only when `open_texts`."""
@@ -127,7 +162,8 @@ class CampaignResults:
                 "closed_at": c.closed_at.isoformat() if c.closed_at else None,
                 "feedback_status": c.feedback_status,
                 "feedback_text": dict(c.feedback_text or {}),
-                "plan_ref": c.plan_ref,
+                "feedback_without_text": list(c.feedback_without_text or ()),
+                "plan_refs": dict(c.plan_refs or {}),
             },
             "final": self.final,
             "results": self.results.to_json(),
@@ -154,28 +190,42 @@ async def campaign_results(
     runtime: Runtime,
     campaign_id: int,
     *,
-    lang: str = "sv",
+    lang: str | None = None,
     breakdowns: Sequence[str] = (),
     with_records: bool = False,
     with_previous: bool = True,
+    headings: bool = True,
 ) -> CampaignResults:
-    """Compute a campaign's results (all in one read-only transaction)."""
+    """Compute a campaign's results (all in one read-only transaction), in `lang` (the survey's
+    default when None; see `results_language`). The change is against the last earlier closed
+    campaign of the same survey that had at least k completed answers, if any."""
     k = runtime.settings.privacy.min_group_size
+    suppression = runtime.settings.privacy.suppression
     async with runtime.db.transaction(read_only=True) as s:
         campaign = await load_campaign(s, campaign_id)
         survey = await runtime.catalog.version(s, campaign.survey_version_id)
+        lang = results_language(survey, lang, headings=headings)
         records = await repo_results.records(
             s, RecordFilter(campaign.survey_version_id, campaign_id=campaign.id)
         )
         participation = await repo_results.participation(s, campaign.id)
-        results = compute(survey, records, participation, k=k, breakdowns=breakdowns, lang=lang)
+        results = compute(
+            survey,
+            records,
+            participation,
+            k=k,
+            breakdowns=breakdowns,
+            lang=lang,
+            suppression=suppression,
+        )
         previous_id: int | None = None
         comparison: Comparison | None = None
         if with_previous:
-            previous = await repo_results.previous_campaign(s, campaign)
+            previous = await repo_results.previous_campaign(s, campaign, min_answers=k)
             if previous is not None:
                 previous_id = previous.id
                 old_survey = await runtime.catalog.version(s, previous.survey_version_id)
+                old_lang = lang if lang in old_survey.languages else old_survey.default_language
                 old = compute(
                     old_survey,
                     await repo_results.records(
@@ -183,7 +233,8 @@ async def campaign_results(
                     ),
                     await repo_results.participation(s, previous.id),
                     k=k,
-                    lang=lang,
+                    lang=old_lang,
+                    suppression=suppression,
                 )
                 comparison = compare(results, old)
     return CampaignResults(
@@ -195,6 +246,7 @@ async def campaign_results(
         previous_campaign_id=previous_id,
         comparison=comparison,
         records=tuple(records) if with_records else None,
+        lang=lang,
     )
 
 
@@ -208,6 +260,8 @@ class ExportResult:
     answers: int
     """Respondents in the export (people, not rows)."""
     final: bool
+    attributes: RawAttributes | None = None
+    """The background attributes on the rows, and those left out (see `background`)."""
 
 
 def _check_target(fmt: str, out: Path) -> None:
@@ -243,7 +297,12 @@ def _check_final(data: CampaignResults, partial: bool) -> None:
 
 
 async def _audit_export(
-    runtime: Runtime, actor: str, data: CampaignResults, fmt: str, target: str
+    runtime: Runtime,
+    actor: str,
+    data: CampaignResults,
+    fmt: str,
+    target: str,
+    attributes: RawAttributes,
 ) -> None:
     async with runtime.db.transaction() as s:
         await repo_audit.log(
@@ -256,6 +315,8 @@ async def _audit_export(
                 "respondents": len(data.records or ()),
                 "final": data.final,
                 "to": target,
+                "attributes": list(attributes.included),
+                "attributes_left_out": list(attributes.left_out),
             },
             at=runtime.clock.now(),
         )
@@ -268,7 +329,7 @@ async def export_campaign(
     out: Path,
     *,
     actor: str,
-    lang: str = "sv",
+    lang: str | None = None,
     breakdowns: Sequence[str] = (),
     partial: bool = False,
 ) -> ExportResult:
@@ -285,11 +346,19 @@ async def export_campaign(
     )
     _check_final(data, partial)
     records = data.records or ()
+    attributes = raw_attributes(records, runtime.settings.privacy.min_group_size)
     try:
         if fmt == "csv":
-            write_answers_csv(out, data.survey, records, lang=lang)
+            write_answers_csv(out, data.survey, records, lang=data.lang, attributes=attributes)
         elif fmt == "xlsx":
-            write_results_xlsx(out, data.survey, data.results, records=records, lang=lang)
+            write_results_xlsx(
+                out,
+                data.survey,
+                data.results,
+                records=records,
+                lang=data.lang,
+                attributes=attributes,
+            )
         else:
             now = runtime.clock.now()
             floip.write_package(
@@ -300,11 +369,12 @@ async def export_campaign(
                 created=data.campaign.created_at,
                 modified=data.campaign.closed_at or now,
                 lang=data.survey.default_language,
+                attributes=attributes,
             )
     except OSError as e:
         raise ResultsError(f"cannot write {out}: {e.strerror or e}") from None
-    await _audit_export(runtime, actor, data, fmt, str(out))
-    return ExportResult(out, fmt, len(records), data.final)
+    await _audit_export(runtime, actor, data, fmt, str(out), attributes)
+    return ExportResult(out, fmt, len(records), data.final, attributes)
 
 
 CONTENT_TYPES: Final = {
@@ -319,7 +389,7 @@ async def export_bytes(
     fmt: str,
     *,
     actor: str,
-    lang: str = "sv",
+    lang: str | None = None,
     breakdowns: Sequence[str] = (),
     partial: bool = False,
 ) -> tuple[bytes, str, str]:
@@ -337,11 +407,19 @@ async def export_bytes(
     _check_final(data, partial)
     buffer = io.BytesIO()
     records = data.records or ()
+    attributes = raw_attributes(records, runtime.settings.privacy.min_group_size)
     if fmt == "csv":
-        write_answers_csv(buffer, data.survey, records, lang=lang)
+        write_answers_csv(buffer, data.survey, records, lang=data.lang, attributes=attributes)
     else:
-        write_results_xlsx(buffer, data.survey, data.results, records=records, lang=lang)
-    await _audit_export(runtime, actor, data, fmt, "api")
+        write_results_xlsx(
+            buffer,
+            data.survey,
+            data.results,
+            records=records,
+            lang=data.lang,
+            attributes=attributes,
+        )
+    await _audit_export(runtime, actor, data, fmt, "api", attributes)
     name = f"campaign-{campaign_id}-{data.survey.id}.{fmt}"
     return buffer.getvalue(), CONTENT_TYPES[fmt], name
 
@@ -417,11 +495,120 @@ def package_descriptor(ref: PackageRef, *, api_data_url: str) -> dict[str, Any]:
     )
 
 
-async def package_rows(runtime: Runtime, ref: PackageRef) -> list[list[Any]]:
-    """Every response row of a package (masked free text), for paging."""
+async def package_rows(runtime: Runtime, ref: PackageRef) -> tuple[list[list[Any]], RawAttributes]:
+    """Every response row of a package (masked free text), for paging, and the background
+    attributes its rows carry (see `background`)."""
     async with runtime.db.transaction(read_only=True) as s:
         records = await repo_results.records(s, ref.where)
-    return list(floip.response_rows(ref.survey, records))
+    attributes = raw_attributes(records, runtime.settings.privacy.min_group_size)
+    rows = floip.response_rows(ref.survey, records, attributes=attributes.included)
+    return list(rows), attributes
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyResults:
+    """A survey's answers outside campaigns (follow-up surveys) from respondents who started in
+    [since, until), on the newest version of the survey that has answers there."""
+
+    survey: Survey
+    results: Results
+    since: date | None
+    until: date | None
+    """Exclusive."""
+    followups_sent: int
+    other_versions: dict[int, int]
+    """Version number -> completed answers on it in the period that these results leave out."""
+    lang: str
+
+    def to_json(self) -> dict[str, Any]:
+        """What the staff API returns."""
+        last = self.until - timedelta(days=1) if self.until else None
+        return {
+            "survey": {"id": self.survey.id, "version": self.survey.version},
+            "from": self.since.isoformat() if self.since else None,
+            "to": last.isoformat() if last else None,
+            "followups_sent": self.followups_sent,
+            "other_versions": {str(v): n for v, n in sorted(self.other_versions.items())},
+            "results": self.results.to_json(),
+        }
+
+
+_EARLIEST: Final = date(1900, 1, 1)
+_LATEST: Final = date(9998, 12, 31)
+
+
+def period(
+    since: date | None, last: date | None, *, names: tuple[str, str] = ("from", "to")
+) -> tuple[date | None, date | None]:
+    """A period given as first and last day (both included, either open) -> [since, until)."""
+    for name, day in zip(names, (since, last), strict=True):
+        if day is not None and not _EARLIEST <= day <= _LATEST:
+            raise ResultsError(
+                f"{name} {day.isoformat()} is out of range (1900-01-01 to 9998-12-31)"
+            )
+    if since is not None and last is not None and since > last:
+        raise ResultsError(f"{names[0]} is after {names[1]}")
+    return since, last + timedelta(days=1) if last is not None else None
+
+
+async def survey_results(
+    runtime: Runtime,
+    survey_id: str,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    lang: str | None = None,
+    breakdowns: Sequence[str] = (),
+    headings: bool = True,
+) -> SurveyResults:
+    """Results of a survey's answers outside campaigns (follow-ups) in [since, until).
+
+    Invited is the number of follow-ups of the survey sent in the period; as people may answer
+    a follow-up sent before it, the response rate is only given when that is not exceeded."""
+    if since is not None and until is not None and since >= until:
+        raise ResultsError("the period is empty: --from must not be after --to")
+    k = runtime.settings.privacy.min_group_size
+    tz = runtime.settings.schedule.tz
+    async with runtime.db.transaction(read_only=True) as s:
+        counts = await repo_results.outside_campaigns(s, survey_id, since, until)
+        answered = [v for v, (_, completed) in counts.items() if completed]
+        if answered:
+            version_id = max(answered)
+            survey = await runtime.catalog.version(s, version_id)
+            records = await repo_results.records(
+                s, RecordFilter(version_id, since=since, until=until)
+            )
+            started = counts[version_id][0]
+        else:
+            entry = runtime.catalog.latest(survey_id)
+            if entry is None:
+                raise SurveyNotFound(survey_id)
+            version_id, survey, records, started = entry.version_id, entry.survey, [], 0
+        others: dict[int, int] = {}
+        for other_id, (_, completed) in counts.items():
+            if other_id != version_id and completed:
+                version = (await runtime.catalog.version(s, other_id)).version
+                others[version] = others.get(version, 0) + completed
+        sent = await repo_results.followups_sent(
+            s,
+            survey_id,
+            datetime.combine(since, time(0), tzinfo=tz) if since else None,
+            datetime.combine(until, time(0), tzinfo=tz) if until else None,
+        )
+    lang = results_language(survey, lang, headings=headings)
+    participation = Participation(
+        invited=sent, started=max(started, len(records)), completed=len(records), opted_out=0
+    )
+    results = compute(
+        survey,
+        records,
+        participation,
+        k=k,
+        breakdowns=breakdowns,
+        lang=lang,
+        suppression=runtime.settings.privacy.suppression,
+    )
+    return SurveyResults(survey, results, since, until, sent, others, lang)
 
 
 async def followup_results(
@@ -430,22 +617,16 @@ async def followup_results(
     since: date,
     until: date,
     *,
-    lang: str = "sv",
+    lang: str | None = None,
 ) -> tuple[Survey, Results] | None:
     """Follow-up answers of respondents who started in [since, until), on the newest version
     that has answers in it (None when nobody answered)."""
-    k = runtime.settings.privacy.min_group_size
-    async with runtime.db.transaction(read_only=True) as s:
-        version_ids = await repo_results.followup_version_ids(s, survey_id)
-        best: tuple[Survey, Results] | None = None
-        for version_id in reversed(version_ids):
-            records = await repo_results.records(
-                s, RecordFilter(version_id, since=since, until=until)
-            )
-            if not records:
-                continue
-            survey = await runtime.catalog.version(s, version_id)
-            n = len(records)
-            best = (survey, compute(survey, records, Participation(n, n, n, 0), k=k, lang=lang))
-            break
-    return best
+    try:
+        data = await survey_results(
+            runtime, survey_id, since=since, until=until, lang=lang, headings=False
+        )
+    except SurveyNotFound:
+        return None
+    if data.results.participation.completed.value == 0:
+        return None
+    return data.survey, data.results

@@ -1,6 +1,20 @@
-"""Small-number suppression: no published figure rests on fewer than `k` people.
+"""Small-number suppression: no published figure can be pinned on fewer than `k` people.
 
-The rule, as applied to every table `bot.results.aggregate` publishes:
+Two rules, chosen with `privacy.suppression`:
+
+**"groups" (the default), as the national user surveys report.** A group (everybody, or one
+breakdown group) is reported for a question when at least k people in it answered that question,
+with every count and share in it. A group with 1..k-1 answers shows nothing but "suppressed"; a
+group of 0 shows n = 0. Secondary: the groups of a breakdown dimension add up to everybody, so
+along every dimension whose total is published the hidden groups that are not empty must be
+either none, or at least two that together hold at least k people. Otherwise one more group is
+hidden: the smallest published non-empty one (ties: the first). So no hidden group's n or counts
+can be worked out by subtracting the published groups from the total; what a reader can work out
+is the hidden groups taken together, which is itself a group of at least k. Derived figures
+(share positive, mean, median) of a published group are published too: every count they are
+computed from is.
+
+**"cells", the stricter per-cell rule** (for those who want no count below k anywhere):
 
 1. **Primary.** A count of 1..k-1 people is withheld. A group (the people in one breakdown group
    who answered a question) with n of 1..k-1 publishes nothing but "suppressed": its n and every
@@ -32,8 +46,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["Mask", "publishable", "suppress"]
+__all__ = ["CELLS", "GROUPS", "RULES", "Mask", "publishable", "suppress"]
+
+GROUPS: Final = "groups"
+CELLS: Final = "cells"
+RULES: Final = (GROUPS, CELLS)
 
 
 def publishable(count: int, k: int) -> bool:
@@ -54,8 +73,10 @@ def suppress(
     dimensions: Sequence[Sequence[int]],
     partitions: Sequence[Sequence[Sequence[int]]],
     k: int,
+    *,
+    rule: str = GROUPS,
 ) -> Mask:
-    """Decide what of one question may be published.
+    """Decide what of one question may be published under `rule` ("groups" or "cells").
 
     `n[g]` is the number of people in group g who answered; group 0 is everybody. Each entry of
     `dimensions` lists the groups that split group 0 between them (every person in exactly one).
@@ -65,7 +86,28 @@ def suppress(
     """
     if k < 1:
         raise ValueError("k must be at least 1")
+    if rule not in RULES:
+        raise ValueError(f"unknown suppression rule {rule!r} (use {', '.join(RULES)})")
     _check_consistent(n, dimensions, partitions)
+    if rule == GROUPS:
+        # Only the n column decides; a published group publishes every cell in it.
+        groups_ok = _suppress(n, dimensions, [], k).n_ok
+        return Mask(
+            n_ok=groups_ok,
+            cell_ok=tuple(
+                tuple((ok,) * len(row) for ok, row in zip(groups_ok, part, strict=True))
+                for part in partitions
+            ),
+        )
+    return _suppress(n, dimensions, partitions, k)
+
+
+def _suppress(
+    n: Sequence[int],
+    dimensions: Sequence[Sequence[int]],
+    partitions: Sequence[Sequence[Sequence[int]]],
+    k: int,
+) -> Mask:
     groups = len(n)
     n_ok = [publishable(v, k) for v in n]
     ok = [

@@ -1,8 +1,14 @@
 """The public results page `/results/{campaign_id}`: aggregates of a closed campaign, no login.
 
 Only what `bot.results.aggregate.compute` publishes (the same small-number suppression as every
-other output), never free-text answers. Charts are inline SVG horizontal bars with a title and
-description for screen readers and the same figures as a table. Swedish and English (`?lang=`).
+other output), never free-text answers. The page exists in every language of the survey
+(`?lang=`, default the survey's first), right to left for Arabic, with links to the others.
+
+Charts are tables: each answer option is a row header, and its cell holds the share as text and
+a bar drawn as an SVG rectangle that carries no text. Labels and figures are page text, so they
+keep the page's font size on a 390 px phone and a 1280 px desktop alike (text inside a scaled SVG
+shrank to ~10 px on a phone and grew to ~24 px on a desktop), and screen readers read a plain
+table. No inline script or style attribute anywhere: the page works under a strict CSP.
 """
 
 from __future__ import annotations
@@ -13,27 +19,28 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import web
 
 from bot.results.aggregate import Figure, QuestionFigures, Results
-from bot.results.service import CampaignResults, ResultsError, campaign_results
+from bot.results.service import CampaignNotFound, CampaignResults, ResultsError, campaign_results
 from bot.results.texts import page_texts
 from flows.model import QuestionType, Survey, base_language, localize
+from flows.texts import language_name
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-LANGS: Final = ("sv", "en")
-CHART_WIDTH: Final = 320
-BAR_HEIGHT: Final = 28
-LABEL_WIDTH: Final = 130
-"""Room (in SVG units) for the choice labels left of the bars."""
-VALUE_WIDTH: Final = 40
+RTL_LANGUAGES: Final = frozenset({"ar", "fa", "he", "ur", "ps", "ku"})
 _CHARTED: Final = frozenset(
     {QuestionType.SELECT_ONE, QuestionType.SELECT_MANY, QuestionType.SCALE, QuestionType.NUMERIC}
 )
 
 
-def _lang(request: web.Request) -> str:
-    wanted = base_language(request.query.get("lang", "sv").strip().lower() or "sv")
-    return wanted if wanted in LANGS else "sv"
+def direction(lang: str) -> str:
+    """The page direction of a language: "rtl" (Arabic, Persian, ...) or "ltr"."""
+    return "rtl" if base_language(lang) in RTL_LANGUAGES else "ltr"
+
+
+def _wanted(request: web.Request) -> str | None:
+    text = request.query.get("lang", "").strip().lower()
+    return text or None
 
 
 def _percent(figure: Figure) -> str:
@@ -44,7 +51,8 @@ def _percent(figure: Figure) -> str:
 
 def _page(lang: str, title: str, body: str) -> str:
     return (
-        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
+        f'<!doctype html><html lang="{escape(lang)}" dir="{direction(lang)}"><head>'
+        '<meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="robots" content="noindex">'
         f"<title>{escape(title)}</title>"
@@ -54,45 +62,30 @@ def _page(lang: str, title: str, body: str) -> str:
     )
 
 
+def _bar(share: Figure) -> str:
+    """A bar as wide as the share: two rectangles, no text (the figure is beside it)."""
+    width = 0.0 if share.suppressed or share.value is None else float(share.value) * 100
+    return (
+        '<svg class="bar" viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true" '
+        'focusable="false"><rect class="track" width="100" height="10"/>'
+        f'<rect class="fill" width="{max(0.0, min(100.0, width)):.1f}" height="10"/></svg>'
+    )
+
+
 def chart(q: QuestionFigures, index: int, texts: Mapping[str, str]) -> str:
-    """A horizontal bar chart of one question's shares, as accessible inline SVG."""
-    counts = q.counts
-    height = BAR_HEIGHT * len(counts) + 4
-    title_id, desc_id = f"chart-{index}-title", f"chart-{index}-desc"
-    described = "; ".join(f"{c.label}: {_percent(c.share) or texts['hidden_cell']}" for c in counts)
-    parts = [
-        f'<svg role="img" aria-labelledby="{title_id} {desc_id}" '
-        f'viewBox="0 0 {CHART_WIDTH} {height}" width="100%" class="chart">',
-        f'<title id="{title_id}">{escape(texts["chart"].format(question=q.label))}</title>',
-        f'<desc id="{desc_id}">{escape(texts["chart_desc"])} {escape(described)}</desc>',
-    ]
-    room = CHART_WIDTH - LABEL_WIDTH - VALUE_WIDTH
-    for i, c in enumerate(counts):
-        y = i * BAR_HEIGHT + 2
-        share = 0.0 if c.share.suppressed or c.share.value is None else float(c.share.value)
-        width = room * share
-        baseline = y + BAR_HEIGHT * 0.62
-        label = c.label if len(c.label) <= 22 else c.label[:21] + "…"
-        parts.append(
-            f'<g><text x="0" y="{baseline:.1f}" class="label">{escape(label)}</text>'
-            f'<rect x="{LABEL_WIDTH}" y="{y + 5}" width="{width:.1f}" '
-            f'height="{BAR_HEIGHT - 10}" class="bar"/>'
-            f'<text x="{LABEL_WIDTH + width + 4:.1f}" y="{baseline:.1f}" class="value">'
-            f"{escape(_percent(c.share) or '–')}</text></g>"
-        )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _table(q: QuestionFigures, texts: Mapping[str, str]) -> str:
+    """One question's shares as a table whose cells also draw a bar."""
     rows = "".join(
-        f'<tr><th scope="row">{escape(c.label)}</th>'
-        f"<td>{escape(_percent(c.share) or texts['hidden_cell'])}</td></tr>"
+        f'<tr><th scope="row">{escape(c.label)}</th><td><div class="bar-cell">{_bar(c.share)}'
+        f'<span class="value">{escape(_percent(c.share) or texts["hidden_cell"])}</span>'
+        "</div></td></tr>"
         for c in q.counts
     )
     return (
-        f'<table class="figures"><thead><tr><th scope="col">{escape(texts["choice"])}</th>'
-        f'<th scope="col">{escape(texts["share"])}</th></tr></thead><tbody>{rows}</tbody></table>'
+        f'<table class="figures chart" id="chart-{index}">'
+        f'<caption class="visually-hidden">{escape(texts["chart"].format(question=q.label))}'
+        f'</caption><thead><tr><th scope="col">{escape(texts["choice"])}</th>'
+        f'<th scope="col">{escape(texts["share"])}</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
     )
 
 
@@ -104,7 +97,6 @@ def _question(survey: Survey, q: QuestionFigures, index: int, texts: Mapping[str
     out.append(f'<p class="muted">{escape(texts["n"].format(n=q.n.value))}</p>')
     if q.counts:
         out.append(chart(q, index, texts))
-        out.append(_table(q, texts))
     notes = []
     if not q.share_positive.suppressed and q.share_positive.value is not None:
         notes.append(texts["share_positive"].format(pct=_percent(q.share_positive)))
@@ -116,28 +108,45 @@ def _question(survey: Survey, q: QuestionFigures, index: int, texts: Mapping[str
     return "".join(out)
 
 
+def _languages(survey: Survey, lang: str, texts: Mapping[str, str]) -> str:
+    links = "".join(
+        f'<li><a href="?lang={escape(other)}" hreflang="{escape(other)}" lang="{escape(other)}" '
+        f'dir="{direction(other)}">{escape(language_name(other))}</a></li>'
+        for other in survey.languages
+        if other != lang
+    )
+    if not links:
+        return ""
+    return f'<nav class="langs" aria-label="{escape(texts["languages"])}"><ul>{links}</ul></nav>'
+
+
+def _in_language(values: Mapping[str, str], lang: str, default: str) -> tuple[str, str] | None:
+    """A per-language staff text in `lang`, else in the survey's default (with its language)."""
+    for key in (lang, default):
+        if values.get(key):
+            return values[key], key
+    return None
+
+
 def render(data: CampaignResults, lang: str) -> str:
-    """The whole page for a closed campaign's results."""
+    """The whole page for a closed campaign's results, in `lang`."""
     texts = page_texts(lang)
     survey, results, campaign = data.survey, data.results, data.campaign
     title = texts["title"].format(title=localize(survey.title, lang, survey.default_language))
-    body = [f"<h1>{escape(title)}</h1>"]
-    other = texts["other_lang_code"]
-    body.append(
-        f'<p class="langs"><a href="?lang={other}" hreflang="{other}" lang="{other}">'
-        f"{escape(texts['other_lang'])}</a></p>"
-    )
+    body = [_languages(survey, lang, texts), f"<h1>{escape(title)}</h1>"]
     if survey.sender:
         sender = localize(survey.sender, lang, survey.default_language)
         body.append(f'<p class="muted">{escape(texts["from"].format(sender=sender))}</p>')
-    feedback_texts = campaign.feedback_text or {}
-    said = feedback_texts.get(lang) or feedback_texts.get(survey.default_language)
-    if said or campaign.plan_ref:
+    said = _in_language(campaign.feedback_text or {}, lang, survey.default_language)
+    plan = _in_language(campaign.plan_refs or {}, lang, survey.default_language)
+    if said or plan:
         body.append(f'<section class="we-will"><h2>{escape(texts["we_will"])}</h2>')
-        if said:
-            body.append(f"<p>{escape(said)}</p>")
-        if campaign.plan_ref:
-            body.append(f"<p>{escape(texts['plan'].format(plan=campaign.plan_ref))}</p>")
+        for part, template in ((said, "{}"), (plan, texts["plan"].replace("{plan}", "{}"))):
+            if part is None:
+                continue
+            text, text_lang = part
+            marked = "" if text_lang == lang else f' lang="{escape(text_lang)}" dir="auto"'
+            body.append(f"<p{marked}>{escape(template.format(text))}</p>")
         body.append("</section>")
     body.append(_participation(results, texts))
     if _too_few(results):
@@ -148,7 +157,8 @@ def render(data: CampaignResults, lang: str) -> str:
             if question is None or question.type not in _CHARTED:
                 continue
             body.append(_question(survey, q, index, texts))
-    body.append(f'<p class="note">{escape(texts["k_rule"].format(k=results.k))}</p>')
+    rule = "k_rule_cells" if results.suppression == "cells" else "k_rule_groups"
+    body.append(f'<p class="note">{escape(texts[rule].format(k=results.k))}</p>')
     return _page(lang, title, "".join(body))
 
 
@@ -188,18 +198,29 @@ async def results_page(request: web.Request) -> web.Response:
     from bot.app import RUNTIME
 
     runtime = request.app[RUNTIME]
-    lang = _lang(request)
+    wanted = _wanted(request)
+    fallback = wanted if wanted in ("sv", "en", "ar") else "sv"
     text = request.match_info["campaign_id"]
     if not text.isdigit() or len(text) > 18:
-        return not_found(lang)
+        return not_found(fallback)
+    campaign_id = int(text)
     try:
-        data = await campaign_results(runtime, int(text), lang=lang)
+        try:
+            data = await campaign_results(
+                runtime, campaign_id, lang=wanted, headings=False, with_previous=False
+            )
+        except CampaignNotFound:
+            raise
+        except ResultsError:  # a language the survey does not have: its default instead
+            data = await campaign_results(
+                runtime, campaign_id, lang=None, headings=False, with_previous=False
+            )
     except ResultsError:
-        return not_found(lang)
+        return not_found(fallback)
     if not data.final:
-        return not_found(lang)
+        return not_found(data.lang)
     return web.Response(
-        text=render(data, lang),
+        text=render(data, data.lang),
         content_type="text/html",
         headers={"Cache-Control": "public, max-age=300"},
     )

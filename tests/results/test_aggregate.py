@@ -106,7 +106,9 @@ def test_small_groups_are_withheld_with_a_flag(survey: Survey) -> None:
     results = compute(survey, records, PARTICIPATION, k=5, breakdowns=("unit",))
     breakdown = results.breakdown("unit")
     assert breakdown is not None
-    by_unit = {g.value: g.questions[1] for g in breakdown.groups}
+    by_unit = {
+        g.value: g.questions[breakdown.question_ids.index("bemotande")] for g in breakdown.groups
+    }
     assert by_unit["syd"].suppressed and by_unit["syd"].n == Figure(None, True)
     # syd alone could be worked out as total - norr - ost, so the next smallest group goes too.
     assert by_unit["ost"].suppressed
@@ -114,10 +116,46 @@ def test_small_groups_are_withheld_with_a_flag(survey: Survey) -> None:
     assert question(results, "bemotande").n == Figure(13)
 
 
+def test_a_group_of_k_or_more_shows_every_share_by_default(survey: Survey) -> None:
+    """Issue 10 item 6: "11 positive of 12" is shown; the per-cell rule hid it (1 < k)."""
+    answers = ["ja_helt"] * 6 + ["ja_delvis"] * 5 + ["nej"]
+    records = [record(i, {"bemotande": a}) for i, a in enumerate(answers)]
+    participation = Participation(invited=30, started=13, completed=12, opted_out=2)
+    results = compute(survey, records, participation, k=5)
+    q = question(results, "bemotande")
+    assert q.n == Figure(12)
+    assert counts(q) == {"ja_helt": 6, "ja_delvis": 5, "nej": 1, "vet_ej": 0}
+    assert q.share_positive == Figure(11 / 12)
+    assert results.participation.opted_out == Figure(2)
+    cells = compute(survey, records, participation, k=5, suppression="cells")
+    assert question(cells, "bemotande").share_positive == Figure(None, True)
+    assert cells.participation.opted_out == Figure(None, True)
+
+
+def test_a_group_below_k_is_hidden_with_a_second_one_by_default(survey: Survey) -> None:
+    records = [record(i, {"nojd": 4}, unit="norr") for i in range(7)]
+    records += [record(10 + i, {"nojd": 2}, unit="syd") for i in range(6)]
+    records += [record(20 + i, {"nojd": 1}, unit="ost") for i in range(2)]
+    results = compute(survey, records, PARTICIPATION, k=5, breakdowns=("unit",))
+    breakdown = results.breakdown("unit")
+    assert breakdown is not None
+    by_unit = {g.value: g.questions[breakdown.question_ids.index("nojd")] for g in breakdown.groups}
+    assert by_unit["ost"].suppressed
+    # ost alone would be total - norr - syd: the smaller of the others, syd, goes too.
+    assert by_unit["syd"].suppressed and by_unit["syd"].mean.value is None
+    assert by_unit["norr"].mean == Figure(4.0)
+    assert question(results, "nojd").counts[0].count == Figure(2)
+
+
+def test_unknown_suppression_rule(survey: Survey) -> None:
+    with pytest.raises(ValueError, match="unknown suppression rule"):
+        compute(survey, [], PARTICIPATION, k=5, suppression="rows")
+
+
 def test_mean_is_withheld_when_a_step_of_its_distribution_is(survey: Survey) -> None:
     values = [1, 1, 2, 2, 2] + [5] * 10
     records = [record(i, {"nojd": v}) for i, v in enumerate(values)]
-    q = question(compute(survey, records, PARTICIPATION, k=5), "nojd")
+    q = question(compute(survey, records, PARTICIPATION, k=5, suppression="cells"), "nojd")
     assert q.counts[0].count.suppressed and q.counts[1].count.suppressed
     assert q.mean == Figure(None, True) and q.median == Figure(None, True)
     assert q.share_positive == Figure(10 / 15)
@@ -134,11 +172,15 @@ def test_breakdown_from_background_question_else_attributes_else_missing(
     results = compute(survey, records, PARTICIPATION, k=1, breakdowns=("gender",), lang="en")
     breakdown = results.breakdown("gender")
     assert breakdown is not None
-    assert [(g.value, g.label, g.questions[1].n.value) for g in breakdown.groups] == [
+    assert [(g.value, g.label, g.questions[0].n.value) for g in breakdown.groups] == [
         ("kvinna", "Woman", 1),
         ("man", "Man", 1),
         (None, "Not stated", 1),
     ]
+    # The gender question itself is not broken down by gender.
+    assert (
+        breakdown.question_ids[:2] == ("bemotande", "stod") and "kon" not in breakdown.question_ids
+    )
 
 
 def test_contact_length_groups_follow_band_order_and_survey_aliases() -> None:

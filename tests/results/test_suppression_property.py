@@ -1,10 +1,24 @@
-"""Property: nothing compute() publishes rests on fewer than k people, or can be subtracted out.
+"""Property: no hidden group (or, under "cells", no hidden cell) can be worked out from what
+compute() publishes.
 
 The test recounts every figure from the raw records with its own (naive) code and checks the
-published JSON against it:
+published JSON against it, for both rules of `bot.results.suppress`.
 
+Both rules:
 - every published figure is the true one;
-- every published count and n is 0 or at least k; every published share, share positive, mean
+- a group's n (everybody, or one breakdown group, for one question) is published only when it is
+  0 or at least k; a hidden group publishes nothing at all;
+- along every dimension whose total n is published, the hidden groups are all empty, or at least
+  two of them are not and together hold at least k people. Groups are only linked by these sums
+  (a breakdown's groups add up to the total), so a hidden group's n and counts appear only in
+  them, together with at least one other hidden group: what a reader can subtract out is the
+  hidden groups taken together, a group of at least k, and never a single hidden group.
+
+"groups" (the default): a published group publishes every count, share, share positive, mean and
+median in it (the test checks that nothing of a published group is withheld).
+
+"cells" adds, per cell:
+- every published count is 0 or at least k; every published share, share positive, mean
   and median has a base of at least k and is built only from published counts;
 - along every line with a published total (rows: the categories of a question in one group;
   columns: the groups of one dimension, for n and for every category), the withheld parts are
@@ -20,6 +34,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -286,28 +301,124 @@ def check_group(
     return published
 
 
+def check_whole_group(
+    question: Question, figures: Mapping[str, Any], t: Truth, k: int, records: Sequence[Any]
+) -> bool:
+    """Under "groups": a group is published whole (every figure true) or not at all."""
+    n = figures["n"]
+    if n["suppressed"]:
+        assert n["value"] is None
+        assert all(c["count"]["suppressed"] and c["share"]["suppressed"] for c in figures["counts"])
+        for name in ("share_positive", "mean", "median"):
+            assert figures[name]["value"] is None, f"{name} of a hidden group"
+        return False
+    assert n["value"] == t.n
+    assert t.n == 0 or t.n >= k, "a published group below k"
+    for cell in figures["counts"]:
+        count, share = cell["count"], cell["share"]
+        assert shown(count), "a cell withheld in a published group"
+        assert count["value"] == t.counts[cell["key"]]
+        if t.n:
+            assert abs(share["value"] - t.counts[cell["key"]] / t.n) < 1e-12
+    sp = figures["share_positive"]
+    assert not sp["suppressed"], "share positive withheld in a published group"
+    if question.type is QuestionType.SELECT_MANY and question.positive:
+        base = t.n - t.dont_know
+        assert (sp["value"] is None) == (base == 0)
+        if base:
+            assert abs(sp["value"] - t.positive / base) < 1e-12
+    elif question.type is QuestionType.SELECT_ONE and question.positive:
+        base = t.n - sum(t.counts[c] for c in question.dont_know)
+        positive = sum(t.counts[c] for c in question.positive)
+        assert (sp["value"] is None) == (base == 0)
+        if base:
+            assert abs(sp["value"] - positive / base) < 1e-12
+    elif question.type is QuestionType.SCALE and t.n:
+        top = sum(list(t.counts.values())[-2:])
+        assert abs(sp["value"] - top / t.n) < 1e-12
+    if question.type in (QuestionType.SCALE, QuestionType.NUMERIC) and t.n:
+        values = sorted(
+            int(r.answers[question.id])
+            for r in records
+            if isinstance(r.answers.get(question.id), int)
+            and any(low <= int(r.answers[question.id]) <= high for low, high in bins_of(t))
+        )
+        assert len(values) == t.n
+        assert abs(figures["mean"]["value"] - sum(values) / t.n) < 1e-9
+        middle = (values[(t.n - 1) // 2] + values[t.n // 2]) / 2
+        assert figures["median"]["value"] == middle
+    return True
+
+
+def group_question_index(b_json: Mapping[str, Any], question: Question, dim: str) -> int | None:
+    """Where a breakdown keeps a question's figures; None only for the dimension's own
+    background question, which is not broken down by itself (and so publishes nothing)."""
+    ids = list(b_json["question_ids"])
+    assert all(len(g["questions"]) == len(ids) for g in b_json["groups"])
+    if question.id in ids:
+        return ids.index(question.id)
+    assert question.breakdown == dim, f"{question.id} missing from the {dim} breakdown"
+    return None
+
+
+def bins_of(t: Truth) -> list[tuple[int, int]]:
+    return bins_from_keys(list(t.counts))
+
+
+def check_groups_rule(case: Case, data: Mapping[str, Any]) -> None:
+    k = case.k
+    for qi, q_json in enumerate(data["questions"]):
+        question = case.survey.questions[qi]
+        keys = [c["key"] for c in q_json["counts"]]
+        total = truth(question, case.records, keys)
+        total_shown = check_whole_group(question, q_json, total, k, case.records)
+        assert total_shown == (total.n == 0 or total.n >= k), "the total is hidden needlessly"
+        for b_json, dim in zip(data["breakdowns"], case.dims, strict=True):
+            gi = group_question_index(b_json, question, dim)
+            if gi is None:
+                continue
+            sizes = []
+            for g_json in b_json["groups"]:
+                members = [r for r in case.records if group_of(r, dim) == g_json["value"]]
+                t = truth(question, members, keys)
+                g_fig = g_json["questions"][gi]
+                sizes.append((t.n, check_whole_group(question, g_fig, t, k, members)))
+            assert sum(n for n, _ in sizes) == total.n
+            # The only sums that link groups: the groups of a dimension add up to the total.
+            assert line_is_safe(total_shown, sizes, k), f"{question.id} by {dim}: {sizes}"
+            if not total_shown:
+                assert not any(n and is_shown for n, is_shown in sizes), "a group of a hidden total"
+
+
+@pytest.mark.parametrize("rule", ["groups", "cells"])
 @settings(
-    max_examples=400,
+    max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(cases())
-def test_nothing_published_rests_on_fewer_than_k(case: Case) -> None:
+@given(case=cases())
+def test_no_hidden_group_can_be_worked_out(rule: str, case: Case) -> None:
     results = compute(
         case.survey,
         case.records,
         Participation(invited=60, started=50, completed=len(case.records), opted_out=3),
         k=case.k,
         breakdowns=case.dims,
+        suppression=rule,
     )
     data = json.loads(json.dumps(results.to_json()))
     k = case.k
     p = data["participation"]
-    for name in ("invited", "started", "completed", "opted_out"):
-        if shown(p[name]):
-            assert p[name]["value"] == 0 or p[name]["value"] >= k
+    if shown(p["completed"]):
+        assert p["completed"]["value"] == 0 or p["completed"]["value"] >= k
     if shown(p["response_rate"]):
         assert len(case.records) >= k
+    if rule == "groups":
+        check_groups_rule(case, data)
+        return
+    for name in ("invited", "started", "opted_out"):
+        if shown(p[name]):
+            assert p[name]["value"] == 0 or p[name]["value"] >= k
 
     for qi, q_json in enumerate(data["questions"]):
         question = case.survey.questions[qi]
@@ -318,10 +429,13 @@ def test_nothing_published_rests_on_fewer_than_k(case: Case) -> None:
         total_n_shown = shown(q_json["n"])
         for b_json, dim in zip(data["breakdowns"], case.dims, strict=True):
             assert b_json["dimension"] == dim
+            gi = group_question_index(b_json, question, dim)
+            if gi is None:
+                continue
             groups = []
             for g_json in b_json["groups"]:
                 members = [r for r in case.records if group_of(r, dim) == g_json["value"]]
-                g_fig = g_json["questions"][qi]
+                g_fig = g_json["questions"][gi]
                 t = truth(question, members, keys)
                 groups.append((t, check_group(question, g_fig, t, k), g_fig))
             # The groups split everybody.

@@ -39,7 +39,9 @@ SURVEY_ID = "nojdhet"
 K = 5
 
 
-def settings_for(database_url: str, *, quiet: str = "20:00-09:00", k: int = K) -> Settings:
+def settings_for(
+    database_url: str, *, quiet: str = "20:00-09:00", k: int = K, suppression: str = "groups"
+) -> Settings:
     settings = load_settings(
         None,
         {
@@ -47,6 +49,7 @@ def settings_for(database_url: str, *, quiet: str = "20:00-09:00", k: int = K) -
             "BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY": "test-pseudonym-key-0123456789abcdef",
             "BRUKARDIALOG__PRIVACY__ADDRESS_KEY": "ab" * 32,
             "BRUKARDIALOG__PRIVACY__MIN_GROUP_SIZE": str(k),
+            "BRUKARDIALOG__PRIVACY__SUPPRESSION": suppression,
             "BRUKARDIALOG__SCHEDULE__TIMEZONE": "Europe/Stockholm",
             "BRUKARDIALOG__SCHEDULE__QUIET_HOURS": quiet,
             "BRUKARDIALOG__ADMIN__API_TOKENS": TOKEN,
@@ -90,6 +93,7 @@ class Person:
     answers: Mapping[str, Any] = field(default_factory=lambda: {"hjalp": "ja", "bemotande": "bra"})
     unit: str | None = "norr"
     gender: str | None = None
+    target_group: str | None = None
     opted_out: bool = False
     """The contact opted out of all messages (after answering, for instance)."""
 
@@ -108,16 +112,17 @@ async def make_campaign(
     feedback_to: str = "respondents",
     name: str = "Våren 2026",
     created_at: datetime = START - timedelta(days=14),
+    survey_id: str = SURVEY_ID,
 ) -> int:
     """A campaign with its invitations, respondents and answers, and (when closed) the feedback
     task the campaign code schedules on closing."""
-    entry = runtime.catalog.latest(SURVEY_ID)
+    entry = runtime.catalog.latest(survey_id)
     assert entry is not None
     pseudonymizer = runtime.service.pseudonymizer
     async with runtime.db.transaction() as s:
         campaign = Campaign(
             name=name,
-            survey_id=SURVEY_ID,
+            survey_id=survey_id,
             survey_version_id=entry.version_id,
             audience="true",
             channels=["webchat"],
@@ -137,6 +142,7 @@ async def make_campaign(
                 language=person.language,
                 gender=person.gender,
                 unit=person.unit,
+                target_group=person.target_group,
                 opted_out_at=START - timedelta(days=1) if person.opted_out else None,
             )
             s.add(contact)
@@ -167,12 +173,13 @@ async def make_campaign(
             s.add(
                 Respondent(
                     id=respondent_id,
-                    survey_id=SURVEY_ID,
+                    survey_id=survey_id,
                     survey_version_id=entry.version_id,
                     campaign_id=campaign.id,
                     attributes={
                         "unit": person.unit,
                         "gender": person.gender,
+                        "target_group": person.target_group,
                         "language": person.language,
                     },
                     channel="webchat",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def campaigns(database_url: str) -> tuple[int, int, int]:
             now = [
                 Person(
                     answers={"hjalp": "ja", "bemotande": "bra", "ovrigt": "ring 0701234567"},
-                    unit="norr" if i < 6 else "syd",
+                    unit="norr" if i < 5 else "syd",
                 )
                 for i in range(10)
             ]
@@ -80,11 +81,12 @@ def test_show_prints_tables_with_change_and_footnote(cli: Cli, database_url: str
     assert "Har du fått hjälp?" in out
     assert f"Förändring mot kampanj {earlier}" in out
     assert "50 % -> 100 % (+50)" in out
-    assert "== unit ==" in out
+    assert "== Enhet ==" in out
     assert "k = 5" in out
     assert "0701234567" not in out
     code, out, _ = cli("results", "show", str(closed), "--lang", "en")
     assert code == 0 and "Response rate" in out and "Have you been helped?" in out
+    assert f"Change since campaign {earlier}" in out
 
 
 def test_show_marks_withheld_cells(cli: Cli, database_url: str) -> None:
@@ -125,7 +127,7 @@ def test_export_formats(cli: Cli, database_url: str, tmp_path: Path) -> None:
     )
     assert code == 0, err
     workbook = load_workbook(tmp_path / "a.xlsx")
-    assert workbook.sheetnames == ["Sammanfattning", "Enhet", "Svar"]
+    assert workbook.sheetnames == ["Sammanfattning", "Enhet", "Svar", "Om svaren"]
     assert workbook["Svar"].max_row == 1 + 10 * 3
 
     folder = tmp_path / "package"
@@ -175,8 +177,15 @@ def test_export_formats(cli: Cli, database_url: str, tmp_path: Path) -> None:
             "final when it closes",
         ),
         (("results", "show", "{closed}", "--breakdown", "shoe"), "unknown breakdown shoe"),
-        (("feedback", "set", "{closed}", "--text", "Hei", "--lang", "fi"), "no language 'fi'"),
-        (("feedback", "set", "{closed}"), "give --text"),
+        (("feedback", "set", "{closed}", "--text", "fi=Hei"), "no language 'fi'"),
+        (("feedback", "set", "{closed}", "--text", "Hej"), "--text takes LANG=TEXT"),
+        (("feedback", "set", "{closed}", "--text", "sv=a", "--text", "sv=b"), "sv is given twice"),
+        (("feedback", "set", "{closed}", "--text", "sv=Vi gör om."), "no feedback text in en, ar"),
+        (("feedback", "set", "{closed}", "--delay", "soon"), "delay: 'soon' is not a duration"),
+        (("feedback", "set", "{closed}", "--plan-ref", "sv=Mål 3"), "no plan reference in en, ar"),
+        (("feedback", "set", "{closed}", "--file", "{tmp}/none.toml"), "cannot read"),
+        (("feedback", "set", "{closed}"), "give --text LANG=TEXT"),
+        (("feedback", "send-now", "{running}"), "feedback can go out once it has closed"),
         (("feedback", "hold", "999"), "no campaign with id 999"),
     ],
 )
@@ -228,17 +237,240 @@ def test_feedback_commands(cli: Cli, database_url: str) -> None:
         "set",
         str(closed),
         "--text",
-        "Vi ringer tillbaka inom en dag.",
+        "sv=Vi ringer tillbaka inom en dag.",
+        "--without-text",
+        "en,ar",
         "--plan-ref",
         "Mål 3.2",
     )
     assert code == 0, err
-    assert "feedback text in sv" in out and "Mål 3.2" in out
+    assert "feedback text in sv; without text: en, ar; plan reference in: ar, en, sv" in out
     code, out, _ = cli("feedback", "preview", str(closed))
     assert code == 0
     assert "--- sv: 10 recipients, SMS" in out
     assert "Det här gör vi: Vi ringer tillbaka inom en dag. (Mål 3.2)" in out
     assert f"https://enkat.example.se/results/{closed}" in out
     assert "--- en: 0 recipients" in out and "--- ar: 0 recipients" in out
+    assert '(sent without a "what we will do" text, as chosen)' in out
     assert cli("feedback", "hold", str(closed))[1].strip().endswith("feedback held")
     assert cli("feedback", "release", str(closed))[1].strip().endswith("feedback pending")
+
+
+# -- issue 10 item 7: labels in the chosen language, names, no self-breakdown, fair change -----
+
+
+def test_show_in_arabic_with_names_and_no_background_question_by_itself(
+    cli: Cli, database_url: str
+) -> None:
+    async def make() -> int:
+        async with results_runtime(database_url, FixedClock(START)) as runtime:
+            persons = [
+                Person(
+                    answers={"kon": "kvinna" if i < 5 else "man", "hjalp": "ja"},
+                    target_group="ekonomiskt_bistand" if i % 2 else "missbruk",
+                )
+                for i in range(10)
+            ]
+            return await make_campaign(runtime, persons, survey_id="bakgrund")
+
+    campaign_id = run_in_thread(make)
+    code, out, err = cli(
+        "results", "show", str(campaign_id), "--lang", "ar", "--breakdown", "gender,target_group"
+    )
+    assert code == 0, err
+    assert "المشاركة" in out and "نسبة الاستجابة" in out  # headings in Arabic
+    assert "هل حصلت على المساعدة؟" in out and "Har du fått hjälp?" not in out
+    assert "== الجنس ==" in out and "== الفئة المستهدفة ==" in out
+    assert "المساعدة المالية" in out  # ekonomiskt_bistand by its name
+    assert "ekonomiskt_bistand" not in out and "Participation" not in out
+    # The gender question is not broken down by gender (it would be 100 % in each group).
+    gender_section = out.split("== الجنس ==")[1].split("==")[0]
+    assert "ما جنسك؟" not in gender_section and "هل حصلت على المساعدة؟" in gender_section
+    code, out, _ = cli("results", "show", str(campaign_id), "--breakdown", "target_group")
+    assert code == 0 and "Ekonomiskt bistånd" in out and "Missbruk och beroende" in out
+
+
+@pytest.mark.parametrize(
+    ("lang", "message"),
+    [("fi", "has no texts in 'fi' (it has sv, en, ar)"), ("sv-x-lattlast", "has no texts")],
+)
+def test_show_in_a_language_it_cannot(cli: Cli, database_url: str, lang: str, message: str) -> None:
+    _, closed, _ = campaigns(database_url)
+    code, _, err = cli("results", "show", str(closed), "--lang", lang)
+    assert code == 1 and message in err, err
+
+
+def test_change_only_against_a_previous_campaign_with_k_answers(
+    cli: Cli, database_url: str
+) -> None:
+    async def make() -> tuple[int, int, int, int]:
+        async with results_runtime(database_url, FixedClock(START)) as runtime:
+            old = [Person(answers={"hjalp": "nej", "bemotande": "bra"}) for _ in range(6)]
+            oldest = await make_campaign(
+                runtime, old, closed_at=START.replace(year=2024), name="Våren 2024"
+            )
+            few = [Person(answers={"hjalp": "ja", "bemotande": "bra"}) for _ in range(3)]
+            small = await make_campaign(
+                runtime, few, closed_at=START.replace(year=2025), name="Våren 2025"
+            )
+            current = await make_campaign(runtime, people(8))
+            # Another survey whose only earlier campaign had three answers.
+            tiny = [Person(answers={"hjalp": "ja"}) for _ in range(3)]
+            await make_campaign(
+                runtime, tiny, closed_at=START.replace(year=2025), survey_id="bakgrund"
+            )
+            alone = await make_campaign(runtime, people(8), survey_id="bakgrund")
+            return oldest, small, current, alone
+
+    oldest, small, current, alone = run_in_thread(make)
+    code, out, err = cli("results", "show", str(current), "--lang", "en")
+    assert code == 0, err
+    # Against the one before it with 6 answers, not the last one, which had 3.
+    assert f"Change since campaign {oldest}" in out and f"campaign {small}" not in out
+    assert "0 % -> 100 % (+100)" in out
+    code, out, _ = cli("results", "show", str(alone), "--lang", "en")
+    assert "Change since" not in out
+    assert "No earlier closed campaign of the same survey with at least 5 answers" in out
+
+
+# -- issue 10 item 10: follow-up surveys have results too ------------------------------------
+
+
+def followups(database_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from storage.models import FollowupRule
+    from tests.results_integration.test_followup_feedback import answered_followups
+
+    async def make() -> None:
+        async with results_runtime(database_url, FixedClock(START)) as runtime:
+            async with runtime.db.transaction() as s:
+                rule = FollowupRule(
+                    name="r", event_type="insats_ended", survey_id="nojdhet", delay=0
+                )
+                s.add(rule)
+                await s.flush()
+                rule_id = rule.id
+            feb, may = datetime(2026, 2, 10, 12, tzinfo=UTC), datetime(2026, 5, 10, 12, tzinfo=UTC)
+            await answered_followups(runtime, 6, feb, rule=rule_id)
+            await answered_followups(runtime, 2, may, rule=rule_id)
+
+    run_in_thread(make)
+
+
+def test_show_a_followup_survey_in_a_period(cli: Cli, database_url: str) -> None:
+    followups(database_url)
+    code, out, err = cli(
+        "results", "show", "--survey", "nojdhet", "--from", "2026-02-01", "--to", "2026-02-28"
+    )
+    assert code == 0, err
+    assert "enkät nojdhet v1, svar 2026-02-01 till 2026-02-28" in out
+    assert re.search(r"Uppföljningar skickade +6\n", out) and re.search(r"Slutförda +6\n", out)
+    assert "Har du fått hjälp?" in out and "100 %" in out
+    code, out, err = cli("results", "show", "--survey", "nojdhet", "--lang", "en")
+    assert code == 0, err
+    assert re.search(r"Completed +8\n", out)
+    # Two in May alone are too few to show.
+    code, out, _ = cli("results", "show", "--survey", "nojdhet", "--from", "2026-05-01")
+    assert re.search(r"Slutförda +–\n", out) and "100 %" not in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--survey", "nope"), "no survey with id 'nope'"),
+        (("--survey", "nojdhet", "--from", "2026-02-30"), "--from: '2026-02-30' is not a date"),
+        (("--survey", "nojdhet", "--from", "2026-03-01", "--to", "2026-02-01"), "after --to"),
+        (("--survey", "nojdhet", "--to", "9999-12-31"), "--to 9999-12-31 is out of range"),
+        (("--survey", "nojdhet", "--from", "0001-01-01"), "--from 0001-01-01 is out of range"),
+        (("1", "--survey", "nojdhet"), "give a campaign id, or --survey"),
+        ((), "give a campaign id, or --survey"),
+        (("1", "--from", "2026-01-01"), "--from and --to go with --survey"),
+    ],
+)
+def test_show_followup_bad_input(
+    cli: Cli, database_url: str, argv: tuple[str, ...], message: str
+) -> None:
+    code, _, err = cli("results", "show", *argv)
+    assert code == 1 and message in err, err
+
+
+# -- issue 10 items 11 and 12 from the command line ------------------------------------------
+
+
+def test_feedback_per_language_from_options_and_a_file(
+    cli: Cli, database_url: str, tmp_path: Path
+) -> None:
+    _, closed, _ = campaigns(database_url)
+    code, out, err = cli(
+        "feedback",
+        "set",
+        str(closed),
+        "--text",
+        "sv=Vi öppnar på kvällar.",
+        "--text",
+        "en=We open in the evenings.",
+        "--text",
+        "ar=سنفتح مساءً.",
+        "--plan-ref",
+        "sv=Mål 3.2",
+        "--plan-ref",
+        "en=Goal 3.2",
+        "--plan-ref",
+        "ar=الهدف 3.2",
+    )
+    assert code == 0, err
+    assert "feedback text in ar, en, sv; without text: -" in out
+    assert re.search(r"SMS segments now: sv \d, en \d, ar \d \(at most 3\)", out)
+    code, out, _ = cli("feedback", "preview", str(closed))
+    assert "ما سنفعله: سنفتح مساءً. (الهدف 3.2)" in out
+    assert "What we will do: We open in the evenings. (Goal 3.2)" in out
+
+    toml = tmp_path / "feedback.toml"
+    toml.write_text(
+        'without_text = ["ar"]\nplan_ref = "Mål 4"\ndelay = "2d"\n'
+        '[text]\nsv = "Vi ringer upp samma dag."\nen = "We call back the same day."\n',
+        encoding="utf-8",
+    )
+    code, out, err = cli("feedback", "set", str(closed), "--file", str(toml))
+    assert code == 0, err
+    assert "feedback text in en, sv; without text: ar; plan reference in: ar, en, sv" in out
+    code, out, _ = cli("feedback", "preview", str(closed))
+    assert "Det här gör vi: Vi ringer upp samma dag. (Mål 4)" in out
+    assert "ما سنفعله" not in out
+
+    for body, message in (
+        ("text = 3\n", "text must be a table"),
+        ("[txt]\nsv = 'x'\n", "unknown key txt"),
+        ("text = [\n", "feedback.toml"),
+    ):
+        toml.write_text(body, encoding="utf-8")
+        code, _, err = cli("feedback", "set", str(closed), "--file", str(toml))
+        assert code == 1 and message in err, (body, err)
+
+
+WHEN = r"\d{4}-\d\d-\d\d \d\d:\d\d Europe/Stockholm"
+"""The command line runs on the real clock; the times themselves are checked in test_feedback."""
+
+
+def test_feedback_timing_send_now_and_delay(cli: Cli, database_url: str) -> None:
+    _, closed, running = campaigns(database_url)
+    code, out, _ = cli("feedback", "preview", str(closed))
+    assert re.search(f"\nfeedback pending: goes out {WHEN}", out), out
+    code, out, _ = cli("campaigns", "show", str(closed))
+    assert code == 0 and re.search(f"\nfeedback +pending: goes out {WHEN}", out), out
+    code, out, _ = cli("campaigns", "show", str(running))
+    assert re.search(r"\nfeedback +pending: goes out 1h after the campaign closes", out), out
+
+    code, out, err = cli("feedback", "set", str(closed), "--delay", "3d")
+    assert code == 0, err
+    assert re.search(f"feedback pending: goes out {WHEN}", out), out
+    code, out, err = cli("feedback", "send-now", str(closed))
+    assert code == 0, err
+    assert f"campaign {closed}: feedback pending: goes out" in out
+    assert "sends it at its next poll" in out
+    code, out, _ = cli("feedback", "hold", str(closed))
+    code, out, _ = cli("campaigns", "show", str(closed))
+    assert re.search(r"\nfeedback +held: goes out when released", out)
+    code, _, err = cli("feedback", "send-now", str(closed))
+    assert code == 1 and "release it first" in err
