@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,6 +21,7 @@ from storage.plan import (
     SetLanguage,
     SetOptedOut,
     TurnPlan,
+    TurnResult,
 )
 from storage.sealing import PREFIX, Sealer, SealingError
 from storage.sqlexec import Exec
@@ -54,9 +56,10 @@ def newcomer(n: int) -> TurnPlan:
 
 
 async def test_turns_that_arrive_together_commit_together(db: Database) -> None:
-    results = await asyncio.gather(
-        *(db.turns.run(lambda x, n=n: executor.write(x, newcomer(n), now=NOW)) for n in range(40))
-    )
+    def writer(n: int) -> Callable[[Exec], TurnResult]:
+        return lambda x: executor.write(x, newcomer(n), now=NOW)
+
+    results = await asyncio.gather(*(db.turns.run(writer(n)) for n in range(40)))
     assert all(len(r.reply_ids) == 1 for r in results)
     async with db.transaction(read_only=True) as s:
         contacts = list(await s.scalars(select(Contact)))
