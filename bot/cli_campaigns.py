@@ -18,6 +18,7 @@ from bot.campaigns import (
     EmptyAudience,
 )
 from bot.cli import CommandError, cli_actor, run_with_runtime
+from bot.contacts_csv import columns_text
 from bot.contacts_import import ImportRefused, ImportReport, import_validated, validate_csv
 from bot.runtime import Runtime
 from storage.models import Campaign
@@ -70,6 +71,9 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
     try:
         report = _run(args, work)
     except ImportRefused as e:
+        if e.whole_file:
+            reasons = "; ".join(str(error) for error in e.errors if error.whole_file)
+            raise CommandError(f"{path}: {reasons}; nothing was imported") from None
         for error in e.errors:
             print(error, file=sys.stderr)
         raise CommandError(
@@ -192,8 +196,14 @@ def add_commands(sub: Any) -> None:
     contacts = sub.add_parser("contacts", help="contact lists").add_subparsers(
         dest="contacts", required=True
     )
-    imp = contacts.add_parser("import", help="import or update contacts from a CSV file")
-    imp.add_argument("file", help="CSV with a header row (see bot/contacts_csv.py)")
+    imp = contacts.add_parser(
+        "import",
+        help="import or update contacts from a CSV file",
+        description="Import or update contacts from a CSV file.",
+        epilog="columns:\n" + columns_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    imp.add_argument("file", help="CSV with a header row (columns below)")
     imp.add_argument(
         "--skip-invalid", action="store_true", help="import the valid rows, list the rest"
     )
