@@ -52,11 +52,19 @@ class ServerSettings:
     """Defaults to http://host:port; set it behind a proxy, since signatures cover this URL."""
 
     def __post_init__(self) -> None:
-        url = self.public_url.rstrip("/")
-        if not url:
-            host = f"[{self.host}]" if ":" in self.host else self.host
-            url = f"http://{host}:{self.port}"
+        url = self.public_url.rstrip("/") or self.listen_url
         object.__setattr__(self, "public_url", url)
+
+    @property
+    def listen_url(self) -> str:
+        """http://host:port, where this process listens."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def public_url_set(self) -> bool:
+        """Whether public_url names an outside address (unset, links point at this machine)."""
+        return self.public_url != self.listen_url
 
 
 @dataclass(frozen=True, slots=True)

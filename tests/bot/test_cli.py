@@ -144,3 +144,149 @@ def test_db_upgrade_creates_the_embedded_database(tmp_path: Path) -> None:
     result = run("db", "upgrade", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "var" / "brukardialog.db").exists()
+
+
+# -- which database a command uses, and never a new one by accident -----------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["campaigns", "list"],
+        ["campaigns", "show", "1"],
+        ["contacts", "import", "people.csv"],
+        ["events", "show", "E-1"],
+        ["results", "show", "1"],
+        ["feedback", "preview", "1"],
+    ],
+)
+def test_commands_refuse_to_create_a_database_or_key(tmp_path: Path, args: list[str]) -> None:
+    (tmp_path / "people.csv").write_text("external_ref\nP1\n", encoding="utf-8")
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert f"no database at {tmp_path / 'var' / 'brukardialog.db'}" in result.stderr
+    assert "no pseudonym key file at" in result.stderr
+    assert "brukardialog db upgrade" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "var" / "brukardialog.db").exists()
+    assert not (tmp_path / "var" / "pseudonym.key").exists()
+
+
+def test_db_upgrade_makes_the_key_and_then_commands_work(tmp_path: Path) -> None:
+    result = run("db", "upgrade", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "var" / "pseudonym.key").exists()
+    assert run("campaigns", "list", cwd=tmp_path).stdout == "no campaigns\n"
+
+    (tmp_path / "var" / "pseudonym.key").unlink()
+    lost = run("campaigns", "list", cwd=tmp_path)
+    assert lost.returncode == 1
+    assert "restore the key file" in lost.stderr
+    again = run("db", "upgrade", cwd=tmp_path)
+    assert again.returncode == 0 and "restore its key file" in again.stderr
+    assert not (tmp_path / "var" / "pseudonym.key").exists(), "never a new key for old data"
+
+
+def status(tmp_path: Path, **env: str) -> dict[str, list[str]]:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "status"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **env},
+    )
+    assert result.returncode == 0, result.stderr
+    rows: dict[str, list[str]] = {}
+    label = ""
+    for line in result.stdout.splitlines():
+        label = line[:14].strip() or label
+        rows.setdefault(label, []).append(line[15:])
+    return rows
+
+
+def test_status_says_what_commands_use_and_creates_nothing(tmp_path: Path) -> None:
+    from storage.migrate import head
+
+    before = status(tmp_path)
+    assert before["config"] == [
+        "none: the defaults and any BRUKARDIALOG__* variables (give one with --config)"
+    ]
+    assert before["database"] == [
+        f"sqlite+aiosqlite:///var/brukardialog.db ({tmp_path}/var/brukardialog.db, does not exist)"
+    ]
+    assert before["pseudonym key"] == [f"{tmp_path}/var/pseudonym.key (does not exist)"]
+    assert before["channels"] == [
+        "sms: off (twilio.account_sid is not set)",
+        "telegram: off (telegram.bot_token is not set)",
+        "webchat: on",
+    ]
+    assert before["surveys"][-1].startswith("4 loaded: barnenkat, ")
+    assert "links point at this machine" in before["public url"][0]
+    assert not (tmp_path / "var").exists()
+
+    assert run("db", "upgrade", cwd=tmp_path).returncode == 0
+    (tmp_path / "my.toml").write_text("[server]\npublic_url = 'https://enkat.example.se'\n")
+    after = status(tmp_path, BRUKARDIALOG_CONFIG="my.toml")
+    assert after["config"] == [f"{tmp_path}/my.toml (BRUKARDIALOG_CONFIG)"]
+    assert after["schema"] == [f"{head()} (up to date)"]
+    assert after["public url"] == ["https://enkat.example.se"]
+
+
+def test_status_hides_the_database_password(tmp_path: Path) -> None:
+    rows = status(
+        tmp_path,
+        BRUKARDIALOG__DATABASE__URL="postgresql+asyncpg://bd:hemligt@127.0.0.1:1/bd",
+        BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY="test-pseudonym-key-0123456789abcdef",
+    )
+    assert rows["database"] == ["postgresql+asyncpg://bd:***@127.0.0.1:1/bd"]
+    assert rows["schema"][0].startswith("unknown: cannot read the database")
+    assert rows["pseudonym key"] == ["privacy.pseudonym_key (from the config or environment)"]
+    assert "hemligt" not in str(rows)
+
+
+# -- server.public_url --------------------------------------------------------------------------
+
+
+PUBLIC_URLS = [("", True), ("https://enkat.example.se", False)]
+
+
+@pytest.mark.parametrize(("public_url", "warned"), PUBLIC_URLS)
+def test_serve_warns_when_public_url_is_not_set(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    public_url: str,
+    warned: bool,
+) -> None:
+    from aiohttp import web
+
+    served: list[object] = []
+    monkeypatch.setattr(web, "run_app", lambda app, **kwargs: served.append(app))
+    monkeypatch.setenv("BRUKARDIALOG__DATABASE__URL", f"sqlite+aiosqlite:///{tmp_path}/bd.db")
+    monkeypatch.setenv("BRUKARDIALOG__SERVER__PUBLIC_URL", public_url)
+    monkeypatch.delenv("BRUKARDIALOG_CONFIG", raising=False)
+    with caplog.at_level("WARNING", logger="brukardialog"):
+        assert main(["serve"]) == 0
+    assert len(served) == 1
+    warnings = [r.getMessage() for r in caplog.records if "server.public_url" in r.getMessage()]
+    assert bool(warnings) is warned
+    if warned:
+        assert "http://127.0.0.1:8080" in warnings[0]
+
+
+@pytest.mark.parametrize(("public_url", "warned"), PUBLIC_URLS)
+def test_feedback_preview_warns_when_public_url_is_not_set(
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    public_url: str,
+    warned: bool,
+) -> None:
+    monkeypatch.setenv("BRUKARDIALOG__DATABASE__URL", database_url)
+    monkeypatch.setenv("BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY", "test-pseudonym-key-0123456789ab")
+    monkeypatch.setenv("BRUKARDIALOG__SERVER__PUBLIC_URL", public_url)
+    monkeypatch.delenv("BRUKARDIALOG_CONFIG", raising=False)
+    main(["feedback", "preview", "1"])
+    err = capsys.readouterr().err
+    assert ("warning: server.public_url is not set" in err) is warned, err
