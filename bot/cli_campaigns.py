@@ -89,6 +89,44 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_contacts_links(args: argparse.Namespace) -> int:
+    from bot import contact_links
+    from bot.cli import _settings, warn_public_url
+    from flows.expr import ExprError
+
+    warn_public_url(_settings(args))
+
+    async def work(runtime: Runtime) -> contact_links.LinkList:
+        try:
+            return await contact_links.audience_links(runtime, args.audience, actor=cli_actor())
+        except ExprError as e:
+            raise CommandError(f"audience: {e}") from None
+
+    result = _run(args, work)
+    if args.out == "-":
+        contact_links.write_csv(result.links, sys.stdout)
+    else:
+        try:
+            contact_links.write_csv_file(result.links, Path(args.out))
+        except OSError as e:
+            raise CommandError(f"cannot write {args.out}: {e.strerror or e}") from None
+    telegram = any(link.telegram_link for link in result.links)
+    print(
+        f"wrote {len(result.links)} personal links"
+        + ("" if args.out == "-" else f" to {args.out}")
+        + ("" if telegram or not result.links else " (no Telegram links: the bot is not known)"),
+        file=sys.stderr,
+    )
+    if result.without_ref:
+        print(f"left out {result.without_ref} people without an external_ref", file=sys.stderr)
+    if result.without_token:
+        print(
+            f"left out {result.without_token} people without a personal web chat token",
+            file=sys.stderr,
+        )
+    return 0
+
+
 # -- campaigns -----------------------------------------------------------------------------------
 
 
@@ -208,6 +246,18 @@ def add_commands(sub: Any) -> None:
         "--skip-invalid", action="store_true", help="import the valid rows, list the rest"
     )
     imp.set_defaults(func=cmd_contacts_import)
+    links = contacts.add_parser(
+        "links",
+        help="each person's personal web chat (and Telegram) link, as CSV",
+        description=(
+            "Write external_ref, language, webchat_link and telegram_link for everyone in an "
+            "audience (everyone by default; opted-out people are left out). A link lets whoever "
+            "holds it answer as that person: the file is readable by you only."
+        ),
+    )
+    links.add_argument("--audience", help="expression, e.g. \"unit == 'Norr'\" (default: all)")
+    links.add_argument("--out", required=True, help="CSV file to write, or - for standard output")
+    links.set_defaults(func=cmd_contacts_links)
 
     camp = sub.add_parser("campaigns", help="survey campaigns").add_subparsers(
         dest="campaigns", required=True

@@ -36,6 +36,7 @@ _FALSE = {"false", "0", "no"}
 # Telegram's own rule for setWebhook's secret_token.
 _TELEGRAM_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _MIN_SECRET_LENGTH = 16
+_TELEGRAM_USERNAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{4,31}")
 
 
 class ConfigError(Exception):
@@ -113,6 +114,11 @@ class TelegramConfig:
     bot_token: str = field(default="", metadata=_SECRET)
     webhook_secret: str = field(default="", metadata=_SECRET)
     api_base_url: str = "https://api.telegram.org"
+    bot_username: str = ""
+    """The bot's @username, for t.me links; asked from Telegram (getMe) when empty."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bot_username", self.bot_username.strip().removeprefix("@"))
 
     @property
     def enabled(self) -> bool:
@@ -481,6 +487,11 @@ def _validate(s: Settings) -> list[str]:
             "telegram.webhook_secret may only use A-Z, a-z, 0-9, _ and - (1-256 characters)"
         )
     problems += _http_url("telegram.api_base_url", tg.api_base_url)
+    if tg.bot_username and not _TELEGRAM_USERNAME_RE.fullmatch(tg.bot_username):
+        problems.append(
+            f"telegram.bot_username {tg.bot_username!r} is not a Telegram username "
+            "(5-32 characters a-z, 0-9 and _, e.g. malmo_enkat_bot)"
+        )
 
     pv = s.privacy
     if pv.pseudonym_key and len(pv.pseudonym_key) < _MIN_SECRET_LENGTH:
