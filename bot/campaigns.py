@@ -190,16 +190,62 @@ async def compile_audience(s: AsyncSession, source: str) -> Expr:
     return expr
 
 
-async def _audience_matches_anyone(runtime: Runtime, expr: Expr, today: date) -> bool:
+@dataclass(frozen=True, slots=True)
+class AudienceScan:
+    """How many people an audience matches now, and how many of them each open campaign of the
+    same survey already covers (by campaign id)."""
+
+    matched: int
+    overlaps: Mapping[int, int]
+
+
+async def _scan_audience(
+    runtime: Runtime, expr: Expr, today: date, others: Sequence[Campaign]
+) -> AudienceScan:
+    """Match the audience over every contact; without `others` it stops at the first match.
+
+    A started campaign covers the people invited to it (its invitation rows); a scheduled one
+    covers whoever its own audience matches now."""
+    started = [c.id for c in others if c.audience_size is not None]
+    scheduled: list[tuple[int, Expr]] = []
+    for c in others:
+        if c.audience_size is None:
+            try:
+                scheduled.append((c.id, compile_expr(c.audience)))
+            except ExprError:
+                log.warning("campaign %s: its audience no longer compiles", c.id)
+    matched = 0
+    overlaps = dict.fromkeys((c.id for c in others), 0)
     after = 0
     while True:
         async with runtime.db.transaction(read_only=True) as s:
             page = await repo_campaigns.audience_chunk(s, after, AUDIENCE_PAGE)
-        if any(expr.evaluate(audience_env(c, today)) for c in page):
-            return True
-        if len(page) < AUDIENCE_PAGE:
-            return False
+            envs = [(c.id, audience_env(c, today)) for c in page]
+            chosen = [(cid, env) for cid, env in envs if expr.evaluate(env)]
+            covered = await repo_campaigns.invited_among(s, started, [cid for cid, _ in chosen])
+        matched += len(chosen)
+        for campaign_id, _contact in covered:
+            overlaps[campaign_id] += 1
+        for campaign_id, other in scheduled:
+            overlaps[campaign_id] += sum(1 for _, env in chosen if other.evaluate(env))
+        if (matched and not others) or len(page) < AUDIENCE_PAGE:
+            return AudienceScan(matched, {k: v for k, v in overlaps.items() if v})
         after = page[-1].id
+
+
+def overlap_warnings(scan: AudienceScan, others: Sequence[Campaign]) -> list[str]:
+    """What staff should know about people the new campaign shares with open ones."""
+    warnings = []
+    for other in others:
+        shared = scan.overlaps.get(other.id, 0)
+        if shared:
+            warnings.append(
+                f"{shared} of the {scan.matched} people in this audience are already in "
+                f"campaign {other.id} '{other.name}' ({other.status}) of the same survey: anyone "
+                "still answering that one gets this campaign's invitation when done (shown as "
+                "waiting)"
+            )
+    return warnings
 
 
 # -- creating ------------------------------------------------------------------------------------
@@ -232,11 +278,27 @@ def _items(value: str | Sequence[str]) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+@dataclass(frozen=True, slots=True)
+class CreatedCampaign:
+    """A new campaign, and what staff should know about it (e.g. an audience it shares)."""
+
+    campaign: Campaign
+    warnings: tuple[str, ...] = ()
+
+
 async def create_campaign(runtime: Runtime, request: CampaignRequest, *, actor: str) -> Campaign:
     """Validate and create a campaign with its start, reminder and close tasks.
 
     Raises CampaignInvalid listing every problem, EmptyAudience when nobody matches; nothing is
     stored then."""
+    return (await create_campaign_with_warnings(runtime, request, actor=actor)).campaign
+
+
+async def create_campaign_with_warnings(
+    runtime: Runtime, request: CampaignRequest, *, actor: str
+) -> CreatedCampaign:
+    """`create_campaign`, also saying how much of the audience open campaigns of the same survey
+    already cover."""
     settings = runtime.settings
     tz = settings.schedule.tz
     now = runtime.clock.now()
@@ -315,7 +377,10 @@ async def create_campaign(runtime: Runtime, request: CampaignRequest, *, actor: 
         raise CampaignInvalid(problems)
     assert entry is not None and ends_at is not None and expr is not None
 
-    if not await _audience_matches_anyone(runtime, expr, now.astimezone(tz).date()):
+    async with runtime.db.transaction(read_only=True) as s:
+        others = await repo_campaigns.open_for_survey(s, entry.survey.id)
+    scan = await _scan_audience(runtime, expr, now.astimezone(tz).date(), others)
+    if not scan.matched:
         raise EmptyAudience(
             [f"audience: {request.audience!r} matches nobody; the campaign was not created"]
         )
@@ -360,7 +425,7 @@ async def create_campaign(runtime: Runtime, request: CampaignRequest, *, actor: 
             {"survey_id": entry.survey.id, "audience": request.audience, "channels": channels},
             at=now,
         )
-    return campaign
+    return CreatedCampaign(campaign, tuple(overlap_warnings(scan, others)))
 
 
 # -- staff actions -------------------------------------------------------------------------------
@@ -821,6 +886,7 @@ def campaign_json(campaign: Campaign, counts: CampaignCounts | None = None) -> d
         data["counts"] = {
             "audience": counts.audience,
             "pending": counts.pending,
+            "waiting": counts.waiting,
             "invited": counts.invited,
             "delivered": counts.delivered,
             "started": counts.started,

@@ -163,11 +163,13 @@ def cmd_campaigns_create(args: argparse.Namespace) -> int:
     )
 
     @_campaign_errors
-    async def work(runtime: Runtime) -> int:
-        campaign = await campaigns.create_campaign(runtime, request, actor=cli_actor())
-        return campaign.id
+    async def work(runtime: Runtime) -> campaigns.CreatedCampaign:
+        return await campaigns.create_campaign_with_warnings(runtime, request, actor=cli_actor())
 
-    print(_run(args, work))
+    created = _run(args, work)
+    for warning in created.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(created.campaign.id)
     return 0
 
 

@@ -34,6 +34,8 @@ COMPLETED = "completed"
 OPTED_OUT = "opted_out"
 UNREACHABLE = "unreachable"
 CLOSED = "closed"
+WAITING = "waiting"
+"""An invitation held back while the person is still answering another campaign."""
 REACHED = (INVITED, STARTED)
 """Invitation statuses of people who got the invitation and have not finished."""
 
@@ -76,6 +78,8 @@ class CampaignCounts:
     completed: int
     opted_out: int
     failed: int
+    waiting: int = 0
+    """Invitations held back while the person is still answering another campaign."""
 
     @property
     def response_rate(self) -> float | None:
@@ -103,6 +107,29 @@ async def listing(s: AsyncSession, limit: int = 200) -> list[Campaign]:
     """Campaigns, newest first."""
     stmt = select(Campaign).order_by(Campaign.id.desc()).limit(limit)
     return list(await s.scalars(stmt))
+
+
+async def open_for_survey(s: AsyncSession, survey_id: str) -> list[Campaign]:
+    """The survey's campaigns that are not closed (scheduled, running or paused), oldest first."""
+    stmt = (
+        select(Campaign)
+        .where(Campaign.survey_id == survey_id, Campaign.status != CLOSED)
+        .order_by(Campaign.id)
+    )
+    return list(await s.scalars(stmt))
+
+
+async def invited_among(
+    s: AsyncSession, campaign_ids: Collection[int], contact_ids: Collection[int]
+) -> list[tuple[int, int]]:
+    """(campaign id, contact id) of each of these contacts in the audience of these campaigns."""
+    if not campaign_ids or not contact_ids:
+        return []
+    stmt = select(Invitation.campaign_id, Invitation.contact_id).where(
+        Invitation.campaign_id.in_(list(campaign_ids)),
+        Invitation.contact_id.in_(list(contact_ids)),
+    )
+    return [(int(c), int(p)) for c, p in (await s.execute(stmt)).all()]
 
 
 async def attribute_names(s: AsyncSession) -> set[str]:
@@ -383,4 +410,5 @@ async def counts(s: AsyncSession, campaign: Campaign) -> CampaignCounts:
         completed=completed,
         opted_out=opted_out,
         failed=int(by_status.get(UNREACHABLE, 0)) + failed_sends,
+        waiting=int(by_status.get(WAITING, 0)),
     )

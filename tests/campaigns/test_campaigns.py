@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot import campaigns
 from bot.campaigns import (
@@ -20,7 +20,7 @@ from bot.runtime import Runtime
 from flows.engine import closed_notice
 from flows.expr import ExprError, compile_expr
 from storage import repo_campaigns, repo_tasks
-from storage.models import Campaign, Contact, Conversation, DueTask, Message
+from storage.models import Campaign, Contact, Conversation, DueTask, Invitation, Message
 from storage.repo_campaigns import AudienceContact
 from tests.campaigns.helpers import (
     START,
@@ -346,3 +346,61 @@ async def test_a_late_answer_after_close_gets_the_closed_notice(database_url: st
                 )
             ).first()
         assert last is not None and last.body == closed_notice("sv").text
+
+
+# -- campaigns of one survey that share people -----------------------------------------------------
+
+
+async def test_create_warns_when_an_open_campaign_of_the_survey_covers_part_of_the_audience(
+    database_url: str,
+) -> None:
+    async with campaign_runtime(database_url) as runtime:
+        await import_csv(runtime, csv_text())
+        first = await campaigns.create_campaign_with_warnings(
+            runtime, request(name="Våren"), actor="test"
+        )
+        assert first.warnings == ()
+        # Not started yet: it covers whoever its audience matches (P1, P2, P4).
+        norr = await campaigns.create_campaign_with_warnings(
+            runtime, request(audience="unit == 'Norr'"), actor="test"
+        )
+        fid = first.campaign.id
+        assert norr.warnings == (
+            f"2 of the 3 people in this audience are already in campaign {fid} 'Våren' "
+            "(scheduled) of the same survey: anyone still answering that one gets this "
+            "campaign's invitation when done (shown as waiting)",
+        )
+        await runtime.tasks.run_due()  # both start: their audiences become invitation rows
+        # A contact imported after the start is in neither started campaign.
+        await import_csv(runtime, csv_text(["P6,0701234566,sv,kvinna,1985,missbruk,Norr,,"]))
+        women = await campaigns.create_campaign_with_warnings(
+            runtime, request(audience="gender == 'kvinna'"), actor="test"
+        )
+        assert [w.split(" of the same survey")[0] for w in women.warnings] == [
+            f"1 of the 3 people in this audience are already in campaign {fid} 'Våren' (running)",
+            f"2 of the 3 people in this audience are already in campaign {norr.campaign.id} "
+            f"'{norr.campaign.name}' (running)",
+        ]
+        for cid in (fid, norr.campaign.id, women.campaign.id):
+            await campaigns.close_campaign(runtime, cid, actor="test")
+        again = await campaigns.create_campaign_with_warnings(runtime, request(), actor="test")
+        assert again.warnings == (), "closed campaigns cover nobody"
+
+
+async def test_show_counts_invitations_waiting_for_another_campaign(database_url: str) -> None:
+    async with campaign_runtime(database_url) as runtime:
+        await import_csv(runtime, csv_text())
+        cid = await create(runtime)
+        await runtime.tasks.run_due()
+        p2 = await contact_id(runtime, "P2")
+        async with runtime.db.transaction() as s:
+            await s.execute(
+                update(Invitation)
+                .where(Invitation.campaign_id == cid, Invitation.contact_id == p2)
+                .values(status=repo_campaigns.WAITING)
+            )
+        view = await campaigns.show_campaign(runtime, cid)
+    assert (view.counts.waiting, view.counts.pending) == (1, 2)
+    counts = campaigns.campaign_json(view.campaign, view.counts)["counts"]
+    assert counts["waiting"] == 1
+    assert list(counts)[:3] == ["audience", "pending", "waiting"]

@@ -291,3 +291,45 @@ def test_readme_lists_the_columns_as_bot_contacts_csv_defines_them() -> None:
         README.write_text(text[: found.start(2)] + wanted + text[found.end(2) :], encoding="utf-8")
         return
     assert found.group(2) == wanted, "run UPDATE_README=1 pytest -k readme_lists_the_columns"
+
+
+# -- campaigns that share people -------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_cli_create_warns_about_a_shared_audience_and_show_has_waiting(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_text(csv_text(), encoding="utf-8")
+    assert bot.cli.main(["contacts", "import", str(path)]) == 0
+    capsys.readouterr()
+    create = ["campaigns", "create", "--survey", "kort", "--ends", "2099-12-31"]
+    assert bot.cli.main([*create, "--audience", "target_group == 'missbruk'"]) == 0
+    first = capsys.readouterr()
+    assert first.err == ""
+    assert bot.cli.main([*create, "--audience", "unit == 'Norr'"]) == 0
+    second = capsys.readouterr()
+    assert second.out.strip().isdigit()
+    assert second.err.startswith(
+        f"warning: 2 of the 3 people in this audience are already in campaign {first.out.strip()}"
+    )
+    assert bot.cli.main(["campaigns", "show", second.out.strip()]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert "waiting         0" in shown
+
+
+async def test_api_create_warns_about_a_shared_audience(client: Client) -> None:
+    response = await client.post("/api/v1/contacts", json={"contacts": API_CONTACTS}, headers=AUTH)
+    assert response.status == 200
+    body = {"survey": "kort", "audience": "target_group == 'missbruk'", "ends": "2026-03-20"}
+    first = await client.post("/api/v1/campaigns", json=body, headers=AUTH)
+    assert first.status == 201 and (await first.json())["warnings"] == []
+    second = await client.post("/api/v1/campaigns", json=body, headers=AUTH)
+    assert second.status == 201
+    warnings = (await second.json())["warnings"]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"1 of the 1 people in this audience are already in campaign {(await first.json())['id']}"
+    )
+    shown = await client.get(f"/api/v1/campaigns/{(await second.json())['id']}", headers=AUTH)
+    assert (await shown.json())["counts"]["waiting"] == 0
