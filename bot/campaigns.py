@@ -138,11 +138,31 @@ class CampaignRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class QuietHold:
+    """What quiet hours hold back right now, and until when."""
+
+    until: datetime
+    messages: int
+    """Queued invitation and reminder messages waiting for `until`."""
+    next_round: datetime | None
+    """When invitations not yet sent start going out again, if a round waits for it."""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON with ISO 8601 UTC times."""
+        return {
+            "until": self.until.isoformat(),
+            "messages": self.messages,
+            "next_round": self.next_round.isoformat() if self.next_round else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignView:
-    """A campaign and its live counts."""
+    """A campaign, its live counts, and what quiet hours hold back (None: nothing)."""
 
     campaign: Campaign
     counts: CampaignCounts
+    held: QuietHold | None = None
 
 
 # -- audiences -----------------------------------------------------------------------------------
@@ -438,12 +458,57 @@ async def list_campaigns(runtime: Runtime) -> list[Campaign]:
 
 
 async def show_campaign(runtime: Runtime, campaign_id: int) -> CampaignView:
-    """A campaign with its live counts."""
+    """A campaign with its live counts and what quiet hours hold back."""
+    now = runtime.clock.now()
     async with runtime.db.transaction(read_only=True) as s:
         campaign = await repo_campaigns.get(s, campaign_id)
         if campaign is None:
             raise CampaignNotFound(campaign_id)
-        return CampaignView(campaign, await repo_campaigns.counts(s, campaign))
+        counts = await repo_campaigns.counts(s, campaign)
+        running = campaign.status == repo_campaigns.RUNNING
+        held = await _quiet_hold(s, campaign, now) if running else None
+        return CampaignView(campaign, counts, held)
+
+
+async def _quiet_hold(s: AsyncSession, campaign: Campaign, now: datetime) -> QuietHold | None:
+    messages, first = await repo_campaigns.held_outreach(s, campaign.id, now)
+    # A round normally follows the last within ROUND_SECONDS; one further off waits for the end
+    # of quiet hours.
+    rounds = [
+        t.due_at
+        for t in await repo_tasks.pending(s, kinds=[INVITE_TASK])
+        if t.payload.get("campaign_id") == campaign.id
+        and t.due_at > now + timedelta(seconds=ROUND_SECONDS)
+    ]
+    next_round = min(rounds, default=None)
+    times = [t for t in (first, next_round) if t is not None]
+    if not times:
+        return None
+    return QuietHold(until=min(times), messages=messages, next_round=next_round)
+
+
+async def apply_quiet_hours(runtime: Runtime) -> tuple[int, int]:
+    """Bring queued campaign messages and waiting invite rounds in line with the current
+    `schedule.quiet_hours` (run once at startup, where a changed setting is read): whatever
+    the old hours held goes at the next time the new ones allow. Returns (messages, rounds)
+    moved."""
+    now = runtime.clock.now()
+    allowed = _allowed(runtime, now)
+    later = now + timedelta(seconds=ROUND_SECONDS)
+    async with runtime.db.transaction() as s:
+        messages = await repo_campaigns.retime_outreach(s, allowed, now)
+        rounds = 0
+        for task in await repo_tasks.pending(s, kinds=[INVITE_TASK]):
+            if task.due_at > later and task.due_at != allowed:
+                rounds += await repo_tasks.requeue(s, task.key, allowed)
+    if messages or rounds:
+        log.info(
+            "quiet hours %s: %d queued campaign messages and %d invite rounds retimed",
+            runtime.settings.schedule.quiet_hours or "none",
+            messages,
+            rounds,
+        )
+    return messages, rounds
 
 
 async def pause_campaign(runtime: Runtime, campaign_id: int, *, actor: str) -> Campaign:
@@ -864,8 +929,11 @@ def register(runtime: Runtime) -> None:
     runtime.tasks.register(CLOSE_TASK, close)
 
 
-def campaign_json(campaign: Campaign, counts: CampaignCounts | None = None) -> dict[str, Any]:
-    """A campaign as the staff API and the CLI show it."""
+def campaign_json(
+    campaign: Campaign, counts: CampaignCounts | None = None, held: QuietHold | None = None
+) -> dict[str, Any]:
+    """A campaign as the staff API and the CLI show it; with counts, also "held_by_quiet_hours"
+    (null when quiet hours hold nothing back)."""
     data: dict[str, Any] = {
         "id": campaign.id,
         "name": campaign.name,
@@ -895,4 +963,5 @@ def campaign_json(campaign: Campaign, counts: CampaignCounts | None = None) -> d
             "failed": counts.failed,
             "response_rate": counts.response_rate,
         }
+        data["held_by_quiet_hours"] = held.to_json() if held is not None else None
     return data

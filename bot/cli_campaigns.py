@@ -202,11 +202,28 @@ def cmd_campaigns_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _held_line(held: campaigns.QuietHold, runtime: Runtime) -> str:
+    schedule = runtime.settings.schedule
+    until = held.until.astimezone(schedule.tz)
+    what = [f"{held.messages} messages queued"]
+    if held.next_round is not None:
+        what.append("invitations not yet sent")
+    return (
+        f"{'held until':15} {until:%Y-%m-%d %H:%M} {schedule.timezone} by quiet hours "
+        f"{schedule.quiet_hours or '(none now)'}: {' and '.join(what)}"
+    )
+
+
 def cmd_campaigns_show(args: argparse.Namespace) -> int:
     @_campaign_errors
     async def work(runtime: Runtime) -> str:
         view = await campaigns.show_campaign(runtime, args.id)
-        return _format(campaigns.campaign_json(view.campaign, view.counts))
+        data = campaigns.campaign_json(view.campaign, view.counts)
+        data.pop("held_by_quiet_hours", None)
+        shown = _format(data)
+        if view.held is not None:
+            shown += "\n" + _held_line(view.held, runtime)
+        return shown
 
     print(_run(args, work))
     return 0

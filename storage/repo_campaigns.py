@@ -308,6 +308,49 @@ async def release_messages(s: AsyncSession, campaign_id: int, not_before: dateti
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def _queued_outreach(*where: Any) -> Any:
+    """Queued campaign invitations and reminders, not held by a pause."""
+    return and_(
+        Message.campaign_id.is_not(None),
+        Message.direction == "out",
+        Message.status == "queued",
+        Message.kind.in_(CAMPAIGN_KINDS),
+        Message.not_before < HELD_UNTIL,
+        *where,
+    )
+
+
+async def retime_outreach(s: AsyncSession, allowed: datetime, now: datetime) -> int:
+    """Give every queued campaign invitation and reminder (not paused) the next allowed time
+    under the current quiet hours, `allowed` (= now outside them): messages held for hours
+    that are no longer quiet go now, and due ones wait if now is quiet. Returns how many moved."""
+    waiting = Message.not_before > now
+    if allowed > now:
+        waiting = or_(waiting, Message.not_before <= now)
+    result = await s.execute(
+        update(Message)
+        .where(_queued_outreach(waiting, Message.not_before != allowed))
+        .values(not_before=allowed)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def held_outreach(
+    s: AsyncSession, campaign_id: int, now: datetime
+) -> tuple[int, datetime | None]:
+    """How many of the campaign's queued invitation and reminder messages wait for a later
+    time (quiet hours), and the earliest such time."""
+    row = (
+        await s.execute(
+            select(func.count(), func.min(Message.not_before)).where(
+                _queued_outreach(Message.campaign_id == campaign_id, Message.not_before > now)
+            )
+        )
+    ).one()
+    return int(row[0] or 0), row[1]
+
+
 async def cancel_messages(s: AsyncSession, campaign_id: int, reason: str) -> int:
     """Cancel the campaign's queued invitations and reminders (close)."""
     result = await s.execute(

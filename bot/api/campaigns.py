@@ -103,7 +103,7 @@ async def show(request: web.Request) -> web.StreamResponse:
         view = await campaigns.show_campaign(runtime, _campaign_id(request))
     except CampaignNotFound:
         return json_error(404, "no such campaign")
-    return web.json_response(campaigns.campaign_json(view.campaign, view.counts))
+    return web.json_response(campaigns.campaign_json(view.campaign, view.counts, view.held))
 
 
 Action = Callable[..., Awaitable[Any]]

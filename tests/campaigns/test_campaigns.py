@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from bot import campaigns
+from bot import campaigns, cli_campaigns, features
 from bot.campaigns import (
     CampaignInvalid,
     CampaignRequest,
@@ -404,3 +404,85 @@ async def test_show_counts_invitations_waiting_for_another_campaign(database_url
     counts = campaigns.campaign_json(view.campaign, view.counts)["counts"]
     assert counts["waiting"] == 1
     assert list(counts)[:3] == ["audience", "pending", "waiting"]
+
+
+# -- quiet hours ---------------------------------------------------------------------------------
+
+EVENING = datetime(2026, 3, 2, 20, 30, tzinfo=UTC)  # 21:30 in Stockholm
+MORNING = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)  # 09:00 in Stockholm
+
+
+async def test_show_says_until_when_quiet_hours_hold_invitations(database_url: str) -> None:
+    clock = FixedClock(EVENING)
+    async with campaign_runtime(database_url, clock=clock, quiet="20:00-09:00") as runtime:
+        await import_csv(runtime, csv_text())
+        cid = await create(runtime, reminders="1d")
+        await runtime.tasks.run_due()  # start: the first round waits for the morning
+        await runtime.tasks.run_due()
+        view = await campaigns.show_campaign(runtime, cid)
+        assert view.held == campaigns.QuietHold(until=MORNING, messages=0, next_round=MORNING)
+        shown = campaigns.campaign_json(view.campaign, view.counts, view.held)
+        assert shown["held_by_quiet_hours"] == {
+            "until": MORNING.isoformat(),
+            "messages": 0,
+            "next_round": MORNING.isoformat(),
+        }
+        assert cli_campaigns._held_line(view.held, runtime) == (
+            "held until      2026-03-03 09:00 Europe/Stockholm by quiet hours 20:00-09:00: "
+            "0 messages queued and invitations not yet sent"
+        )
+
+        clock.set(MORNING)
+        await runtime.tasks.run_due()  # everyone invited
+        assert (await campaigns.show_campaign(runtime, cid)).held is None
+        clock.set(EVENING + timedelta(days=1))
+        await runtime.tasks.run_due()  # the reminders come due at 21:30: held until 09:00
+        view = await campaigns.show_campaign(runtime, cid)
+        reminders = await messages(runtime, cid, "reminder")
+    assert view.held == campaigns.QuietHold(
+        until=MORNING + timedelta(days=1), messages=len(reminders), next_round=None
+    )
+    assert len(reminders) == 6, "a reminder and the question again, for three people"
+
+
+async def test_a_new_quiet_hours_setting_applies_to_held_messages_at_startup(
+    database_url: str,
+) -> None:
+    clock = FixedClock(EVENING)
+    async with campaign_runtime(database_url, clock=clock, quiet="20:00-09:00") as runtime:
+        await import_csv(runtime, csv_text())
+        cid = await create(runtime, reminders="1d")
+        await runtime.tasks.run_due()
+        await runtime.tasks.run_due()  # the round waits for 09:00
+    # Restarted with quiet hours that end earlier and start later: it is not quiet at 21:30.
+    async with campaign_runtime(database_url, clock=clock, quiet="22:00-07:00") as runtime:
+        await features.start(runtime)
+        assert (await campaigns.show_campaign(runtime, cid)).held is None
+        await runtime.tasks.run_due()
+        assert len(await invitation_messages(runtime, cid)) == 3, "invited at once"
+        invited = await messages(runtime, cid, "invitation")
+        assert {m.not_before for m in invited} == {EVENING}
+
+    # Restarted with longer quiet hours: the invitations not yet sent wait for 09:30.
+    later = EVENING + timedelta(minutes=5)
+    clock.set(later)
+    async with campaign_runtime(database_url, clock=clock, quiet="21:00-09:30") as runtime:
+        await features.start(runtime)
+        queued = [m for m in await messages(runtime, cid, "invitation") if m.status == "queued"]
+        half_past = MORNING + timedelta(minutes=30)
+        assert queued and {m.not_before for m in queued} == {half_past}
+        assert await runtime.dispatcher.run_once() == 0, "nothing goes out in quiet hours"
+        view = await campaigns.show_campaign(runtime, cid)
+        assert view.held == campaigns.QuietHold(half_past, len(queued), None)
+
+
+async def test_paused_campaigns_stay_held_when_quiet_hours_change(database_url: str) -> None:
+    async with campaign_runtime(database_url, quiet="20:00-09:00") as runtime:
+        await import_csv(runtime, csv_text())
+        cid = await create(runtime)
+        await runtime.tasks.run_due()
+        await runtime.tasks.run_due()
+        await campaigns.pause_campaign(runtime, cid, actor="test")
+        assert await campaigns.apply_quiet_hours(runtime) == (0, 0)
+        queued = await messages(runtime, cid, "invitation")
+        assert queued and {m.not_before for m in queued} == {repo_campaigns.HELD_UNTIL}
