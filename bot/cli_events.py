@@ -107,8 +107,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     if report.cancelled:
         print("  cancelled")
     if not report.followups:
-        print("  no follow-ups")
+        print(f"  no follow-ups: {report.note}" if report.note else "  no follow-ups")
     for f in report.followups:
+        if f.status == repo_events.NOT_PLANNED:
+            print(f"  {f.rule} -> {f.survey}: {f.reason}")
+            continue
         line = f"  {f.rule} -> {f.survey}: {f.status}, due {_local(f.due_at, tz)}"
         if f.sent_at:
             line += f", sent {_local(f.sent_at, tz)}"
