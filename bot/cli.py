@@ -139,6 +139,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     warning = public_url_warning(settings)
     if warning:
         log.warning(warning)
+    if not settings.organisation.configured:
+        log.warning(
+            "organisation.name or organisation.results_url is not set: surveys name the "
+            "example %r and %r",
+            settings.organisation.name,
+            settings.organisation.results_url,
+        )
     embedded = settings.database.url.startswith("sqlite")
     if not embedded:
         try:
@@ -237,12 +244,13 @@ def _schema(settings: Settings, database: Path | None) -> str:
     return f"{revision} (up to date)"
 
 
-def _surveys_line(paths: Sequence[Path]) -> list[str]:
+def _surveys_line(settings: Settings) -> list[str]:
     from bot.config import SHIPPED_SURVEYS
     from flows.loader import load_paths
 
+    paths = settings.surveys.resolved_paths
     lines = [f"{p.resolve()}{' (shipped)' if p == SHIPPED_SURVEYS else ''}" for p in paths]
-    result = load_paths(paths)
+    result = load_paths(paths, placeholders=settings.organisation.placeholders())
     ids = ", ".join(s.id for s in result.surveys) or "none"
     loaded = f"{len(result.surveys)} loaded: {ids}"
     if result.problems:
@@ -259,6 +267,14 @@ def _channel_lines(settings: Settings) -> list[str]:
         sms = "sms: off (twilio.account_sid is not set)"
     telegram = "telegram: on" if tg.enabled else "telegram: off (telegram.bot_token is not set)"
     return [sms, telegram, "webchat: on"]
+
+
+def _organisation_line(settings: Settings) -> str:
+    org = settings.organisation
+    line = f"{org.name}, results at {org.results_url}"
+    if not org.configured:
+        line += " (the example: set organisation.name and organisation.results_url)"
+    return line
 
 
 def status_lines(args: argparse.Namespace, settings: Settings) -> list[tuple[str, str]]:
@@ -283,8 +299,9 @@ def status_lines(args: argparse.Namespace, settings: Settings) -> list[tuple[str
         ("database", shown_url),
         ("schema", _schema(settings, database)),
         ("pseudonym key", key),
-        *(("surveys", line) for line in _surveys_line(settings.surveys.resolved_paths)),
+        *(("surveys", line) for line in _surveys_line(settings)),
         *(("channels", line) for line in _channel_lines(settings)),
+        ("organisation", _organisation_line(settings)),
         ("public url", public),
         ("schedule", f"{settings.schedule.timezone}, quiet hours {quiet}"),
     ]
@@ -306,11 +323,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_flows_check(args: argparse.Namespace) -> int:
     from flows.loader import load_paths
 
-    paths = [Path(p) for p in args.paths] if args.paths else _settings(args).surveys.resolved_paths
+    settings = _settings(args)
+    paths = [Path(p) for p in args.paths] if args.paths else settings.surveys.resolved_paths
     missing = [p for p in paths if not p.exists()]
     for p in missing:
         print(f"{p}:0: no such file or folder")
-    result = load_paths([p for p in paths if p.exists()])
+    # Filled as the service fills them, so SMS lengths are checked with the real values.
+    placeholders = settings.organisation.placeholders()
+    result = load_paths([p for p in paths if p.exists()], placeholders=placeholders)
     for problem in result.problems:
         print(problem)
     if missing or result.problems:
@@ -323,7 +343,9 @@ def cmd_flows_try(args: argparse.Namespace) -> int:
     from flows.loader import load_paths
 
     settings = _settings(args)
-    result = load_paths(settings.surveys.resolved_paths)
+    result = load_paths(
+        settings.surveys.resolved_paths, placeholders=settings.organisation.placeholders()
+    )
     survey = next((s for s in result.surveys if s.id == args.survey_id), None)
     if survey is None:
         known = ", ".join(s.id for s in result.surveys) or "none"

@@ -149,7 +149,8 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     path: Path = args.path or followups.RULES_FILE
-    surveys = {s.id for s in load_paths(settings.surveys.resolved_paths).surveys}
+    placeholders = settings.organisation.placeholders()
+    surveys = {s.id for s in load_paths(settings.surveys.resolved_paths, placeholders).surveys}
     result = followups.read_rules_file(path, known_surveys=surveys, quiet=settings.schedule.quiet)
     for problem in result.problems:
         print(problem)

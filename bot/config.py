@@ -36,6 +36,9 @@ _FALSE = {"false", "0", "no"}
 # Telegram's own rule for setWebhook's secret_token.
 _TELEGRAM_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _MIN_SECRET_LENGTH = 16
+DEFAULT_ORGANISATION = "Exempelkommun"
+DEFAULT_RESULTS_URL = "exempelkommun.se"
+MAX_ORGANISATION_LENGTH = 60
 _TELEGRAM_USERNAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{4,31}")
 
 
@@ -174,6 +177,29 @@ class DispatcherSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OrganisationSettings:
+    """Who runs the surveys: filled into survey texts as {organisation} and {results_url}."""
+
+    name: str = DEFAULT_ORGANISATION
+    """As people should see it in messages, e.g. "Malmö stad"; it never says "social services"."""
+    results_url: str = DEFAULT_RESULTS_URL
+    """Where results are published, as written in messages, e.g. "malmo.se/brukarundersokning"."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", " ".join(self.name.split()))
+        object.__setattr__(self, "results_url", self.results_url.strip())
+
+    @property
+    def configured(self) -> bool:
+        """Whether both were set (the defaults are only an example)."""
+        return (self.name, self.results_url) != (DEFAULT_ORGANISATION, DEFAULT_RESULTS_URL)
+
+    def placeholders(self) -> dict[str, str]:
+        """The survey text placeholders and their values."""
+        return {"organisation": self.name, "results_url": self.results_url}
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service reads from configuration."""
 
@@ -186,6 +212,7 @@ class Settings:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     dispatcher: DispatcherSettings = field(default_factory=DispatcherSettings)
+    organisation: OrganisationSettings = field(default_factory=OrganisationSettings)
 
     def redacted(self) -> dict[str, dict[str, Any]]:
         """The settings as plain data for logging, secrets shown as "***" (empty ones as "")."""
@@ -520,6 +547,16 @@ def _validate(s: Settings) -> list[str]:
                 f"admin.api_tokens[{i}] must be at least {_MIN_SECRET_LENGTH} characters "
                 "without spaces"
             )
+
+    org = s.organisation
+    if not org.name:
+        problems.append('organisation.name must not be empty (e.g. "Malmö stad")')
+    elif len(org.name) > MAX_ORGANISATION_LENGTH:
+        problems.append(f"organisation.name is longer than {MAX_ORGANISATION_LENGTH} characters")
+    if not org.results_url or any(c.isspace() for c in org.results_url):
+        problems.append(
+            f"organisation.results_url must be an address without spaces, got {org.results_url!r}"
+        )
 
     problems += _positive(
         s.dispatcher,

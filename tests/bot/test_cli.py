@@ -122,6 +122,12 @@ def test_flows_try_ends_cleanly_at_the_end_of_input() -> None:
         (["--config", "c.toml", "flows", "check"], {"c.toml": "[server\n"}, 2, "c.toml"),
         (["--config", "nope.toml", "flows", "check"], {}, 2, "does not exist"),
         (
+            ["--config", "c.toml", "flows", "check"],
+            {"c.toml": "[organisation]\nname = ' '\nresults_url = 'lund.se/x y'\n"},
+            2,
+            "organisation.name must not be empty",
+        ),
+        (
             ["--config", "c.toml", "serve"],
             {"c.toml": "[database]\nurl = 'postgresql+asyncpg://nobody@127.0.0.1:1/none'\n"},
             1,
@@ -223,6 +229,10 @@ def test_status_says_what_commands_use_and_creates_nothing(tmp_path: Path) -> No
     ]
     assert before["surveys"][-1].startswith("4 loaded: barnenkat, ")
     assert "links point at this machine" in before["public url"][0]
+    assert before["organisation"] == [
+        "Exempelkommun, results at exempelkommun.se (the example: set organisation.name and "
+        "organisation.results_url)"
+    ]
     assert not (tmp_path / "var").exists()
 
     assert run("db", "upgrade", cwd=tmp_path).returncode == 0
@@ -290,3 +300,27 @@ def test_feedback_preview_warns_when_public_url_is_not_set(
     main(["feedback", "preview", "1"])
     err = capsys.readouterr().err
     assert ("warning: server.public_url is not set" in err) is warned, err
+
+
+# -- {organisation} and {results_url} -------------------------------------------------------------
+
+
+def test_flows_check_accepts_the_placeholders_and_names_unknown_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("BRUKARDIALOG_CONFIG", raising=False)
+    text = (SHIPPED / "barnenkat.toml").read_text(encoding="utf-8")
+    assert "{organisation}" in text and "{results_url}" in text
+    typo = tmp_path / "barnenkat.toml"
+    typo.write_text(text.replace("{results_url}", "{result_url}", 1), encoding="utf-8")
+    line = next(n for n, t in enumerate(text.splitlines(), 1) if t.startswith("results_use"))
+    assert main(["flows", "check", str(typo)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{typo}:{line}: unknown placeholder {{result_url}} "
+        "(known: {organisation}, {results_url})"
+    ]
+
+    # Checked with the configured values, as the service sends them.
+    monkeypatch.setenv("BRUKARDIALOG__ORGANISATION__RESULTS_URL", "kommunen.se/" + "x" * 40)
+    assert main(["flows", "check", str(SHIPPED / "barnenkat.toml")]) == 1
+    assert "intro with results_use in 'ar' is 4 SMS segments" in capsys.readouterr().out

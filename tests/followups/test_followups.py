@@ -96,7 +96,8 @@ async def test_an_ended_insats_is_followed_up_after_its_delay(
     messages = await followup_messages(runtime)
     assert messages and all(m.not_before == DUE for m in messages)
     assert webchat is not None and {m.address for m in messages} == {webchat.address}
-    assert "Malmö stad" in (messages[0].body or "")
+    assert (messages[0].body or "").startswith("Hej! Lunds kommun vill veta"), "[organisation]"
+    assert "Resultaten visas på lund.se/enkat." in (messages[0].body or "")
 
 
 async def test_the_same_event_again_changes_nothing(runtime: Runtime) -> None:
