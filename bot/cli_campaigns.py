@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
+from zoneinfo import ZoneInfo
 
 from bot import campaigns
 from bot.campaigns import (
@@ -21,6 +23,7 @@ from bot.cli import CommandError, cli_actor, run_with_runtime
 from bot.contacts_csv import columns_text
 from bot.contacts_import import ImportRefused, ImportReport, import_validated, validate_csv
 from bot.runtime import Runtime
+from flows.durations import parse_duration
 from storage.models import Campaign
 
 T = TypeVar("T")
@@ -148,11 +151,31 @@ def _campaign_errors(func: Callable[[Runtime], Awaitable[T]]) -> Callable[[Runti
     return wrapped
 
 
+def resolve_ends(ends: str, starts: str | None, tz: ZoneInfo, now: datetime) -> str:
+    """`--ends` as given, or for a duration after the start: whole days ("30d") end with that
+    local day, shorter ones ("2h", to try a campaign out) at that instant."""
+    try:
+        seconds = parse_duration(ends)
+    except ValueError:
+        return ends
+    base = now
+    if starts:
+        with contextlib.suppress(ValueError):  # create_campaign names a bad --starts
+            base = max(campaigns.parse_instant(starts, tz), now)
+    end = base + timedelta(seconds=seconds)
+    if seconds % 86_400 == 0:
+        return end.astimezone(tz).date().isoformat()
+    return end.isoformat()
+
+
 def cmd_campaigns_create(args: argparse.Namespace) -> int:
+    from bot.cli import _settings
+
+    tz = _settings(args).schedule.tz
     request = CampaignRequest(
         survey_id=args.survey,
         audience=args.audience,
-        ends=args.ends,
+        ends=resolve_ends(args.ends, args.starts, tz, datetime.now(UTC)),
         name=args.name,
         starts=args.starts,
         reminders=args.reminders or "",
@@ -288,7 +311,11 @@ def add_commands(sub: Any) -> None:
     )
     create.add_argument("--name")
     create.add_argument("--starts", help="ISO date/time (local time unless an offset is given)")
-    create.add_argument("--ends", required=True, help="ISO date/time; a date means its end")
+    create.add_argument(
+        "--ends",
+        required=True,
+        help="a duration after the start (30d), or an ISO date/time (a date means its end)",
+    )
     create.add_argument("--reminders", help="offsets after the start, e.g. 2d,5d")
     create.add_argument("--channels", help="in order of preference, e.g. sms,telegram,webchat")
     create.add_argument("--participation", help="participation rung (default: the survey's)")

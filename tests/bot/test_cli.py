@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -324,3 +325,42 @@ def test_flows_check_accepts_the_placeholders_and_names_unknown_ones(
     monkeypatch.setenv("BRUKARDIALOG__ORGANISATION__RESULTS_URL", "kommunen.se/" + "x" * 40)
     assert main(["flows", "check", str(SHIPPED / "barnenkat.toml")]) == 1
     assert "intro with results_use in 'ar' is 4 SMS segments" in capsys.readouterr().out
+
+
+# -- the README's tour, pasted as it is ------------------------------------------------------------
+
+README = ROOT / "README.md"
+
+
+def readme_tour() -> str:
+    """The shell blocks of the README's tour, in order, as one script."""
+    text = README.read_text(encoding="utf-8")
+    tour = text[text.index("## A short tour") : text.index("### The staff API")]
+    blocks = re.findall(r"```sh\n(.*?)```", tour, re.S)
+    assert len(blocks) >= 4, "the tour lost its examples"
+    return "\n".join(blocks)
+
+
+def test_the_readme_tour_runs_when_pasted(tmp_path: Path) -> None:
+    venv = ROOT / ".venv"
+    if not (venv / "bin" / "brukardialog").exists():
+        pytest.skip("needs the .venv that `make install` makes")
+    for name in (".venv", "flows", "examples"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    script = readme_tour()
+    assert re.search(r"\b20\d\d-\d\d-\d\d\b", script) is None, "dates go stale: use 30d"
+    result = subprocess.run(
+        ["bash", "-e", "-x", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "error:" not in result.stderr, result.stderr[-3000:]
+    assert "imported 6 contacts (6 new, 0 updated)" in result.stdout
+    assert "  uppfoljning-efter-insats -> uppfoljning-insats: pending, due" in result.stdout
+    assert (tmp_path / "resultat.xlsx").exists() and (tmp_path / "links.csv").exists()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, update
@@ -486,3 +487,22 @@ async def test_paused_campaigns_stay_held_when_quiet_hours_change(database_url: 
         assert await campaigns.apply_quiet_hours(runtime) == (0, 0)
         queued = await messages(runtime, cid, "invitation")
         assert queued and {m.not_before for m in queued} == {repo_campaigns.HELD_UNTIL}
+
+
+@pytest.mark.parametrize(
+    ("ends", "starts", "resolved"),
+    [
+        ("30d", None, "2026-04-01"),
+        ("30d", "2026-03-10", "2026-04-09"),
+        ("1d12h", None, "2026-03-03T22:00:00+00:00"),
+        ("2h", None, "2026-03-02T12:00:00+00:00"),
+        ("30d", "not a date", "2026-04-01"),
+        ("2027-03-31", None, "2027-03-31"),
+        ("next week", None, "next week"),
+    ],
+)
+def test_ends_may_be_a_duration_after_the_start(
+    ends: str, starts: str | None, resolved: str
+) -> None:
+    tz = ZoneInfo("Europe/Stockholm")
+    assert cli_campaigns.resolve_ends(ends, starts, tz, START) == resolved
