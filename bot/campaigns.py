@@ -128,11 +128,31 @@ class CampaignRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class QuietHold:
+    """What quiet hours hold back right now, and until when."""
+
+    until: datetime
+    messages: int
+    """Queued invitation and reminder messages waiting for `until`."""
+    next_round: datetime | None
+    """When invitations not yet sent start going out again, if a round waits for it."""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON with ISO 8601 UTC times."""
+        return {
+            "until": self.until.isoformat(),
+            "messages": self.messages,
+            "next_round": self.next_round.isoformat() if self.next_round else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignView:
-    """A campaign and its live counts."""
+    """A campaign, its live counts, and what quiet hours hold back (None: nothing)."""
 
     campaign: Campaign
     counts: CampaignCounts
+    held: QuietHold | None = None
 
 
 # -- audiences -----------------------------------------------------------------------------------
@@ -180,16 +200,62 @@ async def compile_audience(s: AsyncSession, source: str) -> Expr:
     return expr
 
 
-async def _audience_matches_anyone(runtime: Runtime, expr: Expr, today: date) -> bool:
+@dataclass(frozen=True, slots=True)
+class AudienceScan:
+    """How many people an audience matches now, and how many of them each open campaign of the
+    same survey already covers (by campaign id)."""
+
+    matched: int
+    overlaps: Mapping[int, int]
+
+
+async def _scan_audience(
+    runtime: Runtime, expr: Expr, today: date, others: Sequence[Campaign]
+) -> AudienceScan:
+    """Match the audience over every contact; without `others` it stops at the first match.
+
+    A started campaign covers the people invited to it (its invitation rows); a scheduled one
+    covers whoever its own audience matches now."""
+    started = [c.id for c in others if c.audience_size is not None]
+    scheduled: list[tuple[int, Expr]] = []
+    for c in others:
+        if c.audience_size is None:
+            try:
+                scheduled.append((c.id, compile_expr(c.audience)))
+            except ExprError:
+                log.warning("campaign %s: its audience no longer compiles", c.id)
+    matched = 0
+    overlaps = dict.fromkeys((c.id for c in others), 0)
     after = 0
     while True:
         async with runtime.db.transaction(read_only=True) as s:
             page = await repo_campaigns.audience_chunk(s, after, AUDIENCE_PAGE)
-        if any(expr.evaluate(audience_env(c, today)) for c in page):
-            return True
-        if len(page) < AUDIENCE_PAGE:
-            return False
+            envs = [(c.id, audience_env(c, today)) for c in page]
+            chosen = [(cid, env) for cid, env in envs if expr.evaluate(env)]
+            covered = await repo_campaigns.invited_among(s, started, [cid for cid, _ in chosen])
+        matched += len(chosen)
+        for campaign_id, _contact in covered:
+            overlaps[campaign_id] += 1
+        for campaign_id, other in scheduled:
+            overlaps[campaign_id] += sum(1 for _, env in chosen if other.evaluate(env))
+        if (matched and not others) or len(page) < AUDIENCE_PAGE:
+            return AudienceScan(matched, {k: v for k, v in overlaps.items() if v})
         after = page[-1].id
+
+
+def overlap_warnings(scan: AudienceScan, others: Sequence[Campaign]) -> list[str]:
+    """What staff should know about people the new campaign shares with open ones."""
+    warnings = []
+    for other in others:
+        shared = scan.overlaps.get(other.id, 0)
+        if shared:
+            warnings.append(
+                f"{shared} of the {scan.matched} people in this audience are already in "
+                f"campaign {other.id} '{other.name}' ({other.status}) of the same survey: anyone "
+                "still answering that one gets this campaign's invitation when done (shown as "
+                "waiting)"
+            )
+    return warnings
 
 
 # -- creating ------------------------------------------------------------------------------------
@@ -222,11 +288,27 @@ def _items(value: str | Sequence[str]) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+@dataclass(frozen=True, slots=True)
+class CreatedCampaign:
+    """A new campaign, and what staff should know about it (e.g. an audience it shares)."""
+
+    campaign: Campaign
+    warnings: tuple[str, ...] = ()
+
+
 async def create_campaign(runtime: Runtime, request: CampaignRequest, *, actor: str) -> Campaign:
     """Validate and create a campaign with its start, reminder and close tasks.
 
     Raises CampaignInvalid listing every problem, EmptyAudience when nobody matches; nothing is
     stored then."""
+    return (await create_campaign_with_warnings(runtime, request, actor=actor)).campaign
+
+
+async def create_campaign_with_warnings(
+    runtime: Runtime, request: CampaignRequest, *, actor: str
+) -> CreatedCampaign:
+    """`create_campaign`, also saying how much of the audience open campaigns of the same survey
+    already cover."""
     settings = runtime.settings
     tz = settings.schedule.tz
     now = runtime.clock.now()
@@ -305,7 +387,10 @@ async def create_campaign(runtime: Runtime, request: CampaignRequest, *, actor: 
         raise CampaignInvalid(problems)
     assert entry is not None and ends_at is not None and expr is not None
 
-    if not await _audience_matches_anyone(runtime, expr, now.astimezone(tz).date()):
+    async with runtime.db.transaction(read_only=True) as s:
+        others = await repo_campaigns.open_for_survey(s, entry.survey.id)
+    scan = await _scan_audience(runtime, expr, now.astimezone(tz).date(), others)
+    if not scan.matched:
         raise EmptyAudience(
             [f"audience: {request.audience!r} matches nobody; the campaign was not created"]
         )
@@ -350,7 +435,7 @@ async def create_campaign(runtime: Runtime, request: CampaignRequest, *, actor: 
             {"survey_id": entry.survey.id, "audience": request.audience, "channels": channels},
             at=now,
         )
-    return campaign
+    return CreatedCampaign(campaign, tuple(overlap_warnings(scan, others)))
 
 
 # -- staff actions -------------------------------------------------------------------------------
@@ -363,12 +448,57 @@ async def list_campaigns(runtime: Runtime) -> list[Campaign]:
 
 
 async def show_campaign(runtime: Runtime, campaign_id: int) -> CampaignView:
-    """A campaign with its live counts."""
+    """A campaign with its live counts and what quiet hours hold back."""
+    now = runtime.clock.now()
     async with runtime.db.transaction(read_only=True) as s:
         campaign = await repo_campaigns.get(s, campaign_id)
         if campaign is None:
             raise CampaignNotFound(campaign_id)
-        return CampaignView(campaign, await repo_campaigns.counts(s, campaign))
+        counts = await repo_campaigns.counts(s, campaign)
+        running = campaign.status == repo_campaigns.RUNNING
+        held = await _quiet_hold(s, campaign, now) if running else None
+        return CampaignView(campaign, counts, held)
+
+
+async def _quiet_hold(s: AsyncSession, campaign: Campaign, now: datetime) -> QuietHold | None:
+    messages, first = await repo_campaigns.held_outreach(s, campaign.id, now)
+    # A round normally follows the last within ROUND_SECONDS; one further off waits for the end
+    # of quiet hours.
+    rounds = [
+        t.due_at
+        for t in await repo_tasks.pending(s, kinds=[INVITE_TASK])
+        if t.payload.get("campaign_id") == campaign.id
+        and t.due_at > now + timedelta(seconds=ROUND_SECONDS)
+    ]
+    next_round = min(rounds, default=None)
+    times = [t for t in (first, next_round) if t is not None]
+    if not times:
+        return None
+    return QuietHold(until=min(times), messages=messages, next_round=next_round)
+
+
+async def apply_quiet_hours(runtime: Runtime) -> tuple[int, int]:
+    """Bring queued campaign messages and waiting invite rounds in line with the current
+    `schedule.quiet_hours` (run once at startup, where a changed setting is read): whatever
+    the old hours held goes at the next time the new ones allow. Returns (messages, rounds)
+    moved."""
+    now = runtime.clock.now()
+    allowed = _allowed(runtime, now)
+    later = now + timedelta(seconds=ROUND_SECONDS)
+    async with runtime.db.transaction() as s:
+        messages = await repo_campaigns.retime_outreach(s, allowed, now)
+        rounds = 0
+        for task in await repo_tasks.pending(s, kinds=[INVITE_TASK]):
+            if task.due_at > later and task.due_at != allowed:
+                rounds += await repo_tasks.requeue(s, task.key, allowed)
+    if messages or rounds:
+        log.info(
+            "quiet hours %s: %d queued campaign messages and %d invite rounds retimed",
+            runtime.settings.schedule.quiet_hours or "none",
+            messages,
+            rounds,
+        )
+    return messages, rounds
 
 
 async def pause_campaign(runtime: Runtime, campaign_id: int, *, actor: str) -> Campaign:
@@ -722,8 +852,11 @@ def register(runtime: Runtime) -> None:
     runtime.tasks.register(CLOSE_TASK, close)
 
 
-def campaign_json(campaign: Campaign, counts: CampaignCounts | None = None) -> dict[str, Any]:
-    """A campaign as the staff API and the CLI show it."""
+def campaign_json(
+    campaign: Campaign, counts: CampaignCounts | None = None, held: QuietHold | None = None
+) -> dict[str, Any]:
+    """A campaign as the staff API and the CLI show it; with counts, also "held_by_quiet_hours"
+    (null when quiet hours hold nothing back)."""
     data: dict[str, Any] = {
         "id": campaign.id,
         "name": campaign.name,
@@ -744,6 +877,7 @@ def campaign_json(campaign: Campaign, counts: CampaignCounts | None = None) -> d
         data["counts"] = {
             "audience": counts.audience,
             "pending": counts.pending,
+            "waiting": counts.waiting,
             "invited": counts.invited,
             "delivered": counts.delivered,
             "started": counts.started,
@@ -752,4 +886,5 @@ def campaign_json(campaign: Campaign, counts: CampaignCounts | None = None) -> d
             "failed": counts.failed,
             "response_rate": counts.response_rate,
         }
+        data["held_by_quiet_hours"] = held.to_json() if held is not None else None
     return data

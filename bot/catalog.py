@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,12 +35,18 @@ class CatalogEntry:
 
 
 class SurveyCatalog:
-    """Latest version of each survey by id, and any stored version by its row id."""
+    """Latest version of each survey by id, and any stored version by its row id.
 
-    def __init__(self) -> None:
+    Survey texts may say {organisation} and {results_url}: they are filled in here, from
+    `placeholders` (the configured [organisation]), whenever a survey is loaded from its file
+    or from a stored version, so a changed name reaches running conversations too. Versions are
+    stored as written."""
+
+    def __init__(self, placeholders: Mapping[str, str] | None = None) -> None:
         self._latest: dict[str, CatalogEntry] = {}
         self._by_version_id: dict[int, Survey] = {}
         self._by_keyword: dict[str, CatalogEntry] = {}
+        self._placeholders = dict(placeholders or {})
 
     @property
     def surveys(self) -> list[Survey]:
@@ -80,7 +86,9 @@ class SurveyCatalog:
             if stored is None:
                 raise LookupError(f"survey version {version_id} is not stored")
             definition, source = stored
-            survey = survey_from_definition(definition, source=source)
+            survey = survey_from_definition(
+                definition, source=source, placeholders=self._placeholders
+            )
             self._by_version_id[version_id] = survey
         return survey
 
@@ -91,14 +99,16 @@ class SurveyCatalog:
             row = await repo_surveys.get(session, version_id)
             if row is None:
                 raise LookupError(f"survey version {version_id} is not stored")
-            survey = survey_from_definition(row.definition, source=row.source)
+            survey = survey_from_definition(
+                row.definition, source=row.source, placeholders=self._placeholders
+            )
             self._by_version_id[version_id] = survey
         return survey
 
     async def load(self, session: AsyncSession, paths: Sequence[Path]) -> LoadResult:
         """Load survey files, store new versions, and make them current. Broken files are skipped
         and returned as problems; the surveys that load are still served."""
-        result = load_paths(paths)
+        result = load_paths(paths, placeholders=self._placeholders)
         for survey in result.surveys:
             text = _read(survey.source)
             version_id = await repo_surveys.save_version(

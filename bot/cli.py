@@ -31,6 +31,57 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(Path(path) if path else None, os.environ)
 
 
+def _config_source(args: argparse.Namespace) -> str:
+    """Where the settings came from, in words."""
+    if getattr(args, "config", None):
+        return f"{Path(args.config).resolve()} (--config)"
+    from_env = os.environ.get("BRUKARDIALOG_CONFIG", "").strip()
+    if from_env:
+        return f"{Path(from_env).resolve()} (BRUKARDIALOG_CONFIG)"
+    return "none: the defaults and any BRUKARDIALOG__* variables (give one with --config)"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite database URL (None for PostgreSQL and in-memory SQLite)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.get_backend_name().startswith("sqlite"):
+        return None
+    if not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def _require_existing(settings: Settings, source: str | None) -> None:
+    """Refuse to run a command on a database or pseudonym key that does not exist yet: either
+    would be made new and empty, silently, and a new key never matches stored contacts."""
+    missing: list[str] = []
+    database = sqlite_file(settings.database.url)
+    if database is not None and not database.exists():
+        missing.append(f"no database at {database.resolve()}")
+    privacy = settings.privacy
+    if not privacy.pseudonym_key and not privacy.pseudonym_key_file.exists():
+        missing.append(f"no pseudonym key file at {privacy.pseudonym_key_file.resolve()}")
+    if not privacy.address_key and not privacy.address_key_file.exists():
+        missing.append(f"no address key file at {privacy.address_key_file.resolve()}")
+    if not missing:
+        return
+    where = f"; config: {source}" if source else ""
+    if database is not None and database.exists():
+        advice = (
+            "the database exists, so its keys were lost or are elsewhere: restore the key files "
+            "or set privacy.pseudonym_key and privacy.address_key; new keys would not match "
+            "the stored contacts"
+        )
+    else:
+        advice = (
+            "run the command in the service's folder or with its --config; "
+            "`brukardialog db upgrade` creates a new database (and its keys)"
+        )
+    raise CommandError(f"{' and '.join(missing)}{where}\n  {advice}")
+
+
 def cli_actor() -> str:
     """Who ran a command, for the audit log."""
     try:
@@ -46,12 +97,14 @@ def run_with_runtime(
     errors: tuple[type[Exception], ...] = (),
 ) -> T:
     """Run `work` on a runtime for the length of one command (the embedded SQLite database is
-    migrated first). A database that cannot be reached, and any of `errors`, become a
-    CommandError with their message."""
+    migrated first). A database or pseudonym key that does not exist yet is refused (only
+    `serve` and `db upgrade` create them); a database that cannot be reached, and any of
+    `errors`, become a CommandError with their message."""
     from bot.runtime import open_runtime
     from storage.db import DatabaseUnavailable
 
     settings = args if isinstance(args, Settings) else _settings(args)
+    _require_existing(settings, None if isinstance(args, Settings) else _config_source(args))
 
     async def main() -> T:
         migrate = settings.database.url.startswith("sqlite")
@@ -86,6 +139,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _setup_logging(args.verbose)
+    warning = public_url_warning(settings)
+    if warning:
+        log.warning(warning)
+    if not settings.organisation.configured:
+        log.warning(
+            "organisation.name or organisation.results_url is not set: surveys name the "
+            "example %r and %r",
+            settings.organisation.name,
+            settings.organisation.results_url,
+        )
     embedded = settings.database.url.startswith("sqlite")
     if not embedded:
         try:
@@ -110,6 +173,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def public_url_warning(settings: Settings) -> str | None:
+    """A warning when server.public_url is not set: links in messages would point here."""
+    if settings.server.public_url_set:
+        return None
+    return (
+        f"server.public_url is not set: links in messages (web chat, results page) point at "
+        f"{settings.server.public_url}, which only this machine can open; set it to the "
+        "address people reach the service at"
+    )
+
+
+def warn_public_url(settings: Settings) -> None:
+    """Print the public_url warning, if any, to standard error."""
+    warning = public_url_warning(settings)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 def _reason(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
@@ -119,16 +200,148 @@ def _reason(e: BaseException) -> str:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from bot.runtime import pseudonymizer_for, sealer_for
-    from storage.migrate import upgrade
+    from bot.privacy import Pseudonymizer, load_or_create_key
+    from bot.runtime import sealer_for
+    from storage.migrate import current, upgrade
 
     settings = _settings(args)
+    url = settings.database.url
+    privacy = settings.privacy
     try:
-        keyer = pseudonymizer_for(settings).address_key
-        upgrade(settings.database.url, sealer=sealer_for(settings), keyer=keyer)
+        database = sqlite_file(url)
+        revision = None if database is not None and not database.exists() else current(url)
+        new = revision is None
+        key_file = privacy.pseudonym_key_file
+        has_pseudonym_key = bool(privacy.pseudonym_key) or key_file.exists()
+        address_file = privacy.address_key_file
+        if (
+            not new
+            and revision is not None
+            and revision >= "0004"
+            and not privacy.address_key
+            and not address_file.exists()
+        ):
+            raise CommandError(
+                f"no address key file at {address_file.resolve()}, but the database already "
+                "holds sealed addresses: restore its key file (a new key could not open them)"
+            )
+        keyer = None
+        if has_pseudonym_key or new:
+            key = (
+                privacy.pseudonym_key.encode("utf-8")
+                if privacy.pseudonym_key
+                else load_or_create_key(key_file)
+            )
+            keyer = Pseudonymizer(key).address_key
+        upgrade(url, sealer=sealer_for(settings), keyer=keyer)
+    except CommandError:
+        raise
     except Exception as e:
         raise CommandError(f"database upgrade failed: {_reason(e)}") from None
     print("database is up to date")
+    if not privacy.pseudonym_key and not has_pseudonym_key:
+        if new:
+            print(f"created the pseudonym key file {key_file} (keep it, and back it up)")
+        else:
+            print(
+                f"warning: no pseudonym key file at {key_file.resolve()}, but the database "
+                "already existed: restore its key file (a new key would not match the stored "
+                "contacts)",
+                file=sys.stderr,
+            )
+    return 0
+
+
+# -- status --------------------------------------------------------------------------------------
+
+
+def _schema(settings: Settings, database: Path | None) -> str:
+    from storage.migrate import current, head
+
+    newest = head()
+    if database is not None and not database.exists():
+        return f"none yet (`brukardialog db upgrade` creates the database at {newest})"
+    try:
+        revision = current(settings.database.url)
+    except Exception as e:
+        return f"unknown: cannot read the database: {_reason(e)}"
+    if revision is None:
+        return f"none: an empty database (run `brukardialog db upgrade` to reach {newest})"
+    if revision != newest:
+        return f"{revision}, behind this code's {newest}: run `brukardialog db upgrade`"
+    return f"{revision} (up to date)"
+
+
+def _surveys_line(settings: Settings) -> list[str]:
+    from bot.config import SHIPPED_SURVEYS
+    from flows.loader import load_paths
+
+    paths = settings.surveys.resolved_paths
+    lines = [f"{p.resolve()}{' (shipped)' if p == SHIPPED_SURVEYS else ''}" for p in paths]
+    result = load_paths(paths, placeholders=settings.organisation.placeholders())
+    ids = ", ".join(s.id for s in result.surveys) or "none"
+    loaded = f"{len(result.surveys)} loaded: {ids}"
+    if result.problems:
+        loaded += f"; {len(result.problems)} problems (see `brukardialog flows check`)"
+    return [*lines, loaded]
+
+
+def _channel_lines(settings: Settings) -> list[str]:
+    tw, tg = settings.twilio, settings.telegram
+    if tw.enabled:
+        sender = tw.from_number or f"messaging service {tw.messaging_service_sid}"
+        sms = f"sms: on, from {sender}"
+    else:
+        sms = "sms: off (twilio.account_sid is not set)"
+    telegram = "telegram: on" if tg.enabled else "telegram: off (telegram.bot_token is not set)"
+    return [sms, telegram, "webchat: on"]
+
+
+def _organisation_line(settings: Settings) -> str:
+    org = settings.organisation
+    line = f"{org.name}, results at {org.results_url}"
+    if not org.configured:
+        line += " (the example: set organisation.name and organisation.results_url)"
+    return line
+
+
+def status_lines(args: argparse.Namespace, settings: Settings) -> list[tuple[str, str]]:
+    """What a command run with these arguments would use; nothing is created or changed."""
+    database = sqlite_file(settings.database.url)
+    shown_url = str(settings.redacted()["database"]["url"])
+    if database is not None:
+        exists = "" if database.exists() else ", does not exist"
+        shown_url += f" ({database.resolve()}{exists})"
+    privacy = settings.privacy
+    if privacy.pseudonym_key:
+        key = "privacy.pseudonym_key (from the config or environment)"
+    else:
+        missing = "" if privacy.pseudonym_key_file.exists() else " (does not exist)"
+        key = f"{privacy.pseudonym_key_file.resolve()}{missing}"
+    public = settings.server.public_url
+    if not settings.server.public_url_set:
+        public += " (server.public_url is not set: links point at this machine)"
+    quiet = settings.schedule.quiet_hours or "none"
+    rows = [
+        ("config", _config_source(args)),
+        ("database", shown_url),
+        ("schema", _schema(settings, database)),
+        ("pseudonym key", key),
+        *(("surveys", line) for line in _surveys_line(settings)),
+        *(("channels", line) for line in _channel_lines(settings)),
+        ("organisation", _organisation_line(settings)),
+        ("public url", public),
+        ("schedule", f"{settings.schedule.timezone}, quiet hours {quiet}"),
+    ]
+    return rows
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    previous = ""
+    for label, value in status_lines(args, settings):
+        print(f"{label if label != previous else '':14} {value}")
+        previous = label
     return 0
 
 
@@ -138,11 +351,14 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_flows_check(args: argparse.Namespace) -> int:
     from flows.loader import load_paths
 
-    paths = [Path(p) for p in args.paths] if args.paths else _settings(args).surveys.resolved_paths
+    settings = _settings(args)
+    paths = [Path(p) for p in args.paths] if args.paths else settings.surveys.resolved_paths
     missing = [p for p in paths if not p.exists()]
     for p in missing:
         print(f"{p}:0: no such file or folder")
-    result = load_paths([p for p in paths if p.exists()])
+    # Filled as the service fills them, so SMS lengths are checked with the real values.
+    placeholders = settings.organisation.placeholders()
+    result = load_paths([p for p in paths if p.exists()], placeholders=placeholders)
     for problem in result.problems:
         print(problem)
     if missing or result.problems:
@@ -155,7 +371,9 @@ def cmd_flows_try(args: argparse.Namespace) -> int:
     from flows.loader import load_paths
 
     settings = _settings(args)
-    result = load_paths(settings.surveys.resolved_paths)
+    result = load_paths(
+        settings.surveys.resolved_paths, placeholders=settings.organisation.placeholders()
+    )
     survey = next((s for s in result.surveys if s.id == args.survey_id), None)
     if survey is None:
         known = ", ".join(s.id for s in result.surveys) or "none"
@@ -254,6 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the service (web chat, webhooks, sending, timers)")
     serve.set_defaults(func=cmd_serve)
 
+    sub.add_parser(
+        "status",
+        help="which config, database, key, surveys and channels commands use; the schema",
+    ).set_defaults(func=cmd_status)
+
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
     db.add_parser("upgrade", help="migrate the database to the latest schema").set_defaults(
         func=cmd_db_upgrade
@@ -301,4 +524,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run as `python -m bot.cli`, this file is `__main__`; the feature commands raise
+    # `bot.cli.CommandError`, so hand over to that module's main.
+    from bot.cli import main as package_main
+
+    raise SystemExit(package_main())

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
+from zoneinfo import ZoneInfo
 
 from bot import campaigns
 from bot.campaigns import (
@@ -18,8 +20,10 @@ from bot.campaigns import (
     EmptyAudience,
 )
 from bot.cli import CommandError, cli_actor, run_with_runtime
+from bot.contacts_csv import columns_text
 from bot.contacts_import import ImportRefused, ImportReport, import_validated, validate_csv
 from bot.runtime import Runtime
+from flows.durations import parse_duration
 from storage.models import Campaign
 
 T = TypeVar("T")
@@ -70,6 +74,9 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
     try:
         report = _run(args, work)
     except ImportRefused as e:
+        if e.whole_file:
+            reasons = "; ".join(str(error) for error in e.errors if error.whole_file)
+            raise CommandError(f"{path}: {reasons}; nothing was imported") from None
         for error in e.errors:
             print(error, file=sys.stderr)
         raise CommandError(
@@ -82,6 +89,44 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
         f"imported {report.imported} contacts ({report.inserted} new, {report.updated} "
         f"updated), skipped {len(report.skipped)} invalid rows"
     )
+    return 0
+
+
+def cmd_contacts_links(args: argparse.Namespace) -> int:
+    from bot import contact_links
+    from bot.cli import _settings, warn_public_url
+    from flows.expr import ExprError
+
+    warn_public_url(_settings(args))
+
+    async def work(runtime: Runtime) -> contact_links.LinkList:
+        try:
+            return await contact_links.audience_links(runtime, args.audience, actor=cli_actor())
+        except ExprError as e:
+            raise CommandError(f"audience: {e}") from None
+
+    result = _run(args, work)
+    if args.out == "-":
+        contact_links.write_csv(result.links, sys.stdout)
+    else:
+        try:
+            contact_links.write_csv_file(result.links, Path(args.out))
+        except OSError as e:
+            raise CommandError(f"cannot write {args.out}: {e.strerror or e}") from None
+    telegram = any(link.telegram_link for link in result.links)
+    print(
+        f"wrote {len(result.links)} personal links"
+        + ("" if args.out == "-" else f" to {args.out}")
+        + ("" if telegram or not result.links else " (no Telegram links: the bot is not known)"),
+        file=sys.stderr,
+    )
+    if result.without_ref:
+        print(f"left out {result.without_ref} people without an external_ref", file=sys.stderr)
+    if result.without_token:
+        print(
+            f"left out {result.without_token} people without a personal web chat token",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -106,11 +151,31 @@ def _campaign_errors(func: Callable[[Runtime], Awaitable[T]]) -> Callable[[Runti
     return wrapped
 
 
+def resolve_ends(ends: str, starts: str | None, tz: ZoneInfo, now: datetime) -> str:
+    """`--ends` as given, or for a duration after the start: whole days ("30d") end with that
+    local day, shorter ones ("2h", to try a campaign out) at that instant."""
+    try:
+        seconds = parse_duration(ends)
+    except ValueError:
+        return ends
+    base = now
+    if starts:
+        with contextlib.suppress(ValueError):  # create_campaign names a bad --starts
+            base = max(campaigns.parse_instant(starts, tz), now)
+    end = base + timedelta(seconds=seconds)
+    if seconds % 86_400 == 0:
+        return end.astimezone(tz).date().isoformat()
+    return end.isoformat()
+
+
 def cmd_campaigns_create(args: argparse.Namespace) -> int:
+    from bot.cli import _settings
+
+    tz = _settings(args).schedule.tz
     request = CampaignRequest(
         survey_id=args.survey,
         audience=args.audience,
-        ends=args.ends,
+        ends=resolve_ends(args.ends, args.starts, tz, datetime.now(UTC)),
         name=args.name,
         starts=args.starts,
         reminders=args.reminders or "",
@@ -121,11 +186,13 @@ def cmd_campaigns_create(args: argparse.Namespace) -> int:
     )
 
     @_campaign_errors
-    async def work(runtime: Runtime) -> int:
-        campaign = await campaigns.create_campaign(runtime, request, actor=cli_actor())
-        return campaign.id
+    async def work(runtime: Runtime) -> campaigns.CreatedCampaign:
+        return await campaigns.create_campaign_with_warnings(runtime, request, actor=cli_actor())
 
-    print(_run(args, work))
+    created = _run(args, work)
+    for warning in created.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(created.campaign.id)
     return 0
 
 
@@ -158,15 +225,31 @@ def cmd_campaigns_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _held_line(held: campaigns.QuietHold, runtime: Runtime) -> str:
+    schedule = runtime.settings.schedule
+    until = held.until.astimezone(schedule.tz)
+    what = [f"{held.messages} messages queued"]
+    if held.next_round is not None:
+        what.append("invitations not yet sent")
+    return (
+        f"{'held until':15} {until:%Y-%m-%d %H:%M} {schedule.timezone} by quiet hours "
+        f"{schedule.quiet_hours or '(none now)'}: {' and '.join(what)}"
+    )
+
+
 def cmd_campaigns_show(args: argparse.Namespace) -> int:
     @_campaign_errors
     async def work(runtime: Runtime) -> str:
         from bot.results import feedback
 
         view = await campaigns.show_campaign(runtime, args.id)
+        data = campaigns.campaign_json(view.campaign, view.counts)
+        data.pop("held_by_quiet_hours", None)
+        shown = _format(data)
+        if view.held is not None:
+            shown += "\n" + _held_line(view.held, runtime)
         timing = await feedback.feedback_timing(runtime, view.campaign)
-        feedback_line = f"{'feedback':15} {timing.describe(runtime.settings.schedule.tz)}"
-        return _format(campaigns.campaign_json(view.campaign, view.counts)) + "\n" + feedback_line
+        return shown + f"\n{'feedback':15} {timing.describe(runtime.settings.schedule.tz)}"
 
     print(_run(args, work))
     return 0
@@ -196,12 +279,30 @@ def add_commands(sub: Any) -> None:
     contacts = sub.add_parser("contacts", help="contact lists").add_subparsers(
         dest="contacts", required=True
     )
-    imp = contacts.add_parser("import", help="import or update contacts from a CSV file")
-    imp.add_argument("file", help="CSV with a header row (see bot/contacts_csv.py)")
+    imp = contacts.add_parser(
+        "import",
+        help="import or update contacts from a CSV file",
+        description="Import or update contacts from a CSV file.",
+        epilog="columns:\n" + columns_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    imp.add_argument("file", help="CSV with a header row (columns below)")
     imp.add_argument(
         "--skip-invalid", action="store_true", help="import the valid rows, list the rest"
     )
     imp.set_defaults(func=cmd_contacts_import)
+    links = contacts.add_parser(
+        "links",
+        help="each person's personal web chat (and Telegram) link, as CSV",
+        description=(
+            "Write external_ref, language, webchat_link and telegram_link for everyone in an "
+            "audience (everyone by default; opted-out people are left out). A link lets whoever "
+            "holds it answer as that person: the file is readable by you only."
+        ),
+    )
+    links.add_argument("--audience", help="expression, e.g. \"unit == 'Norr'\" (default: all)")
+    links.add_argument("--out", required=True, help="CSV file to write, or - for standard output")
+    links.set_defaults(func=cmd_contacts_links)
 
     camp = sub.add_parser("campaigns", help="survey campaigns").add_subparsers(
         dest="campaigns", required=True
@@ -213,7 +314,11 @@ def add_commands(sub: Any) -> None:
     )
     create.add_argument("--name")
     create.add_argument("--starts", help="ISO date/time (local time unless an offset is given)")
-    create.add_argument("--ends", required=True, help="ISO date/time; a date means its end")
+    create.add_argument(
+        "--ends",
+        required=True,
+        help="a duration after the start (30d), or an ISO date/time (a date means its end)",
+    )
     create.add_argument("--reminders", help="offsets after the start, e.g. 2d,5d")
     create.add_argument("--channels", help="in order of preference, e.g. sms,telegram,webchat")
     create.add_argument("--participation", help="participation rung (default: the survey's)")

@@ -11,15 +11,14 @@ from zoneinfo import ZoneInfo
 
 from bot import followups
 from bot.cli import CommandError, _settings, run_with_runtime
-from bot.config import Settings
 from bot.runtime import Runtime
 from storage import repo_events
 
 T = TypeVar("T")
 
 
-def _run(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
-    return run_with_runtime(settings, work)
+def _run(args: argparse.Namespace, work: Callable[[Runtime], Awaitable[T]]) -> T:
+    return run_with_runtime(args, work)
 
 
 def add_commands(sub: Any) -> None:
@@ -74,7 +73,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         return await followups.ingest_events(runtime, parsed.events, actor="cli:events-import")
 
     try:
-        outcomes = _run(settings, work)
+        outcomes = _run(args, work)
     except followups.EventsRefused as e:
         problems = [f"line {parsed.lines[p.index]}: {p.message}" for p in e.problems]
         raise CommandError(_refused(path, problems)) from None
@@ -100,7 +99,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     async def work(runtime: Runtime) -> followups.EventReport | None:
         return await followups.event_report(runtime, args.event_id)
 
-    report = _run(settings, work)
+    report = _run(args, work)
     if report is None:
         raise CommandError(f"no event with event_id {args.event_id!r}")
     print(f"event {report.event_id} ({report.type}) for external_ref {report.external_ref}")
@@ -108,8 +107,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     if report.cancelled:
         print("  cancelled")
     if not report.followups:
-        print("  no follow-ups")
+        print(f"  no follow-ups: {report.note}" if report.note else "  no follow-ups")
     for f in report.followups:
+        if f.status == repo_events.NOT_PLANNED:
+            print(f"  {f.rule} -> {f.survey}: {f.reason}")
+            continue
         line = f"  {f.rule} -> {f.survey}: {f.status}, due {_local(f.due_at, tz)}"
         if f.sent_at:
             line += f", sent {_local(f.sent_at, tz)}"
@@ -120,14 +122,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_list(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-
     async def work(runtime: Runtime) -> list[dict[str, Any]]:
         await followups.load_rules(runtime)
         async with runtime.db.transaction(read_only=True) as s:
             return [followups.rule_json(r) for r in await repo_events.list_rules(s)]
 
-    rules = _run(settings, work)
+    rules = _run(args, work)
     if not rules:
         print("no follow-up rules")
     for rule in rules:
@@ -149,7 +149,8 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     path: Path = args.path or followups.RULES_FILE
-    surveys = {s.id for s in load_paths(settings.surveys.resolved_paths).surveys}
+    placeholders = settings.organisation.placeholders()
+    surveys = {s.id for s in load_paths(settings.surveys.resolved_paths, placeholders).surveys}
     result = followups.read_rules_file(path, known_surveys=surveys, quiet=settings.schedule.quiet)
     for problem in result.problems:
         print(problem)

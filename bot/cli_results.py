@@ -10,7 +10,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from bot.cli import CommandError, cli_actor, run_with_runtime
+from bot.cli import CommandError, _settings, cli_actor, run_with_runtime, warn_public_url
 from bot.results import feedback
 from bot.results.aggregate import Comparison, Figure, QuestionFigures, Results
 from bot.results.export_xlsx import SUPPRESSED_MARK, note
@@ -398,6 +398,8 @@ def cmd_feedback_set(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback_preview(args: argparse.Namespace) -> int:
+    warn_public_url(_settings(args))
+
     async def work(runtime: Runtime) -> str:
         campaign, previews = await feedback.preview(runtime, args.id)
         timing = await feedback.feedback_timing(runtime, campaign)

@@ -36,6 +36,10 @@ _FALSE = {"false", "0", "no"}
 # Telegram's own rule for setWebhook's secret_token.
 _TELEGRAM_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _MIN_SECRET_LENGTH = 16
+DEFAULT_ORGANISATION = "Exempelkommun"
+DEFAULT_RESULTS_URL = "exempelkommun.se"
+MAX_ORGANISATION_LENGTH = 60
+_TELEGRAM_USERNAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{4,31}")
 
 
 class ConfigError(Exception):
@@ -52,11 +56,19 @@ class ServerSettings:
     """Defaults to http://host:port; set it behind a proxy, since signatures cover this URL."""
 
     def __post_init__(self) -> None:
-        url = self.public_url.rstrip("/")
-        if not url:
-            host = f"[{self.host}]" if ":" in self.host else self.host
-            url = f"http://{host}:{self.port}"
+        url = self.public_url.rstrip("/") or self.listen_url
         object.__setattr__(self, "public_url", url)
+
+    @property
+    def listen_url(self) -> str:
+        """http://host:port, where this process listens."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def public_url_set(self) -> bool:
+        """Whether public_url names an outside address (unset, links point at this machine)."""
+        return self.public_url != self.listen_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +117,11 @@ class TelegramConfig:
     bot_token: str = field(default="", metadata=_SECRET)
     webhook_secret: str = field(default="", metadata=_SECRET)
     api_base_url: str = "https://api.telegram.org"
+    bot_username: str = ""
+    """The bot's @username, for t.me links; asked from Telegram (getMe) when empty."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bot_username", self.bot_username.strip().removeprefix("@"))
 
     @property
     def enabled(self) -> bool:
@@ -169,6 +186,29 @@ class DispatcherSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OrganisationSettings:
+    """Who runs the surveys: filled into survey texts as {organisation} and {results_url}."""
+
+    name: str = DEFAULT_ORGANISATION
+    """As people should see it in messages, e.g. "Malmö stad"; it never says "social services"."""
+    results_url: str = DEFAULT_RESULTS_URL
+    """Where results are published, as written in messages, e.g. "malmo.se/brukarundersokning"."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", " ".join(self.name.split()))
+        object.__setattr__(self, "results_url", self.results_url.strip())
+
+    @property
+    def configured(self) -> bool:
+        """Whether both were set (the defaults are only an example)."""
+        return (self.name, self.results_url) != (DEFAULT_ORGANISATION, DEFAULT_RESULTS_URL)
+
+    def placeholders(self) -> dict[str, str]:
+        """The survey text placeholders and their values."""
+        return {"organisation": self.name, "results_url": self.results_url}
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service reads from configuration."""
 
@@ -181,6 +221,7 @@ class Settings:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     dispatcher: DispatcherSettings = field(default_factory=DispatcherSettings)
+    organisation: OrganisationSettings = field(default_factory=OrganisationSettings)
 
     def redacted(self) -> dict[str, dict[str, Any]]:
         """The settings as plain data for logging, secrets shown as "***" (empty ones as "")."""
@@ -482,6 +523,11 @@ def _validate(s: Settings) -> list[str]:
             "telegram.webhook_secret may only use A-Z, a-z, 0-9, _ and - (1-256 characters)"
         )
     problems += _http_url("telegram.api_base_url", tg.api_base_url)
+    if tg.bot_username and not _TELEGRAM_USERNAME_RE.fullmatch(tg.bot_username):
+        problems.append(
+            f"telegram.bot_username {tg.bot_username!r} is not a Telegram username "
+            "(5-32 characters a-z, 0-9 and _, e.g. malmo_enkat_bot)"
+        )
 
     pv = s.privacy
     if pv.pseudonym_key and len(pv.pseudonym_key) < _MIN_SECRET_LENGTH:
@@ -520,6 +566,16 @@ def _validate(s: Settings) -> list[str]:
                 f"admin.api_tokens[{i}] must be at least {_MIN_SECRET_LENGTH} characters "
                 "without spaces"
             )
+
+    org = s.organisation
+    if not org.name:
+        problems.append('organisation.name must not be empty (e.g. "Malmö stad")')
+    elif len(org.name) > MAX_ORGANISATION_LENGTH:
+        problems.append(f"organisation.name is longer than {MAX_ORGANISATION_LENGTH} characters")
+    if not org.results_url or any(c.isspace() for c in org.results_url):
+        problems.append(
+            f"organisation.results_url must be an address without spaces, got {org.results_url!r}"
+        )
 
     problems += _positive(
         s.dispatcher,

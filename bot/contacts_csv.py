@@ -25,6 +25,7 @@ import csv
 import difflib
 import itertools
 import re
+import textwrap
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -67,6 +68,84 @@ COLUMN_LIMITS: Mapping[str, int] = {
 """What the contacts table holds, so a valid row always fits (a longer value would fail the
 whole import on PostgreSQL)."""
 
+
+def column_rules() -> tuple[tuple[str, str], ...]:
+    """Each column of a contact list and the values it takes, as staff read them in `--help` and
+    the README (both generated from here, so they say what the validation below does)."""
+    spellings: dict[str, list[str]] = {}
+    for spelling, value in GENDERS.items():
+        if spelling != value:
+            spellings.setdefault(value, []).append(spelling)
+    genders = "; ".join(f"{value} (or {', '.join(alts)})" for value, alts in spellings.items())
+    return (
+        (
+            "external_ref",
+            f"your own id for the person, up to {COLUMN_LIMITS['external_ref']} characters; "
+            "a contact is matched on it, else on its phone",
+        ),
+        (
+            "phone",
+            "a phone number, national (070-123 45 67, read as Swedish) or international "
+            "(+46701234567); stored as +46701234567",
+        ),
+        ("telegram_chat_id", "the person's Telegram chat id, a whole number"),
+        (
+            "language",
+            "a language code like sv, en, ar or sv-x-lattlast (easy-read Swedish); "
+            "surveys fall back to their first language",
+        ),
+        ("gender", genders),
+        ("birth_year", f"a year from {MIN_BIRTH_YEAR} to this year"),
+        (
+            "target_group",
+            f"any text, up to {COLUMN_LIMITS['target_group']} characters; stored as a-z, 0-9 "
+            f"and _ (Ekonomiskt bistånd -> {snake_case('Ekonomiskt bistånd')}), the name "
+            "audiences use",
+        ),
+        ("unit", f"any text, up to {COLUMN_LIMITS['unit']} characters"),
+        ("contact_since", "a date like 2024-05-01, not after today"),
+        (
+            f"{ATTR_PREFIX}<name>",
+            "any text; <name> in a-z, 0-9 and _ becomes an attribute audiences can use",
+        ),
+    )
+
+
+COLUMNS_NOTE = (
+    "A header row names the columns, in any order; at least one of external_ref, phone and "
+    "telegram_chat_id. Separated by , or ; (or an Excel sep=; line), UTF-8."
+)
+
+
+def columns_text() -> str:
+    """The columns and their values as plain text, for `contacts import --help`."""
+    width = max(len(name) for name, _ in column_rules())
+    lines = [*textwrap.wrap(COLUMNS_NOTE, 96), ""]
+    for name, rule in column_rules():
+        lines += textwrap.wrap(
+            rule,
+            96,
+            initial_indent=f"  {name:<{width}}  ",
+            subsequent_indent=" " * (width + 4),
+            break_on_hyphens=False,
+        )
+    return "\n".join(lines)
+
+
+_PLACEHOLDER_RE = re.compile(r"<[a-z]+>")
+
+
+def _code(match: re.Match[str]) -> str:
+    return f"`{match.group()}`"
+
+
+def columns_markdown() -> str:
+    """The columns and their values as a Markdown table, for the README."""
+    # `<name>` in backticks, or a Markdown renderer takes it for an HTML tag.
+    rows = [f"| `{name}` | {_PLACEHOLDER_RE.sub(_code, rule)} |" for name, rule in column_rules()]
+    return "\n".join([COLUMNS_NOTE, "", "| column | values |", "| --- | --- |", *rows])
+
+
 _LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})*$")
 _DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _YEAR_RE = re.compile(r"^[0-9]{4}$")
@@ -102,6 +181,9 @@ class RowError:
 
     line: int
     reason: str
+    whole_file: bool = False
+    """The file itself cannot be read as a contact list (empty, not UTF-8, a bad header): no row
+    of it can be imported, so skipping invalid rows does not apply."""
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.reason}"
@@ -167,7 +249,9 @@ def parse_contacts(
         yield from _parse(counted(), default_region, today)
     except UnicodeDecodeError:
         # The decoder reads ahead in blocks, so the line is approximate.
-        yield RowError(read + 1, 'the file is not UTF-8 text; save it as "CSV UTF-8"')
+        yield RowError(
+            read + 1, 'the file is not UTF-8 text; save it as "CSV UTF-8"', whole_file=True
+        )
 
 
 def _parse(
@@ -175,7 +259,7 @@ def _parse(
 ) -> Iterator[ContactRow | RowError]:
     first = next(lines, None)
     if first is None:
-        yield RowError(1, "the file is empty; it needs a header row")
+        yield RowError(1, "the file is empty; it needs a header row", whole_file=True)
         return
     first = first.removeprefix("\ufeff")
     line_offset = 0
@@ -185,24 +269,24 @@ def _parse(
         line_offset = 1
         first_or_none = next(lines, None)
         if first_or_none is None:
-            yield RowError(2, "the file has no header row")
+            yield RowError(2, "the file has no header row", whole_file=True)
             return
         first = first_or_none
     else:
         delimiter = _delimiter(first)
     if delimiter not in ",;":
-        yield RowError(1, f"unsupported separator {delimiter!r}; use , or ;")
+        yield RowError(1, f"unsupported separator {delimiter!r}; use , or ;", whole_file=True)
         return
 
     reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter, strict=True)
     try:
         header_cells = next(reader)
     except csv.Error as exc:
-        yield RowError(1 + line_offset, f"malformed header: {exc}")
+        yield RowError(1 + line_offset, f"malformed header: {exc}", whole_file=True)
         return
     header = _read_header(header_cells)
     if isinstance(header, str):
-        yield RowError(1 + line_offset, header)
+        yield RowError(1 + line_offset, header, whole_file=True)
         return
 
     validator = _RowValidator(header, default_region.upper(), today)

@@ -34,6 +34,11 @@ class Validated:
     rows: tuple[ContactRow, ...]
     errors: tuple[RowError, ...]
 
+    @property
+    def unreadable(self) -> bool:
+        """Whether the file itself is wrong (header, encoding): nothing of it may be imported."""
+        return any(e.whole_file for e in self.errors)
+
 
 @dataclass(frozen=True, slots=True)
 class ImportReport:
@@ -55,6 +60,11 @@ class ImportRefused(Exception):
     def __init__(self, errors: Sequence[RowError]) -> None:
         self.errors = tuple(errors)
         super().__init__(f"{len(self.errors)} invalid rows; nothing was imported")
+
+    @property
+    def whole_file(self) -> bool:
+        """Refused for the file itself (a wrong header, not UTF-8), whatever skip_invalid says."""
+        return any(e.whole_file for e in self.errors)
 
 
 def validate_csv(lines: Iterable[str], *, today: date, default_region: str = "SE") -> Validated:
@@ -128,8 +138,9 @@ async def import_validated(
     progress: Progress | None = None,
     chunk_size: int = IMPORT_CHUNK,
 ) -> ImportReport:
-    """Write the valid rows; raises ImportRefused if there are bad rows and not `skip_invalid`."""
-    if validated.errors and not skip_invalid:
+    """Write the valid rows; raises ImportRefused if there are bad rows and not `skip_invalid`,
+    or if the file itself is wrong (then `skip_invalid` does not apply)."""
+    if validated.errors and (validated.unreadable or not skip_invalid):
         raise ImportRefused(validated.errors)
     rows = validated.rows
     make_token = personal_token_maker(pseudonymizer)

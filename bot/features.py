@@ -24,12 +24,14 @@ def register(runtime: Runtime) -> None:
 
 async def start(runtime: Runtime) -> None:
     """What the service does once at startup: load the follow-up rules file, then plan this
-    period's feedback for the follow-up surveys those rules use."""
-    from bot import followups
+    period's feedback for the follow-up surveys those rules use, and retime campaign messages
+    to the current quiet hours."""
+    from bot import campaigns, followups
     from bot.results import feedback
 
     await followups.load_rules(runtime)
     await feedback.schedule_periodic(runtime)
+    await campaigns.apply_quiet_hours(runtime)
 
 
 def add_api_routes(api: web.Application) -> None:

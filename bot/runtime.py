@@ -131,7 +131,7 @@ async def open_runtime(
     db = Database(settings.database.url, sealer=sealer)
     try:
         await db.check()
-        catalog = SurveyCatalog()
+        catalog = SurveyCatalog(settings.organisation.placeholders())
         async with db.transaction() as s:
             await catalog.load(s, settings.surveys.resolved_paths)
         clock = clock or SystemClock()

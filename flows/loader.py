@@ -35,10 +35,12 @@ from flows.texts import text as builtin_text
 
 __all__ = [
     "MAX_SMS_SEGMENTS",
+    "PLACEHOLDERS",
     "LoadResult",
     "Problem",
     "SurveyFileError",
     "checksum",
+    "fill_placeholders",
     "load_paths",
     "load_survey_file",
     "load_survey_text",
@@ -125,15 +127,30 @@ def checksum(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def load_survey_text(text: str, path: str = "<string>") -> Survey:
-    """Parse and check one survey file's text; raises SurveyFileError listing every problem."""
+def load_survey_text(
+    text: str, path: str = "<string>", placeholders: Mapping[str, str] | None = None
+) -> Survey:
+    """Parse and check one survey file's text; raises SurveyFileError listing every problem.
+
+    `placeholders` fills {organisation} and {results_url} (see PLACEHOLDERS) before the checks,
+    so SMS lengths are counted with the real values; without it they stay as written."""
     data = _parse_toml(text, path)
-    return _SurveyBuilder(data, _LineIndex.scan(text), path).build()
+    lines = _LineIndex.scan(text)
+    unknown = _unknown_placeholders(data, lines, path)
+    if placeholders is not None:
+        data = fill_placeholders(data, placeholders)
+    try:
+        survey = _SurveyBuilder(data, lines, path).build()
+    except SurveyFileError as err:
+        raise SurveyFileError(sorted([*err.problems, *unknown], key=lambda p: p.line)) from None
+    if unknown:
+        raise SurveyFileError(unknown)
+    return survey
 
 
-def load_survey_file(path: Path) -> Survey:
+def load_survey_file(path: Path, placeholders: Mapping[str, str] | None = None) -> Survey:
     """Load one survey file; raises SurveyFileError (also for unreadable files)."""
-    return load_survey_text(_read(path), str(path))
+    return load_survey_text(_read(path), str(path), placeholders)
 
 
 def survey_definition(text: str) -> dict[str, Any]:
@@ -141,18 +158,26 @@ def survey_definition(text: str) -> dict[str, Any]:
     return {str(k): _jsonable(v) for k, v in _parse_toml(text, "<string>").items()}
 
 
-def survey_from_definition(definition: Mapping[str, Any], source: str = "") -> Survey:
-    """Rehydrate a stored `survey_definition`. Its structure is checked again, but not the
-    authoring rules that may tighten over time (SMS length, reserved keywords), so a version
-    that conversations already use always loads. Line numbers are unknown (0)."""
+def survey_from_definition(
+    definition: Mapping[str, Any],
+    source: str = "",
+    placeholders: Mapping[str, str] | None = None,
+) -> Survey:
+    """Rehydrate a stored `survey_definition` (stored as written, so `placeholders` fills it
+    the same way as the file). Its structure is checked again, but not the authoring rules that
+    may tighten over time (SMS length, reserved keywords), so a version that conversations
+    already use always loads. Line numbers are unknown (0)."""
+    if placeholders is not None:
+        definition = fill_placeholders(definition, placeholders)
     builder = _SurveyBuilder(
         definition, _LineIndex(), source or "<definition>", source, authoring_rules=False
     )
     return builder.build()
 
 
-def load_paths(paths: Sequence[Path]) -> LoadResult:
-    """Load survey files and folders (every *.toml inside, sorted), checking across files too."""
+def load_paths(paths: Sequence[Path], placeholders: Mapping[str, str] | None = None) -> LoadResult:
+    """Load survey files and folders (every *.toml inside, sorted), checking across files too;
+    `placeholders` as in `load_survey_text`."""
     surveys: list[Survey] = []
     problems: list[Problem] = []
     seen: dict[tuple[str, int], Survey] = {}
@@ -160,7 +185,7 @@ def load_paths(paths: Sequence[Path]) -> LoadResult:
     for file in _expand(paths, problems):
         try:
             text = _read(file)
-            survey = load_survey_text(text, str(file))
+            survey = load_survey_text(text, str(file), placeholders)
         except SurveyFileError as err:
             problems.extend(err.problems)
             continue
@@ -251,6 +276,59 @@ def _jsonable(value: object) -> object:
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     return value
+
+
+# --- placeholders -----------------------------------------------------------------------------
+
+PLACEHOLDERS: Final = ("organisation", "results_url")
+"""What survey texts may say in braces, filled from the service's configuration when loaded:
+{organisation} (who asks, e.g. "Malmö stad") and {results_url} (where results are shown)."""
+
+_PLACEHOLDER_RE = re.compile(r"\{([a-z_]+)\}")
+
+
+def fill_placeholders(data: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of a parsed survey with every {name} of `values` in its texts replaced."""
+
+    def fill(value: object) -> object:
+        if isinstance(value, str):
+            return _PLACEHOLDER_RE.sub(lambda m: values.get(m[1], m[0]), value)
+        if isinstance(value, Mapping):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return value
+
+    return {k: fill(v) for k, v in data.items()}
+
+
+def _unknown_placeholders(data: Mapping[str, Any], lines: _LineIndex, path: str) -> list[Problem]:
+    """A {name} in a text that is not one of PLACEHOLDERS (a typo would reach people as is)."""
+    problems: list[Problem] = []
+    known = ", ".join(f"{{{name}}}" for name in PLACEHOLDERS)
+
+    def walk(value: object, line: int) -> None:
+        if isinstance(value, str):
+            for name in _PLACEHOLDER_RE.findall(value):
+                if name not in PLACEHOLDERS:
+                    message = f"unknown placeholder {{{name}}} (known: {known})"
+                    problems.append(Problem(path, line, message))
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                walk(item, line)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, line)
+
+    for key, value in data.items():
+        if key == "questions" and isinstance(value, list):
+            for index, question in enumerate(value):
+                if isinstance(question, Mapping):
+                    for qkey, qvalue in question.items():
+                        walk(qvalue, lines.question_line(index, str(qkey)))
+        else:
+            walk(value, lines.top_line(key))
+    return problems
 
 
 # --- line index -------------------------------------------------------------------------------

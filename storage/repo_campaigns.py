@@ -34,6 +34,8 @@ COMPLETED = "completed"
 OPTED_OUT = "opted_out"
 UNREACHABLE = "unreachable"
 CLOSED = "closed"
+WAITING = "waiting"
+"""An invitation held back while the person is still answering another campaign."""
 REACHED = (INVITED, STARTED)
 """Invitation statuses of people who got the invitation and have not finished."""
 
@@ -76,6 +78,8 @@ class CampaignCounts:
     completed: int
     opted_out: int
     failed: int
+    waiting: int = 0
+    """Invitations held back while the person is still answering another campaign."""
 
     @property
     def response_rate(self) -> float | None:
@@ -103,6 +107,29 @@ async def listing(s: AsyncSession, limit: int = 200) -> list[Campaign]:
     """Campaigns, newest first."""
     stmt = select(Campaign).order_by(Campaign.id.desc()).limit(limit)
     return list(await s.scalars(stmt))
+
+
+async def open_for_survey(s: AsyncSession, survey_id: str) -> list[Campaign]:
+    """The survey's campaigns that are not closed (scheduled, running or paused), oldest first."""
+    stmt = (
+        select(Campaign)
+        .where(Campaign.survey_id == survey_id, Campaign.status != CLOSED)
+        .order_by(Campaign.id)
+    )
+    return list(await s.scalars(stmt))
+
+
+async def invited_among(
+    s: AsyncSession, campaign_ids: Collection[int], contact_ids: Collection[int]
+) -> list[tuple[int, int]]:
+    """(campaign id, contact id) of each of these contacts in the audience of these campaigns."""
+    if not campaign_ids or not contact_ids:
+        return []
+    stmt = select(Invitation.campaign_id, Invitation.contact_id).where(
+        Invitation.campaign_id.in_(list(campaign_ids)),
+        Invitation.contact_id.in_(list(contact_ids)),
+    )
+    return [(int(c), int(p)) for c, p in (await s.execute(stmt)).all()]
 
 
 async def attribute_names(s: AsyncSession) -> set[str]:
@@ -305,6 +332,49 @@ async def release_messages(s: AsyncSession, campaign_id: int, not_before: dateti
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def _queued_outreach(*where: Any) -> Any:
+    """Queued campaign invitations and reminders, not held by a pause."""
+    return and_(
+        Message.campaign_id.is_not(None),
+        Message.direction == "out",
+        Message.status == "queued",
+        Message.kind.in_(CAMPAIGN_KINDS),
+        Message.not_before < HELD_UNTIL,
+        *where,
+    )
+
+
+async def retime_outreach(s: AsyncSession, allowed: datetime, now: datetime) -> int:
+    """Give every queued campaign invitation and reminder (not paused) the next allowed time
+    under the current quiet hours, `allowed` (= now outside them): messages held for hours
+    that are no longer quiet go now, and due ones wait if now is quiet. Returns how many moved."""
+    waiting = Message.not_before > now
+    if allowed > now:
+        waiting = or_(waiting, Message.not_before <= now)
+    result = await s.execute(
+        update(Message)
+        .where(_queued_outreach(waiting, Message.not_before != allowed))
+        .values(not_before=allowed)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def held_outreach(
+    s: AsyncSession, campaign_id: int, now: datetime
+) -> tuple[int, datetime | None]:
+    """How many of the campaign's queued invitation and reminder messages wait for a later
+    time (quiet hours), and the earliest such time."""
+    row = (
+        await s.execute(
+            select(func.count(), func.min(Message.not_before)).where(
+                _queued_outreach(Message.campaign_id == campaign_id, Message.not_before > now)
+            )
+        )
+    ).one()
+    return int(row[0] or 0), row[1]
+
+
 async def cancel_messages(s: AsyncSession, campaign_id: int, reason: str) -> int:
     """Cancel the campaign's queued invitations and reminders (close)."""
     result = await s.execute(
@@ -394,4 +464,5 @@ async def counts(s: AsyncSession, campaign: Campaign) -> CampaignCounts:
         completed=completed,
         opted_out=opted_out,
         failed=int(by_status.get(UNREACHABLE, 0)) + failed_sends,
+        waiting=int(by_status.get(WAITING, 0)),
     )

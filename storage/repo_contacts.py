@@ -16,6 +16,8 @@ from storage.models import Contact, ContactAddress, utcnow
 
 IMPORT_CHUNK = 5000
 """Rows per INSERT in bulk imports: well under both databases' bound-parameter limits."""
+WEBCHAT = "webchat"
+"""The channel of personal web chat tokens."""
 
 IMPORTED_FIELDS = (
     "language",
@@ -144,6 +146,38 @@ async def address_on(s: AsyncSession, contact_id: int, channel: str) -> ContactA
         .limit(1)
     )
     return (await s.scalars(stmt)).first()
+
+
+async def webchat_tokens(s: AsyncSession, contact_ids: Collection[int]) -> dict[int, str]:
+    """Each contact's personal web chat token (the newest, if several), by contact id: the
+    `/chat/<token>` link and the Telegram `/start <token>` payload. Contacts without one are
+    left out."""
+    tokens: dict[int, str] = {}
+    ids = list(contact_ids)
+    for start in range(0, len(ids), IMPORT_CHUNK):
+        stmt = (
+            select(ContactAddress.contact_id, ContactAddress.address)
+            .where(
+                ContactAddress.contact_id.in_(ids[start : start + IMPORT_CHUNK]),
+                ContactAddress.channel == WEBCHAT,
+            )
+            .order_by(ContactAddress.id)
+        )
+        for contact_id, token in (await s.execute(stmt)).all():
+            tokens[int(contact_id)] = str(token)
+    return tokens
+
+
+async def external_refs(s: AsyncSession, contact_ids: Collection[int]) -> dict[int, str]:
+    """The organisation's reference of each of these contacts that has one, by contact id."""
+    refs: dict[int, str] = {}
+    ids = list(contact_ids)
+    for start in range(0, len(ids), IMPORT_CHUNK):
+        stmt = select(Contact.id, Contact.external_ref).where(
+            Contact.id.in_(ids[start : start + IMPORT_CHUNK]), Contact.external_ref.is_not(None)
+        )
+        refs.update({int(cid): str(ref) for cid, ref in (await s.execute(stmt)).all()})
+    return refs
 
 
 async def set_opted_out(s: AsyncSession, contact_id: int, at: datetime | None) -> None:

@@ -26,6 +26,9 @@ SENT = "sent"
 CANCELLED = "cancelled"
 EXPIRED = "expired"
 SKIPPED = "skipped"
+NOT_PLANNED = "not_planned"
+"""A rule for the event's type whose filter did not match: kept, with the reason, so staff can
+see why no follow-up came of the event (and re-planned if a changed event matches)."""
 
 SOURCE_FILE = "file"
 SOURCE_API = "api"
@@ -187,9 +190,17 @@ async def delete_rule(s: AsyncSession, rule: FollowupRule) -> None:
 
 
 async def add_followup(
-    s: AsyncSession, *, rule_id: int, event_id: int, contact_id: int, due_at: datetime
+    s: AsyncSession,
+    *,
+    rule_id: int,
+    event_id: int,
+    contact_id: int,
+    due_at: datetime,
+    status: str = PENDING,
+    reason: str | None = None,
 ) -> Followup:
-    """The rule's follow-up for this event, created pending at `due_at` unless it exists."""
+    """The rule's follow-up for this event, created (pending, or `status` with the `reason`
+    staff will read) at `due_at` unless it exists."""
     await s.execute(
         dialect_insert(s, Followup)
         .values(
@@ -197,7 +208,8 @@ async def add_followup(
             event_id=event_id,
             contact_id=contact_id,
             due_at=due_at,
-            status=PENDING,
+            status=status,
+            reason=reason,
             feedback_sent=False,
         )
         .on_conflict_do_nothing(index_elements=[Followup.rule_id, Followup.event_id])

@@ -64,19 +64,22 @@ def _request(body: Any) -> CampaignRequest:
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    """Create a campaign; 422 lists every problem, or says the audience matches nobody."""
+    """Create a campaign (201, with "warnings", e.g. people an open campaign of the same survey
+    already covers); 422 lists every problem, or says the audience matches nobody."""
     runtime, actor = _runtime(request)
     try:
         spec = _request(await json_body(request))
     except ValueError as e:
         return json_error(400, str(e))
     try:
-        campaign = await campaigns.create_campaign(runtime, spec, actor=actor)
+        created = await campaigns.create_campaign_with_warnings(runtime, spec, actor=actor)
     except EmptyAudience as e:
         return json_error(422, str(e), problems=list(e.problems), empty_audience=True)
     except CampaignInvalid as e:
         return json_error(422, "the campaign was not created", problems=list(e.problems))
-    return web.json_response(campaigns.campaign_json(campaign), status=201)
+    data = campaigns.campaign_json(created.campaign)
+    data["warnings"] = list(created.warnings)
+    return web.json_response(data, status=201)
 
 
 async def listing(request: web.Request) -> web.StreamResponse:
@@ -100,7 +103,7 @@ async def show(request: web.Request) -> web.StreamResponse:
         view = await campaigns.show_campaign(runtime, _campaign_id(request))
     except CampaignNotFound:
         return json_error(404, "no such campaign")
-    return web.json_response(campaigns.campaign_json(view.campaign, view.counts))
+    return web.json_response(campaigns.campaign_json(view.campaign, view.counts, view.held))
 
 
 Action = Callable[..., Awaitable[Any]]

@@ -1,11 +1,14 @@
-"""Staff API: bulk contact import (`POST /api/v1/contacts`)."""
+"""Staff API: bulk contact import (`POST /api/v1/contacts`) and a person's personal links
+(`GET /api/v1/contacts/{external_ref}/link`)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from bot import contact_links
 from bot.api.auth import json_body, json_error, staff_actor
 from bot.contacts_import import ImportRefused, import_validated, validate_records
+from storage import repo_audit
 
 MAX_IMPORT_BYTES = 16 * 1024 * 1024
 
@@ -41,6 +44,24 @@ async def import_contacts(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def contact_link(request: web.Request) -> web.StreamResponse:
+    """One person's web chat link (and Telegram deep link when the bot is known)."""
+    from bot.app import RUNTIME
+
+    runtime = request.app[RUNTIME]
+    actor = staff_actor(request, runtime.settings.admin.api_tokens)
+    external_ref = request.match_info["external_ref"]
+    link = await contact_links.contact_link(runtime, external_ref)
+    if link is None:
+        return json_error(404, f"no contact with external_ref {external_ref!r} and a personal link")
+    async with runtime.db.transaction() as s:
+        await repo_audit.log(
+            s, actor, "contacts.link", f"contact:{external_ref}", at=runtime.clock.now()
+        )
+    return web.json_response(link.to_json())
+
+
 def add_api_routes(api: web.Application) -> None:
     """Mount the contact routes on the /api/v1 sub-app."""
     api.router.add_post("/contacts", import_contacts)
+    api.router.add_get("/contacts/{external_ref}/link", contact_link)

@@ -340,11 +340,18 @@ def rule_matches(rule: FollowupRule, env: Mapping[str, object]) -> bool:
         return False
 
 
+def filter_mismatch(rule: FollowupRule) -> str:
+    """Why a rule planned no follow-up for an event, as staff read it."""
+    return f"not planned: rule {rule.name!r} has a filter the event did not match ({rule.filter})"
+
+
 async def _plan(s: AsyncSession, runtime: Runtime, event: CaseEvent, contact: Contact) -> None:
     """Create the follow-ups of matching rules; re-time the ones still pending.
 
-    A pending follow-up whose rule no longer matches is left for the send-time check, which
-    cancels it with a reason staff can read."""
+    A rule whose filter does not match gets a follow-up marked not planned, with the reason, so
+    `events show` can say why nothing came of the event; should a changed event match it later,
+    that follow-up is planned after all. A pending follow-up whose rule no longer matches is left
+    for the send-time check, which cancels it with a reason staff can read."""
     schedule = runtime.settings.schedule
     tz, quiet = schedule.tz, schedule.quiet
     env = filter_env(event, contact, tz)
@@ -353,13 +360,29 @@ async def _plan(s: AsyncSession, runtime: Runtime, event: CaseEvent, contact: Co
     }
     for rule in await repo_events.list_rules(s, event_type=event.type, enabled_only=True):
         followup = existing.get(rule.id)
-        if followup is None and not rule_matches(rule, env):
-            continue
         due = due_time(event.occurred_at, rule.delay, tz, quiet=quiet, window=_window(rule))
+        unplanned = followup is None or followup.status == repo_events.NOT_PLANNED
+        if unplanned and not rule_matches(rule, env):
+            if followup is None:
+                await repo_events.add_followup(
+                    s,
+                    rule_id=rule.id,
+                    event_id=event.id,
+                    contact_id=contact.id,
+                    due_at=due,
+                    status=repo_events.NOT_PLANNED,
+                    reason=filter_mismatch(rule),
+                )
+            else:
+                followup.due_at, followup.reason = due, filter_mismatch(rule)
+                await s.flush()
+            continue
         if followup is None:
             followup = await repo_events.add_followup(
                 s, rule_id=rule.id, event_id=event.id, contact_id=contact.id, due_at=due
             )
+        elif followup.status == repo_events.NOT_PLANNED:
+            followup.status, followup.reason = repo_events.PENDING, None
         elif followup.status != repo_events.PENDING or followup.due_at == due:
             continue
         followup.due_at = due
@@ -453,7 +476,8 @@ async def _try_send(s: AsyncSession, runtime: Runtime, f: Followup, now: datetim
         s, contact.id, now - timedelta(days=rule.fatigue_days), other_than=f.id
     ):
         return await finish(
-            repo_events.SKIPPED, f"already surveyed within the last {rule.fatigue_days} days"
+            repo_events.SKIPPED,
+            f"fatigue guard: already surveyed within the last {rule.fatigue_days} days",
         )
     active = await repo_conversations.active_for_contact(s, contact.id)
     if active is not None:
@@ -467,7 +491,8 @@ async def _try_send(s: AsyncSession, runtime: Runtime, f: Followup, now: datetim
     route = await route_to(s, contact.id, wanted, runtime.channels)
     if route is None:
         return await finish(
-            repo_events.SKIPPED, f"unreachable: no address on {', '.join(wanted)} that is running"
+            repo_events.SKIPPED,
+            f"unreachable: no address on the rule's channels ({', '.join(wanted)}) that is on",
         )
     return _Ready(entry, route)
 
@@ -492,6 +517,8 @@ class EventReport:
     cancelled: bool
     attributes: Mapping[str, object]
     followups: tuple[FollowupInfo, ...]
+    note: str | None = None
+    """Why the event has no follow-ups at all (e.g. no rule for its type), else None."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON with ISO 8601 UTC times."""
@@ -503,7 +530,23 @@ class EventReport:
             "cancelled": self.cancelled,
             "attributes": dict(self.attributes),
             "followups": [f.to_json() for f in self.followups],
+            "note": self.note,
         }
+
+
+def _no_followups(event: CaseEvent, rules: Sequence[FollowupRule]) -> str:
+    """Why an event that is not cancelled has no follow-ups: every enabled rule for its type
+    leaves one (planned or not), so there was no such rule when it was reported."""
+    if not rules:
+        return f"no follow-up rule for event type {event.type!r}"
+    enabled = [r.name for r in rules if r.enabled]
+    if not enabled:
+        names = ", ".join(r.name for r in rules)
+        return f"the rules for event type {event.type!r} are disabled ({names})"
+    return (
+        f"no rule for event type {event.type!r} was enabled when it was reported "
+        f"({', '.join(enabled)} came later)"
+    )
 
 
 async def event_report(runtime: Runtime, event_id: str) -> EventReport | None:
@@ -514,6 +557,9 @@ async def event_report(runtime: Runtime, event_id: str) -> EventReport | None:
             return None
         contact = await repo_contacts.get(s, row.contact_id)
         views = await repo_events.followups_for_event(s, row.id)
+        note = None
+        if not views and not row.cancelled:
+            note = _no_followups(row, await repo_events.list_rules(s, event_type=row.type))
     return EventReport(
         event_id=row.event_id,
         type=row.type,
@@ -522,4 +568,5 @@ async def event_report(runtime: Runtime, event_id: str) -> EventReport | None:
         cancelled=row.cancelled,
         attributes=dict(row.attributes),
         followups=tuple(_info(v) for v in views),
+        note=note,
     )

@@ -17,7 +17,8 @@ from bot.clock import Clock, FixedClock
 from bot.config import Settings, SurveySettings, load_settings
 from bot.contacts_import import import_validated, validate_csv
 from bot.runtime import Runtime, open_runtime
-from storage.models import Contact, ContactAddress, Invitation, Message
+from storage import repo_contacts
+from storage.models import Contact, Invitation, Message
 
 SURVEYS = Path(__file__).parent / "surveys"
 TOKEN = "staff-token-0123456789abcdef"
@@ -87,13 +88,9 @@ async def contact_id(runtime: Runtime, ref: str) -> int:
 async def webchat_token(runtime: Runtime, ref: str) -> str:
     cid = await contact_id(runtime, ref)
     async with runtime.db.transaction(read_only=True) as s:
-        token = await s.scalar(
-            select(ContactAddress.address).where(
-                ContactAddress.contact_id == cid, ContactAddress.channel == "webchat"
-            )
-        )
+        token = (await repo_contacts.webchat_tokens(s, [cid])).get(cid)
     assert token is not None
-    return str(token)
+    return token
 
 
 async def invitation_messages(runtime: Runtime, campaign_id: int) -> dict[int, int]:

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from bot import campaigns
+from bot import campaigns, cli_campaigns, features
 from bot.campaigns import (
     CampaignInvalid,
     CampaignRequest,
@@ -361,3 +362,162 @@ async def test_a_late_answer_after_close_gets_the_closed_notice(database_url: st
                 )
             ).first()
         assert last is not None and last.body == closed_notice("sv").text
+
+
+# -- campaigns of one survey that share people -----------------------------------------------------
+
+
+async def test_create_warns_when_an_open_campaign_of_the_survey_covers_part_of_the_audience(
+    database_url: str,
+) -> None:
+    async with campaign_runtime(database_url) as runtime:
+        await import_csv(runtime, csv_text())
+        first = await campaigns.create_campaign_with_warnings(
+            runtime, request(name="Våren"), actor="test"
+        )
+        assert first.warnings == ()
+        # Not started yet: it covers whoever its audience matches (P1, P2, P4).
+        norr = await campaigns.create_campaign_with_warnings(
+            runtime, request(audience="unit == 'Norr'"), actor="test"
+        )
+        fid = first.campaign.id
+        assert norr.warnings == (
+            f"2 of the 3 people in this audience are already in campaign {fid} 'Våren' "
+            "(scheduled) of the same survey: anyone still answering that one gets this "
+            "campaign's invitation when done (shown as waiting)",
+        )
+        await runtime.tasks.run_due()  # both start: their audiences become invitation rows
+        # A contact imported after the start is in neither started campaign.
+        await import_csv(runtime, csv_text(["P6,0701234566,sv,kvinna,1985,missbruk,Norr,,"]))
+        women = await campaigns.create_campaign_with_warnings(
+            runtime, request(audience="gender == 'kvinna'"), actor="test"
+        )
+        assert [w.split(" of the same survey")[0] for w in women.warnings] == [
+            f"1 of the 3 people in this audience are already in campaign {fid} 'Våren' (running)",
+            f"2 of the 3 people in this audience are already in campaign {norr.campaign.id} "
+            f"'{norr.campaign.name}' (running)",
+        ]
+        for cid in (fid, norr.campaign.id, women.campaign.id):
+            await campaigns.close_campaign(runtime, cid, actor="test")
+        again = await campaigns.create_campaign_with_warnings(runtime, request(), actor="test")
+        assert again.warnings == (), "closed campaigns cover nobody"
+
+
+async def test_show_counts_invitations_waiting_for_another_campaign(database_url: str) -> None:
+    async with campaign_runtime(database_url) as runtime:
+        await import_csv(runtime, csv_text())
+        cid = await create(runtime)
+        await runtime.tasks.run_due()
+        p2 = await contact_id(runtime, "P2")
+        async with runtime.db.transaction() as s:
+            await s.execute(
+                update(Invitation)
+                .where(Invitation.campaign_id == cid, Invitation.contact_id == p2)
+                .values(status=repo_campaigns.WAITING)
+            )
+        view = await campaigns.show_campaign(runtime, cid)
+    assert (view.counts.waiting, view.counts.pending) == (1, 2)
+    counts = campaigns.campaign_json(view.campaign, view.counts)["counts"]
+    assert counts["waiting"] == 1
+    assert list(counts)[:3] == ["audience", "pending", "waiting"]
+
+
+# -- quiet hours ---------------------------------------------------------------------------------
+
+EVENING = datetime(2026, 3, 2, 20, 30, tzinfo=UTC)  # 21:30 in Stockholm
+MORNING = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)  # 09:00 in Stockholm
+
+
+async def test_show_says_until_when_quiet_hours_hold_invitations(database_url: str) -> None:
+    clock = FixedClock(EVENING)
+    async with campaign_runtime(database_url, clock=clock, quiet="20:00-09:00") as runtime:
+        await import_csv(runtime, csv_text())
+        cid = await create(runtime, reminders="1d")
+        await runtime.tasks.run_due()  # start: the first round waits for the morning
+        await runtime.tasks.run_due()
+        view = await campaigns.show_campaign(runtime, cid)
+        assert view.held == campaigns.QuietHold(until=MORNING, messages=0, next_round=MORNING)
+        shown = campaigns.campaign_json(view.campaign, view.counts, view.held)
+        assert shown["held_by_quiet_hours"] == {
+            "until": MORNING.isoformat(),
+            "messages": 0,
+            "next_round": MORNING.isoformat(),
+        }
+        assert cli_campaigns._held_line(view.held, runtime) == (
+            "held until      2026-03-03 09:00 Europe/Stockholm by quiet hours 20:00-09:00: "
+            "0 messages queued and invitations not yet sent"
+        )
+
+        clock.set(MORNING)
+        await runtime.tasks.run_due()  # everyone invited
+        assert (await campaigns.show_campaign(runtime, cid)).held is None
+        clock.set(EVENING + timedelta(days=1))
+        await runtime.tasks.run_due()  # the reminders come due at 21:30: held until 09:00
+        view = await campaigns.show_campaign(runtime, cid)
+        reminders = await messages(runtime, cid, "reminder")
+    assert view.held == campaigns.QuietHold(
+        until=MORNING + timedelta(days=1), messages=len(reminders), next_round=None
+    )
+    assert len(reminders) == 6, "a reminder and the question again, for three people"
+
+
+async def test_a_new_quiet_hours_setting_applies_to_held_messages_at_startup(
+    database_url: str,
+) -> None:
+    clock = FixedClock(EVENING)
+    async with campaign_runtime(database_url, clock=clock, quiet="20:00-09:00") as runtime:
+        await import_csv(runtime, csv_text())
+        cid = await create(runtime, reminders="1d")
+        await runtime.tasks.run_due()
+        await runtime.tasks.run_due()  # the round waits for 09:00
+    # Restarted with quiet hours that end earlier and start later: it is not quiet at 21:30.
+    async with campaign_runtime(database_url, clock=clock, quiet="22:00-07:00") as runtime:
+        await features.start(runtime)
+        assert (await campaigns.show_campaign(runtime, cid)).held is None
+        await runtime.tasks.run_due()
+        assert len(await invitation_messages(runtime, cid)) == 3, "invited at once"
+        invited = await messages(runtime, cid, "invitation")
+        assert {m.not_before for m in invited} == {EVENING}
+
+    # Restarted with longer quiet hours: the invitations not yet sent wait for 09:30.
+    later = EVENING + timedelta(minutes=5)
+    clock.set(later)
+    async with campaign_runtime(database_url, clock=clock, quiet="21:00-09:30") as runtime:
+        await features.start(runtime)
+        queued = [m for m in await messages(runtime, cid, "invitation") if m.status == "queued"]
+        half_past = MORNING + timedelta(minutes=30)
+        assert queued and {m.not_before for m in queued} == {half_past}
+        assert await runtime.dispatcher.run_once() == 0, "nothing goes out in quiet hours"
+        view = await campaigns.show_campaign(runtime, cid)
+        assert view.held == campaigns.QuietHold(half_past, len(queued), None)
+
+
+async def test_paused_campaigns_stay_held_when_quiet_hours_change(database_url: str) -> None:
+    async with campaign_runtime(database_url, quiet="20:00-09:00") as runtime:
+        await import_csv(runtime, csv_text())
+        cid = await create(runtime)
+        await runtime.tasks.run_due()
+        await runtime.tasks.run_due()
+        await campaigns.pause_campaign(runtime, cid, actor="test")
+        assert await campaigns.apply_quiet_hours(runtime) == (0, 0)
+        queued = await messages(runtime, cid, "invitation")
+        assert queued and {m.not_before for m in queued} == {repo_campaigns.HELD_UNTIL}
+
+
+@pytest.mark.parametrize(
+    ("ends", "starts", "resolved"),
+    [
+        ("30d", None, "2026-04-01"),
+        ("30d", "2026-03-10", "2026-04-09"),
+        ("1d12h", None, "2026-03-03T22:00:00+00:00"),
+        ("2h", None, "2026-03-02T12:00:00+00:00"),
+        ("30d", "not a date", "2026-04-01"),
+        ("2027-03-31", None, "2027-03-31"),
+        ("next week", None, "next week"),
+    ],
+)
+def test_ends_may_be_a_duration_after_the_start(
+    ends: str, starts: str | None, resolved: str
+) -> None:
+    tz = ZoneInfo("Europe/Stockholm")
+    assert cli_campaigns.resolve_ends(ends, starts, tz, START) == resolved

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +14,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 import bot.app
+import bot.cli
 import bot.features
 from bot import cli_campaigns
 from bot.app import create_app
 from bot.channels.webchat import WebChatChannel
 from bot.clock import FixedClock
+from bot.contacts_csv import column_rules, columns_markdown
 from storage.models import AuditEntry, Campaign, Contact, ContactAddress
 from tests.campaigns.helpers import (
     HEADER,
@@ -226,3 +230,106 @@ async def test_api_contacts_and_campaigns(client: Client) -> None:
         "campaign.close",
     ]
     assert campaign is not None and campaign.created_by.startswith("api:")
+
+
+# -- wrong headers and the columns' documentation ---------------------------------------------
+
+
+@pytest.fixture
+def cli_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bot.cli.main` on the test database, as staff would run it."""
+    settings = settings_for(database_url)
+    monkeypatch.delenv("BRUKARDIALOG_CONFIG", raising=False)
+    monkeypatch.setenv("BRUKARDIALOG__DATABASE__URL", database_url)
+    monkeypatch.setenv("BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY", settings.privacy.pseudonym_key)
+    monkeypatch.setenv("BRUKARDIALOG__SURVEYS__PATHS", str(settings.surveys.paths[0]))
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("external_ref,phon,language\nP1,0701234561,sv\n", "unknown column 'phon'"),
+        ("language,unit\nsv,Norr\n", "needs at least one of the columns"),
+        ("", "the file is empty"),
+    ],
+)
+@pytest.mark.usefixtures("cli_env")
+def test_skip_invalid_does_not_skip_a_wrong_header(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, reason: str
+) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_text(text, encoding="utf-8")
+    assert bot.cli.main(["contacts", "import", str(path), "--skip-invalid"]) == 1
+    err = capsys.readouterr().err
+    assert reason in err and "nothing was imported" in err, err
+    assert asyncio.run(counts(database_url)) == (0, 0)
+
+
+def test_import_help_lists_every_column_and_its_values(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        bot.cli.main(["contacts", "import", "--help"])
+    assert done.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for name, _rule in column_rules():
+        assert name in out
+    for value in ("kvinna (or kvinnlig", "annat (or annan", "from 1900 to this year"):
+        assert value in out, value
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+_BLOCK = re.compile(r"(<!-- contacts-columns:[^\n]*-->\n)(.*?)(<!-- /contacts-columns -->)", re.S)
+
+
+def test_readme_lists_the_columns_as_bot_contacts_csv_defines_them() -> None:
+    text = README.read_text(encoding="utf-8")
+    found = _BLOCK.search(text)
+    assert found is not None, "README.md lost its contacts-columns block"
+    wanted = columns_markdown() + "\n"
+    if os.environ.get("UPDATE_README") == "1":
+        README.write_text(text[: found.start(2)] + wanted + text[found.end(2) :], encoding="utf-8")
+        return
+    assert found.group(2) == wanted, "run UPDATE_README=1 pytest -k readme_lists_the_columns"
+
+
+# -- campaigns that share people -------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_cli_create_warns_about_a_shared_audience_and_show_has_waiting(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_text(csv_text(), encoding="utf-8")
+    assert bot.cli.main(["contacts", "import", str(path)]) == 0
+    capsys.readouterr()
+    create = ["campaigns", "create", "--survey", "kort", "--ends", "2099-12-31"]
+    assert bot.cli.main([*create, "--audience", "target_group == 'missbruk'"]) == 0
+    first = capsys.readouterr()
+    assert first.err == ""
+    assert bot.cli.main([*create, "--audience", "unit == 'Norr'"]) == 0
+    second = capsys.readouterr()
+    assert second.out.strip().isdigit()
+    assert second.err.startswith(
+        f"warning: 2 of the 3 people in this audience are already in campaign {first.out.strip()}"
+    )
+    assert bot.cli.main(["campaigns", "show", second.out.strip()]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert "waiting         0" in shown
+
+
+async def test_api_create_warns_about_a_shared_audience(client: Client) -> None:
+    response = await client.post("/api/v1/contacts", json={"contacts": API_CONTACTS}, headers=AUTH)
+    assert response.status == 200
+    body = {"survey": "kort", "audience": "target_group == 'missbruk'", "ends": "2026-03-20"}
+    first = await client.post("/api/v1/campaigns", json=body, headers=AUTH)
+    assert first.status == 201 and (await first.json())["warnings"] == []
+    second = await client.post("/api/v1/campaigns", json=body, headers=AUTH)
+    assert second.status == 201
+    warnings = (await second.json())["warnings"]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"1 of the 1 people in this audience are already in campaign {(await first.json())['id']}"
+    )
+    shown = await client.get(f"/api/v1/campaigns/{(await second.json())['id']}", headers=AUTH)
+    assert (await shown.json())["counts"]["waiting"] == 0

@@ -33,6 +33,8 @@ def settings_for(database_url: str, extra: Mapping[str, str] | None = None) -> S
         "BRUKARDIALOG__SCHEDULE__TIMEZONE": "Europe/Stockholm",
         "BRUKARDIALOG__SCHEDULE__QUIET_HOURS": "20:00-09:00",
         "BRUKARDIALOG__ADMIN__API_TOKENS": TOKEN,
+        "BRUKARDIALOG__ORGANISATION__NAME": "Lunds kommun",
+        "BRUKARDIALOG__ORGANISATION__RESULTS_URL": "lund.se/enkat",
     }
     return load_settings(None, env | dict(extra or {}))
 

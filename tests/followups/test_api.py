@@ -278,3 +278,16 @@ async def test_bad_rules_are_422(
     assert response.status == 422
     problems = (await response.json())["problems"]
     assert any(expected in p for p in problems), problems
+
+
+async def test_get_event_says_why_no_follow_up_was_planned(client: TestClient[Any, Any]) -> None:
+    child = {"phone": "0701234567", "target_group": "Barn"}
+    status, data = await post(client, event(contact=child))
+    assert status == 201
+    [f] = data["followups"]
+    assert (f["rule"], f["status"]) == ("uppfoljning-efter-insats", "not_planned")
+    assert "filter the event did not match" in f["reason"]
+    status, _ = await post(client, event("ev-2", type="okand", external_ref="P-1"))
+    assert status == 201
+    shown = await (await client.get("/api/v1/events/ev-2", headers=AUTH)).json()
+    assert (shown["followups"], shown["note"]) == ([], "no follow-up rule for event type 'okand'")

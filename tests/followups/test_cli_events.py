@@ -147,3 +147,23 @@ def test_rules_list_and_check(cli: Cli, tmp_path: Path) -> None:
         f"{bad}: rule 'x': delay: '1v' is not a duration: use a number and a unit, "
         'like "90s", "15m", "2h", "7d" or "1d12h"',
     ]
+
+
+def test_show_says_why_an_event_planned_no_follow_up(cli: Cli, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        HEADER
+        + "ev-1;utredning_closed;P-1;2026-03-02 12:00;;;19;0701234567;\n"
+        + "ev-2;okand_handelse;P-2;2026-03-02 12:00;;;;0701234568;\n",
+    )
+    assert cli("events", "import", str(path))[0] == 0
+    code, out, _err = cli("events", "show", "ev-1")
+    assert code == 0
+    assert out.splitlines()[2:] == [
+        "  barnenkat-efter-utredning -> barnenkat: not planned: rule 'barnenkat-efter-utredning' "
+        "has a filter the event did not match (age >= 6 and age <= 17)"
+    ]
+    code, out, _err = cli("events", "show", "ev-2")
+    assert out.splitlines()[2:] == [
+        "  no follow-ups: no follow-up rule for event type 'okand_handelse'"
+    ]

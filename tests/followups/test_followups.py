@@ -96,7 +96,8 @@ async def test_an_ended_insats_is_followed_up_after_its_delay(
     messages = await followup_messages(runtime)
     assert messages and all(m.not_before == DUE for m in messages)
     assert webchat is not None and {m.address for m in messages} == {webchat.address}
-    assert "Malmö stad" in (messages[0].body or "")
+    assert (messages[0].body or "").startswith("Hej! Lunds kommun vill veta"), "[organisation]"
+    assert "Resultaten visas på lund.se/enkat." in (messages[0].body or "")
 
 
 async def test_the_same_event_again_changes_nothing(runtime: Runtime) -> None:
@@ -178,7 +179,7 @@ async def test_fatigue_guard_skips_a_second_survey_within_30_days(
     second = await only_followup(runtime, "ev-2")
     assert (second.status, second.reason) == (
         "skipped",
-        "already surveyed within the last 30 days",
+        "fatigue guard: already surveyed within the last 30 days",
     )
     assert await count(runtime, Conversation) == 1
 
@@ -266,13 +267,23 @@ async def test_the_barnenkat_rule_asks_children_6_to_17(
 ) -> None:
     body = event(type="utredning_closed", contact=contact, attributes=attributes)
     [outcome] = await report(runtime, body)
-    assert [f.survey for f in outcome.followups] == (["barnenkat"] if planned else [])
+    [f] = outcome.followups
+    assert f.survey == "barnenkat"
+    assert f.status == ("pending" if planned else "not_planned")
+    if not planned:
+        assert f.reason == (
+            "not planned: rule 'barnenkat-efter-utredning' has a filter the event did not "
+            "match (age >= 6 and age <= 17)"
+        )
 
 
 async def test_children_get_no_insats_follow_up(runtime: Runtime) -> None:
     child = {"phone": "0701234567", "target_group": "Barn"}
     [outcome] = await report(runtime, event(contact=child))
-    assert outcome.followups == ()
+    assert [(f.rule, f.status) for f in outcome.followups] == [
+        ("uppfoljning-efter-insats", "not_planned")
+    ]
+    assert await count(runtime, DueTask, DueTask.kind == "followup.send") == 0
 
 
 async def test_unreachable_on_the_rules_channels_is_skipped(
@@ -288,7 +299,10 @@ async def test_unreachable_on_the_rules_channels_is_skipped(
     await report(runtime, event(type="prova", contact=PERSON))
     await run_at(runtime, clock, clock.now() + timedelta(seconds=30))
     f = await only_followup(runtime)
-    assert (f.status, f.reason) == ("skipped", "unreachable: no address on sms that is running")
+    assert (f.status, f.reason) == (
+        "skipped",
+        "unreachable: no address on the rule's channels (sms) that is on",
+    )
 
 
 async def test_someone_answering_another_survey_is_asked_when_it_is_over(
@@ -375,3 +389,55 @@ async def test_two_runtimes_never_send_a_follow_up_twice(
                 select(func.count()).where(Conversation.contact_id == contact.id)
             )
         assert started == 1
+
+
+# -- why an event planned no follow-up -----------------------------------------------------------
+
+
+async def test_a_changed_event_that_now_matches_is_planned_after_all(runtime: Runtime) -> None:
+    body = event(type="utredning_closed", contact={"phone": "0701234567"}, attributes={"age": 19})
+    [first] = await report(runtime, body)
+    assert [f.status for f in first.followups] == ["not_planned"]
+    [changed] = await report(runtime, body | {"attributes": {"age": 12}})
+    [f] = changed.followups
+    assert (changed.result, f.status, f.reason) == ("updated", "pending", None)
+    assert (await task_for(runtime, f.id)).due_at == f.due_at
+    [back] = await report(runtime, body | {"attributes": {"age": 19}})
+    assert [f.status for f in back.followups] == ["pending"], "left for the send-time check"
+
+
+@pytest.mark.parametrize(
+    ("rules", "note"),
+    [
+        ((), "no follow-up rule for event type 'prova'"),
+        (
+            (RuleValues("av", "prova", "barnenkat", delay=30, enabled=False),),
+            "the rules for event type 'prova' are disabled (av)",
+        ),
+    ],
+)
+async def test_an_event_without_follow_ups_says_why(
+    runtime: Runtime, clock: FixedClock, rules: tuple[RuleValues, ...], note: str
+) -> None:
+    async with runtime.db.transaction() as s:
+        for rule in rules:
+            await repo_events.save_rule(s, rule, source="api", now=clock.now())
+    await report(runtime, event(type="prova", contact=PERSON))
+    shown = await followups.event_report(runtime, "ev-1")
+    assert shown is not None and shown.followups == ()
+    assert shown.note == note
+    assert shown.to_json()["note"] == note
+
+
+async def test_a_rule_added_after_the_event_is_named(runtime: Runtime, clock: FixedClock) -> None:
+    await report(runtime, event(type="prova", contact=PERSON))
+    async with runtime.db.transaction() as s:
+        await repo_events.save_rule(
+            s, RuleValues("ny", "prova", "barnenkat", delay=30), source="api", now=clock.now()
+        )
+    shown = await followups.event_report(runtime, "ev-1")
+    assert shown is not None
+    assert (
+        shown.note
+        == "no rule for event type 'prova' was enabled when it was reported (ny came later)"
+    )
