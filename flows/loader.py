@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from flows.answers import normalize
 from flows.durations import parse_duration
-from flows.engine import classify_keyword
+from flows.engine import classify_keyword, question_message
 from flows.expr import ExprError, compile_expr
 from flows.model import (
     SMILEYS,
@@ -28,10 +28,9 @@ from flows.model import (
     Question,
     QuestionType,
     Survey,
-    localize,
 )
+from flows.render import render_text
 from flows.segments import segment_info
-from flows.texts import text as builtin_text
 
 __all__ = [
     "MAX_SMS_SEGMENTS",
@@ -42,7 +41,6 @@ __all__ = [
     "load_paths",
     "load_survey_file",
     "load_survey_text",
-    "render_sms",
     "survey_definition",
     "survey_from_definition",
 ]
@@ -526,7 +524,7 @@ class _SurveyBuilder:
         questions = self._questions(data)
         if self.problems or not languages or questions is None:
             return None
-        return Survey(
+        survey = Survey(
             id=survey_id,
             version=version,
             languages=languages,
@@ -545,6 +543,9 @@ class _SurveyBuilder:
             results_use=texts.get("results_use") or {},
             source=self.source,
         )
+        if self.authoring_rules:
+            self._check_questions_sms(survey)
+        return None if self.problems else survey
 
     def _languages(self, data: Mapping[str, Any], line: int) -> tuple[str, ...]:
         if "languages" not in data:
@@ -746,16 +747,20 @@ class _SurveyBuilder:
             breakdown=breakdown,
             line=header,
         )
-        for lang in self.languages if self.authoring_rules else ():
-            info = segment_info(render_sms(question, lang))
-            if info.segments > MAX_SMS_SEGMENTS:
-                self.problem(
-                    at("text"),
-                    f"{name} in '{lang}' is {info.segments} SMS segments as sent "
-                    f"({info.units} {info.encoding} characters with its choices); "
-                    f"keep it to {MAX_SMS_SEGMENTS} or fewer",
-                )
         return None if len(self.problems) > before else question
+
+    def _check_questions_sms(self, survey: Survey) -> None:
+        """Each question as the SMS channel sends it (engine + flows.render) fits the cap."""
+        for index, question in enumerate(survey.questions):
+            for lang in survey.languages:
+                info = segment_info(render_text(question_message(survey, question, lang)))
+                if info.segments > MAX_SMS_SEGMENTS:
+                    self.problem(
+                        self.lines.question_line(index, "text"),
+                        f"question '{question.id}' in '{lang}' is {info.segments} SMS segments "
+                        f"as sent ({info.units} {info.encoding} characters with its choices); "
+                        f"keep it to {MAX_SMS_SEGMENTS} or fewer",
+                    )
 
     def _check_type_keys(
         self, table: Mapping[str, Any], name: str, qtype: QuestionType, at: Any
@@ -867,26 +872,6 @@ class _SurveyBuilder:
                     line,
                     f"question '{qid}': breakdown '{kind}' needs a {' or '.join(allowed)} question",
                 )
-
-
-def render_sms(question: Question, lang: str) -> str:
-    """The question as the SMS channel sends it (engine + flows.render), for segment counting."""
-    fallback = next(iter(question.text), lang)
-    lines = [localize(question.text, lang, fallback)]
-    if question.type is QuestionType.SELECT_MANY:
-        lines.append(builtin_text("select_many_hint", lang))
-    if question.type in SELECT_TYPES:
-        lines += [
-            f"{n}. {localize(c.text, lang, fallback)}" for n, c in enumerate(question.choices, 1)
-        ]
-    elif question.type is QuestionType.SCALE:
-        lo, hi = question.scale_range
-        values = range(lo, hi + 1)
-        if question.style == "smileys" and len(values) == len(SMILEYS):
-            lines.append("  ".join(f"{v} {face}" for v, face in zip(values, SMILEYS, strict=True)))
-        else:
-            lines.append("  ".join(str(v) for v in values))
-    return "\n".join(lines)
 
 
 def _what_type(check: type) -> str:

@@ -34,6 +34,7 @@ from bot.channels.base import (
     WebRequest,
 )
 from bot.clock import Clock, SystemClock
+from flows.render import render_text
 from flows.segments import segment_info
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ class TwilioChannel:
 
     async def send(self, message: OutboundMessage) -> SendResult:
         """Create one Twilio message; raises SendError with retryable set for the outbox."""
-        text = _sms_text(message)
+        text = render_text(message)
         settings = self._settings
         sender: dict[str, str] = (
             {"messaging_service_sid": settings.messaging_service_sid}
@@ -265,7 +266,7 @@ class TwilioChannel:
     async def sent_since(self, message: OutboundMessage, since: datetime) -> list[SendResult]:
         """Messages Twilio accepted for this number with exactly this text since `since`
         (Twilio's list of the newest messages to the number), newest first."""
-        text = _sms_text(message)
+        text = render_text(message)
         try:
             records = await self._messages().list_async(
                 to=message.address, limit=RECONCILE_LOOKBACK, page_size=RECONCILE_LOOKBACK
@@ -327,17 +328,6 @@ class TwilioChannel:
             client.api.base_url = settings.api_base_url.rstrip("/")
             self._client = client
         return self._client.messages
-
-
-def _sms_text(message: OutboundMessage) -> str:
-    """The text with numbered choices as "1. label" lines under it."""
-    # Stands in for flows.render.render_text until that lands; the layout is the same.
-    lines = [f"{i}. {label}" for i, label in enumerate(message.numbered, start=1)]
-    if not lines:
-        return message.text
-    if not message.text:
-        return "\n".join(lines)
-    return message.text + "\n" + "\n".join(lines)
 
 
 def _send_error(

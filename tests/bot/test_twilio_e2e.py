@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select
 
-from storage.models import Contact, ContactAddress, Message
+from bot.config import SHIPPED_SURVEYS
+from flows.model import SMILEYS, Question, QuestionType, Survey
+from storage.models import Answer, Contact, ContactAddress, Message, Respondent
 from tests.bot.harness import OUR_NUMBER, PUBLIC_URL, Harness, running, settings_for
 from tests.fakes.twilio_server import FAKE_AUTH_TOKEN, FakeTwilio, new_sid, signed_form_request
 
@@ -304,3 +309,99 @@ async def test_a_send_that_timed_out_after_twilio_took_it_is_not_sent_twice(
             await harness.count(Message, Message.direction == "out", Message.status != "sent") == 0
         )
         assert len(twilio.sends) == creates + 2 and len(twilio.messages) == creates + 1
+
+
+# --- what the SMS shows is what the reply means (issue 10.1) ---
+
+SKALA = Path(__file__).parent / "surveys" / "skala.toml"
+SURVEY_KEYWORDS = {
+    "ifo-brukarundersokning": "ENKAT",
+    "barnenkat": "BARN",
+    "uppfoljning-insats": "UPPFOLJNING",
+    "brukardialog-konsultation": "DIALOG",
+    "skala": "SKALA",
+}
+_NUMBERED = re.compile(r"^([0-9]+)\. (.+)$", re.MULTILINE)
+_RANGE = re.compile(r"^(-?[0-9]+)-(-?[0-9]+)$", re.MULTILINE)
+_VALUE_LABELS = re.compile(r"(-?[0-9]+) (\S+)")
+
+
+def reply_for(question: Question, sms: str) -> tuple[str, Any]:
+    """What a person who reads `sms` replies, and the value they mean by it."""
+    numbered = _NUMBERED.findall(sms)
+    by_label = {c.text["sv"]: c.id for c in question.choices}
+    if question.type is QuestionType.SELECT_ONE:
+        number, label = numbered[0]
+        return number, by_label[label]
+    if question.type is QuestionType.SELECT_MANY:
+        (first, label1), (last, label2) = numbered[0], numbered[-1]
+        return f"{first} {last}", [by_label[label1], by_label[label2]]
+    if question.type is QuestionType.SCALE:
+        low = question.scale_range[0]
+        if numbered:  # positions: the person replies the position of what they mean
+            number, label = numbered[0]
+            return number, int(label) if label.isdigit() else low + SMILEYS.index(label)
+        if shown := _RANGE.search(sms):
+            return shown[1], int(shown[1])
+        value, _face = _VALUE_LABELS.findall(sms.splitlines()[-1])[0]
+        return value, int(value)
+    if question.type is QuestionType.NUMERIC:
+        low, high = question.scale_range
+        value = (low + high) // 2 if question.max is not None else low + 7
+        return str(value), value
+    if question.type is QuestionType.DATE:
+        return "5 mars 2026", "2026-03-05"
+    assert question.type is QuestionType.OPEN, question.type
+    return "Det var bra", "Det var bra"
+
+
+async def answer_over_sms(
+    h: Harness, twilio: FakeTwilio, survey: Survey, phone: str
+) -> dict[str, Any]:
+    """Take the whole survey over SMS, replying to what each SMS shows; the values meant."""
+    asked = [q for q in survey.questions if q.type is not QuestionType.MESSAGE]
+    meant: dict[str, Any] = {}
+    seen = 0
+    assert await h.sms(phone, SURVEY_KEYWORDS[survey.id]) == 200
+    await h.deliver()
+    for _ in range(3 * len(survey.questions)):
+        bodies = [r.form["Body"] for r in twilio.sends if r.form["To"] == phone][seen:]
+        seen += len(bodies)
+        if bodies and bodies[-1].startswith(survey.thanks["sv"]):
+            return meant
+        question, sms = next(
+            (q, body) for body in reversed(bodies) for q in asked if body.startswith(q.text["sv"])
+        )
+        assert question.id not in meant, f"{question.id} asked again:\n{bodies}"
+        reply, meant[question.id] = reply_for(question, sms)
+        assert await h.sms(phone, reply) == 200
+        await h.deliver()
+    raise AssertionError(f"{survey.id} did not finish")
+
+
+async def test_every_question_type_over_sms_stores_what_the_person_meant(
+    database_url: str, twilio: FakeTwilio
+) -> None:
+    paths = f"{SHIPPED_SURVEYS},{SKALA}"
+    settings = settings_for(
+        database_url, twilio=twilio, extra={"BRUKARDIALOG__SURVEYS__PATHS": paths}
+    )
+    async with running(settings) as h:
+        surveys = {s.id: s for s in h.runtime.catalog.surveys}
+        assert set(surveys) == set(SURVEY_KEYWORDS)
+        types: set[QuestionType] = set()
+        for n, survey_id in enumerate(sorted(SURVEY_KEYWORDS)):
+            survey = surveys[survey_id]
+            meant = await answer_over_sms(h, twilio, survey, f"+4670123{n:04d}")
+            async with h.runtime.db.transaction(read_only=True) as s:
+                rows = await s.execute(
+                    select(Answer.question_id, Answer.value)
+                    .join(Respondent, Respondent.id == Answer.respondent_id)
+                    .where(Respondent.survey_id == survey_id, Answer.value.is_not(None))
+                )
+                stored = {question_id: value for question_id, value in rows}
+            assert stored == meant, survey_id
+            types |= {q.type for q in survey.questions if q.id in meant}
+        assert types == set(QuestionType) - {QuestionType.MESSAGE}
+        zero_to_ten = [r.form["Body"] for r in twilio.sends if r.form["Body"].startswith("Hur tro")]
+        assert zero_to_ten[0].endswith("\n0-10")
