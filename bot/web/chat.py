@@ -188,9 +188,11 @@ async def chat_page(request: web.Request) -> web.Response:
     )
 
 
-def message_json(row: Any) -> dict[str, Any]:
+def message_json(row: Any, person_lang: str | None = None) -> dict[str, Any]:
+    """A message as the page shows it. A cleared message (a finished anonymous conversation)
+    has lost its language: it is shown in the person's, so the page never flips direction."""
     payload = row.payload or {}
-    lang = payload.get("lang") or "sv"
+    lang = payload.get("lang") or person_lang or "sv"
     if row.direction == "in":
         # The person's own message; the client id lets the page skip what it already shows.
         return {
@@ -212,23 +214,26 @@ def message_json(row: Any) -> dict[str, Any]:
     }
 
 
-async def _messages_after(request: web.Request, token: str, after: int) -> list[dict[str, Any]]:
+async def _messages_after(
+    request: web.Request, token: str, after: int, person_lang: str | None
+) -> list[dict[str, Any]]:
     rt = runtime(request)
     key = rt.service.pseudonymizer.address_key("webchat", token)
     async with rt.db.transaction(read_only=True) as s:
         rows = await repo_messages.chat_history(
             s, "webchat", token, key, after, 100, rt.clock.now()
         )
-    return [message_json(r) for r in rows]
+    return [message_json(r, person_lang) for r in rows]
 
 
 async def poll(request: web.Request) -> web.Response:
-    token = await _known_token(request)
+    token, contact = await _known_contact(request)
     try:
         after = int(request.query.get("after", "0"))
     except ValueError:
         raise web.HTTPBadRequest(text="'after' must be a message id") from None
-    return web.json_response({"messages": await _messages_after(request, token, after)})
+    messages = await _messages_after(request, token, after, contact.language)
+    return web.json_response({"messages": messages})
 
 
 async def post_message(request: web.Request) -> web.Response:

@@ -184,3 +184,18 @@ async def test_a_reloaded_page_shows_both_sides_and_the_chosen_language(harness:
     assert [m["id"] for m in whole] == sorted(m["id"] for m in whole)
     page = await harness.client.get(f"/chat/{token}", headers={"Accept-Language": "en-GB"})
     assert 'lang="ar" dir="rtl"' in await page.text()
+
+
+async def test_the_chat_stays_right_to_left_after_the_conversation_closed(
+    harness: Harness,
+) -> None:
+    token = await start_chat(harness, lang="ar")
+    await say(harness, token, "نعم", client_id="r1", payload="choice:yes")
+    await say(harness, token, "7", client_id="r2")
+    await say(harness, token, "🙂", client_id="r3", payload="scale:4")
+    final = await say(harness, token, "نعم", client_id="r4", payload="choice:yes")
+    assert final[-1]["kind"] == "thanks"
+    # The finished anonymous conversation's messages are cleared; a reload still reads them
+    # in the person's language and direction.
+    reloaded = await replies(harness, token)
+    assert reloaded and all((m["lang"], m["dir"]) == ("ar", "rtl") for m in reloaded)
