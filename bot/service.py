@@ -86,6 +86,12 @@ def message_payload(message: OutMessage, lang: str) -> dict[str, Any]:
     }
 
 
+def _media(msg: InboundMessage) -> dict[str, Any]:
+    """How many pictures (or other media) came with a message, so staff can see they did."""
+    num_media = msg.extras.get("num_media")
+    return {"num_media": num_media} if num_media else {}
+
+
 def ack_payload(msg: InboundMessage, survey: Survey, state: ConversationState) -> dict[str, Any]:
     """Telegram: the outbox payload that answers a button press and shows the choice under the
     question it answered."""
@@ -133,6 +139,24 @@ class ConversationService:
 
     async def handle_inbound(self, msg: InboundMessage) -> InboundResult:
         msg = replace(msg, text=clean_text(msg.text))
+        if msg.ignore is not None:
+            # Recorded (so a redelivery stays a duplicate and staff see it came), never answered.
+            async with self.db.transaction(raw_first=True) as s:
+                [stored] = await (await RawConnection.of(s)).run_all(
+                    [
+                        turns.record_inbound(
+                            channel=msg.channel,
+                            provider_id=msg.provider_id,
+                            contact_id=None,
+                            conversation_id=None,
+                            address_key="",
+                            body="",
+                            payload={"ignored": msg.ignore, **_media(msg)},
+                            received_at=msg.received_at,
+                        )
+                    ]
+                )
+            return InboundResult(duplicate=not stored.rows)
         now = self.clock.now()
         key = self.pseudonymizer.address_key(msg.channel, msg.address)
         async with self.db.transaction(raw_first=True) as s:
@@ -143,7 +167,7 @@ class ConversationService:
                 address_key=key,
                 provider_id=msg.provider_id,
                 body=msg.text,
-                payload={"button": msg.payload} if msg.payload else {},
+                payload=({"button": msg.payload} if msg.payload else {}) | _media(msg),
                 received_at=msg.received_at,
             )
             if message_id is None:

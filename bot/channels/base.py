@@ -53,6 +53,10 @@ class InboundMessage:
     """Telegram deep-link token from `/start TOKEN`."""
     extras: Mapping[str, Any] = field(default_factory=dict)
     """Channel data the reply needs, e.g. Telegram callback_query_id and message_id."""
+    ignore: str | None = None
+    """Why this message is recorded and otherwise ignored (never answered), e.g. a sender that
+    is not a phone number, or a WhatsApp sender while WhatsApp is not a channel. `address` is
+    then empty: there is no one we may answer."""
 
 
 @dataclass(frozen=True, slots=True)

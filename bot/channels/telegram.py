@@ -64,6 +64,8 @@ _SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _START_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """The alphabet and length Telegram allows in `t.me/<bot>?start=<token>` deep links."""
 _CHAT_ID_RE = re.compile(r"-?\d{1,20}")
+_MAX_UNIX_TIME = 253402300800
+"""Year 10000: no later Unix time fits a datetime."""
 _REDACTED = "<telegram-bot-token>"
 _LIBRARY_LOGGERS = (
     "httpx",  # logs every request URL at INFO, and the URL contains the token
@@ -151,8 +153,8 @@ class TelegramChannel:
         if not isinstance(data, dict):
             raise RequestRejected(400, "telegram: body is not a JSON object")
         update_id = data.get("update_id")
-        if not isinstance(update_id, int) or isinstance(update_id, bool):
-            raise RequestRejected(400, "telegram: update_id missing")
+        if not _is_id(update_id):
+            raise RequestRejected(400, "telegram: update_id missing or out of range")
         provider_id = str(update_id)
         try:
             if isinstance(message := data.get("message"), dict):
@@ -312,14 +314,14 @@ class TelegramChannel:
             chat_id = _private_chat_id(message)
             if chat_id is None:
                 return []
-            message_id = message.get("message_id")
+            message_id = message.get("message_id") if _is_id(message.get("message_id")) else None
             # An "inaccessible" (too old) message has date 0 and no text.
             message_text = message.get("text") if isinstance(message.get("text"), str) else None
         else:
             # Only inline-mode messages lack `message`; a private chat id is the user id.
             sender = query.get("from")
             chat_id = sender.get("id") if isinstance(sender, dict) else None
-            if not isinstance(chat_id, int):
+            if not _is_id(chat_id):
                 raise _Malformed("callback_query without message or from.id")
             message_id, message_text = None, None
         return [
@@ -493,12 +495,17 @@ def _chat_id(address: str) -> int | str:
 
 def _private_chat_id(container: Mapping[str, Any]) -> int | None:
     chat = container.get("chat")
-    if not isinstance(chat, dict) or not isinstance(chat.get("id"), int):
-        raise _Malformed("chat.id missing")
+    if not isinstance(chat, dict) or not _is_id(chat.get("id")):
+        raise _Malformed("chat.id missing or out of range")
     if chat.get("type") != "private":
         return None
     chat_id: int = chat["id"]
     return chat_id
+
+
+def _is_id(value: Any) -> bool:
+    """A Telegram id: an integer that fits 64 bits (Telegram's own ids fit 52)."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
 
 
 def _status(member: Any) -> str | None:
@@ -509,7 +516,8 @@ def _status(member: Any) -> str | None:
 
 
 def _date(value: Any) -> datetime | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    """A Unix time Telegram sent; None for one no datetime can hold (10**19, negative)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < _MAX_UNIX_TIME:
         return datetime.fromtimestamp(value, UTC)
     return None
 

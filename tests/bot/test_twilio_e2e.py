@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -405,3 +406,119 @@ async def test_every_question_type_over_sms_stores_what_the_person_meant(
         assert types == set(QuestionType) - {QuestionType.MESSAGE}
         zero_to_ten = [r.form["Body"] for r in twilio.sends if r.form["Body"].startswith("Hur tro")]
         assert zero_to_ten[0].endswith("\n0-10")
+
+
+# --- what the providers really send (issue 10.21-24, 27) ---
+
+
+async def post_signed(h: Harness, path: str, form: dict[str, str]) -> int:
+    headers, body = signed_form_request(f"{PUBLIC_URL}{path}", form, FAKE_AUTH_TOKEN)
+    response = await h.client.post(path, data=body, headers=headers)
+    return response.status
+
+
+async def test_a_picture_without_text_is_an_empty_message_and_media_is_recorded(
+    harness: Harness, twilio: FakeTwilio
+) -> None:
+    assert await harness.sms(PHONE, "UPPFOLJNING") == 200
+    await harness.deliver()
+    sent = len(twilio.sends)
+    sid = new_sid("MM")
+    form = {
+        "MessageSid": sid,
+        "SmsMessageSid": sid,
+        "AccountSid": twilio.account_sid,
+        "From": PHONE,
+        "To": OUR_NUMBER,
+        "NumMedia": "1",
+        "MediaContentType0": "image/jpeg",
+        "MediaUrl0": f"https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/{sid}/Media/ME1",
+    }
+    assert await post_signed(harness, "/webhooks/twilio", form) == 200
+    await harness.deliver()
+    async with harness.runtime.db.transaction(read_only=True) as s:
+        row = (await s.scalars(select(Message).where(Message.provider_id == sid))).one()
+    assert row.direction == "in" and row.payload.get("num_media") == 1
+    assert len(twilio.sends) == sent + 1, "the question is asked again"
+    assert await harness.answers() == {}
+
+
+@pytest.mark.parametrize(
+    "sender",
+    ["whatsapp:US.1234", f"whatsapp:{PHONE}", "72345", "+4612", "Malmo Stad", "not-a-number"],
+)
+async def test_a_sender_that_is_not_a_phone_number_is_recorded_and_never_answered(
+    harness: Harness, twilio: FakeTwilio, caplog: pytest.LogCaptureFixture, sender: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    assert await harness.sms(PHONE, "UPPFOLJNING") == 200
+    await harness.deliver()
+    sent = len(twilio.sends)
+    sid = new_sid("SM")
+    for _ in range(2):  # a redelivery stays one row
+        assert await harness.sms(sender, "1", sid=sid) == 200
+    await harness.deliver()
+    assert len(twilio.sends) == sent, "nothing is sent, by SMS or otherwise"
+    assert await harness.answers() == {}, "not merged into the SMS contact's conversation"
+    async with harness.runtime.db.transaction(read_only=True) as s:
+        [row] = list(await s.scalars(select(Message).where(Message.provider_id == sid)))
+        contacts = list(await s.scalars(select(Contact)))
+    assert row.payload["ignored"] and not row.address and not row.body
+    assert len(contacts) == 1
+    lines = [r.getMessage() for r in caplog.records if sid in r.getMessage()]
+    assert lines and all("ignored" in line for line in lines)
+    assert not any(PHONE in line or sender in line for line in lines)
+
+
+async def test_an_unknown_status_is_accepted_and_a_failure_keeps_its_error_code(
+    harness: Harness, twilio: FakeTwilio
+) -> None:
+    await harness.sms(PHONE, "UPPFOLJNING")
+    await harness.deliver()
+    sid = next(iter(twilio.messages))
+    base = {"MessageSid": sid, "AccountSid": twilio.account_sid, "To": PHONE, "From": OUR_NUMBER}
+    for status in ("partially_delivered", "teleported"):
+        assert (
+            await post_signed(harness, "/webhooks/twilio/status", base | {"MessageStatus": status})
+            == 200
+        )
+    form = base | {"MessageStatus": "undelivered", "ErrorCode": "21610"}
+    assert await post_signed(harness, "/webhooks/twilio/status", form) == 200
+    async with harness.runtime.db.transaction(read_only=True) as s:
+        row = (await s.scalars(select(Message).where(Message.provider_id == sid))).one()
+    assert row.status == "undelivered"
+    assert row.error is not None and row.error.startswith("21610: ")
+
+
+async def test_every_refused_webhook_leaves_a_log_line_without_personal_data(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    secret_text = "mitt personnummer"
+    sid = new_sid("SM")
+    form = {"MessageSid": sid, "From": PHONE, "To": OUR_NUMBER, "Body": secret_text}
+    url = f"{PUBLIC_URL}/webhooks/twilio"
+    cases: list[tuple[int, dict[str, str], bytes]] = []
+    headers, body = signed_form_request(url, form, "wrong-token")
+    cases.append((403, headers, body))
+    headers, body = signed_form_request(
+        url, {k: v for k, v in form.items() if k != "From"}, FAKE_AUTH_TOKEN
+    )
+    cases.append((400, headers, body))
+    headers, body = signed_form_request(url, form, FAKE_AUTH_TOKEN)
+    cases.append((415, headers | {"Content-Type": "text/plain"}, body))
+    cases.append((400, headers, b"MessageSid=" + sid.encode() + b"&Body=%FF%FE"))
+    cases.append((413, headers, urlencode(form | {"Body": "x" * 70_000}).encode()))
+    for status, case_headers, case_body in cases:
+        caplog.clear()
+        response = await harness.client.post(
+            "/webhooks/twilio", data=case_body, headers=case_headers
+        )
+        assert response.status == status
+        lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert len(lines) == 1, (status, [r.getMessage() for r in caplog.records])
+        assert f"HTTP {status}" in lines[0] and "sms" in lines[0]
+        assert PHONE not in lines[0] and secret_text not in lines[0]
+        if status in (400, 403):
+            assert sid in lines[0]
+    assert await harness.count(Message) == 0
