@@ -21,6 +21,7 @@ from tests.fakes.telegram_server import (
     my_chat_member_blocked,
     text_update,
 )
+from tests.security.logcheck import no_personal_data_in_logs  # noqa: F401  (autouse)
 
 CHAT = 424242
 

@@ -18,6 +18,7 @@ from flows.model import SMILEYS, Question, QuestionType, Survey
 from storage.models import Answer, Contact, ContactAddress, Message, Respondent
 from tests.bot.harness import OUR_NUMBER, PUBLIC_URL, Harness, running, settings_for
 from tests.fakes.twilio_server import FAKE_AUTH_TOKEN, FakeTwilio, new_sid, signed_form_request
+from tests.security.logcheck import no_personal_data_in_logs  # noqa: F401  (autouse)
 
 PHONE = "+46701234567"
 

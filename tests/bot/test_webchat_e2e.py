@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from storage.models import Conversation, Message, Respondent
 from tests.bot.harness import Harness, running, settings_for
+from tests.security.logcheck import no_personal_data_in_logs  # noqa: F401  (autouse)
 
 
 @pytest.fixture
