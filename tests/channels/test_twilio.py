@@ -446,7 +446,7 @@ async def test_fake_status_callback_verifies_and_parses(
     fake_twilio: FakeTwilio,
     channel_for: Callable[..., TwilioChannel],
 ) -> None:
-    received: asyncio.Queue[StatusUpdate] = asyncio.Queue()
+    received: asyncio.Queue[StatusUpdate | None] = asyncio.Queue()
     channel_ref: list[TwilioChannel] = []
 
     async def status_hook(request: web.Request) -> web.Response:
