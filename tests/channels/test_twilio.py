@@ -486,7 +486,7 @@ async def test_fake_status_callback_verifies_and_parses(
             == 204
         )
         update = await asyncio.wait_for(received.get(), timeout=5)
-        assert update.opted_out and update.status == "undelivered"
+        assert update is not None and update.opted_out and update.status == "undelivered"
 
         channel_ref[0] = TwilioChannel(make_settings(auth_token=WRONG_TOKEN))
         assert await fake_twilio.post_status_callback(result.provider_id, "read") == 403
