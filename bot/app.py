@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -15,6 +14,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.runtime import Runtime, open_runtime
 from bot.web import chat
+from bot.web.inputs import parse_form, read_body
 from storage.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def create_app(
     app.router.add_post("/webhooks/twilio", twilio_inbound)
     app.router.add_post("/webhooks/twilio/status", twilio_status)
     app.router.add_post("/webhooks/telegram", telegram_inbound)
-    chat.add_routes(app)
+    chat.add_routes(app, settings.web)
     features.add_public_routes(app)
     features.add_api_routes(api)
     app.add_subapp("/api/v1", api)
@@ -110,37 +110,6 @@ def provider_request(request: web.Request, body: bytes, content_type: str) -> We
         content_type=request.content_type,
         form=parse_form(body) if content_type == FORM else {},
     )
-
-
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, or RequestRejected(413) when it is larger than `limit`."""
-    if request.content_length is not None and request.content_length > limit:
-        raise RequestRejected(413, f"body larger than {limit} bytes")
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise RequestRejected(413, f"body larger than {limit} bytes") from None
-    if len(body) > limit:
-        raise RequestRejected(413, f"body larger than {limit} bytes")
-    return body
-
-
-MAX_FORM_FIELDS = 200
-
-
-def parse_form(body: bytes) -> dict[str, str]:
-    """An application/x-www-form-urlencoded body; RequestRejected(400) unless it is UTF-8."""
-    try:
-        pairs = parse_qsl(
-            body.decode("utf-8"),
-            keep_blank_values=True,
-            encoding="utf-8",
-            errors="strict",
-            max_num_fields=MAX_FORM_FIELDS,
-        )
-    except ValueError:  # UnicodeDecodeError too
-        raise RequestRejected(400, "form body is not UTF-8 url-encoded") from None
-    return dict(pairs)
 
 
 def _channel(request: web.Request, name: str) -> Channel:

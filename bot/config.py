@@ -160,6 +160,18 @@ class DispatcherSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSettings:
+    """Limits on the public web chat."""
+
+    start_limit: int = 10
+    """New web chat conversations one client address may start per start_window."""
+    start_window: float = 600.0
+    """Seconds of the sliding window start_limit counts over."""
+    trust_forwarded_for: bool = False
+    """Behind a reverse proxy: the client address is the last X-Forwarded-For entry."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service reads from configuration."""
 
@@ -172,6 +184,7 @@ class Settings:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     dispatcher: DispatcherSettings = field(default_factory=DispatcherSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     def redacted(self) -> dict[str, dict[str, Any]]:
         """The settings as plain data for logging, secrets shown as "***" (empty ones as "")."""
@@ -511,4 +524,5 @@ def _validate(s: Settings) -> list[str]:
         "telegram_rate",
         "telegram_per_chat_rate",
     )
+    problems += _positive(s.web, "web", "start_limit", "start_window")
     return problems

@@ -72,6 +72,8 @@ _TOP_OPTIONAL: Final = (
     "sender",
     "invitation",
     "results_use",
+    "public",
+    "minors",
 )
 _QUESTION_REQUIRED: Final = ("id", "type", "text")
 _QUESTION_OPTIONAL: Final = (
@@ -514,6 +516,14 @@ class _SurveyBuilder:
             self._check_sms_texts(texts)
 
         anonymous = self._typed(data, "anonymous", top("anonymous"), "anonymous", bool)
+        public = self._typed(data, "public", top("public"), "public", bool) or False
+        minors = self._typed(data, "minors", top("minors"), "minors", bool) or False
+        if public and minors:
+            self.problem(
+                top("public"),
+                "a survey for children (minors = true) can never be public: it is taken only by "
+                "those a campaign or follow-up invites",
+            )
         participation = self._participation(data, top("participation"))
         keywords, keyword_languages = self._keywords(data, top("keywords"), languages)
         expires_after = self._duration(data, "expires_after", top("expires_after"))
@@ -541,6 +551,8 @@ class _SurveyBuilder:
             sender=texts.get("sender") or {},
             invitation=texts.get("invitation") or {},
             results_use=texts.get("results_use") or {},
+            public=public,
+            minors=minors,
             source=self.source,
         )
         if self.authoring_rules:

@@ -186,3 +186,8 @@ def test_show_if(survey_id: str, question_id: str, answers: dict[str, object], s
     question = SURVEYS[survey_id].question(question_id)
     assert question is not None and question.show_if is not None
     assert compile_expr(question.show_if).evaluate(answers) is shown
+
+
+def test_only_the_open_consultation_is_public_and_the_childrens_survey_never() -> None:
+    assert {s.id for s in SURVEYS.values() if s.public} == {"brukardialog-konsultation"}
+    assert {s.id for s in SURVEYS.values() if s.minors} == {"barnenkat"}
