@@ -65,6 +65,7 @@ def create_app(
                 await runtime.dispatcher.stop()
 
     app.cleanup_ctx.append(runtime_ctx)
+    app.on_response_prepare.append(security_headers)
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/webhooks/twilio", twilio_inbound)
     app.router.add_post("/webhooks/twilio/status", twilio_status)
@@ -91,6 +92,31 @@ async def error_middleware(
     except Exception:
         log.exception("unexpected error handling %s %s", request.method, request.path)
         return web.json_response({"error": "internal error"}, status=500)
+
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; "
+    "frame-ancestors 'none'"
+)
+"""No inline script or style anywhere: the pages load chat.js and their CSS from /chat/static."""
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response (pages, JSON, static files, errors, the staff API): the security
+    headers, and no caching of anything that holds a chat or staff data."""
+    response.headers.update(SECURITY_HEADERS)
+    path = request.path
+    if path.startswith("/api/") or (
+        path.startswith("/chat/") and not path.startswith("/chat/static/")
+    ):
+        response.headers["Cache-Control"] = "no-store"
 
 
 async def healthz(request: web.Request) -> web.Response:
