@@ -18,7 +18,6 @@ everyone in it, so group, supergroup and channel updates are ignored."""
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 import unicodedata
@@ -49,6 +48,7 @@ from bot.channels.base import (
     SendError,
     SendResult,
     WebRequest,
+    load_json,
 )
 from flows.conversation import Button
 
@@ -64,6 +64,8 @@ _SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _START_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """The alphabet and length Telegram allows in `t.me/<bot>?start=<token>` deep links."""
 _CHAT_ID_RE = re.compile(r"-?\d{1,20}")
+_CALLBACK_RE = re.compile(r"[\x21-\x7e]{1,64}")
+"""Callback data is what our buttons carry (1-64 bytes, printable ASCII), and query ids too."""
 _MAX_UNIX_TIME = 253402300800
 """Year 10000: no later Unix time fits a datetime."""
 _REDACTED = "<telegram-bot-token>"
@@ -146,10 +148,7 @@ class TelegramChannel:
         media_type = request.content_type.split(";", 1)[0].strip().lower()
         if media_type != "application/json":
             raise RequestRejected(415, "telegram: expected application/json")
-        try:
-            data = json.loads(request.body)
-        except (ValueError, RecursionError):
-            raise RequestRejected(400, "telegram: body is not valid JSON") from None
+        data = load_json(request.body)
         if not isinstance(data, dict):
             raise RequestRejected(400, "telegram: body is not a JSON object")
         update_id = data.get("update_id")
@@ -309,6 +308,8 @@ class TelegramChannel:
         data = query.get("data")
         if not isinstance(query_id, str) or not isinstance(data, str):
             return []  # game callbacks carry no data
+        if not _CALLBACK_RE.fullmatch(data) or not _CALLBACK_RE.fullmatch(query_id):
+            raise _Malformed("callback data or id is not one of ours")
         message = query.get("message")
         if isinstance(message, dict):
             chat_id = _private_chat_id(message)
@@ -316,7 +317,8 @@ class TelegramChannel:
                 return []
             message_id = message.get("message_id") if _is_id(message.get("message_id")) else None
             # An "inaccessible" (too old) message has date 0 and no text.
-            message_text = message.get("text") if isinstance(message.get("text"), str) else None
+            text = message.get("text")
+            message_text = _clean(text)[:TEXT_MAX_UTF16] if isinstance(text, str) else None
         else:
             # Only inline-mode messages lack `message`; a private chat id is the user id.
             sender = query.get("from")
@@ -480,9 +482,11 @@ def _split_text(text: str, limit: int = TEXT_MAX_UTF16) -> list[str]:
 
 
 def _clean(text: str) -> str:
-    """Newlines normalized, control characters (NUL breaks PostgreSQL text) removed."""
+    """Newlines normalized, control characters (NUL breaks PostgreSQL text) removed, unpaired
+    surrogates (which no database encodes) replaced."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
+    text = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _chat_id(address: str) -> int | str:

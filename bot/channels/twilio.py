@@ -85,6 +85,7 @@ ERROR_MEANINGS: dict[str, str] = {
 """What a delivery failure's ErrorCode means, stored with the message when Twilio sends no
 ErrorMessage (it usually does not)."""
 
+_ERROR_CODE = re.compile(r"[0-9A-Za-z]{1,20}")
 _SID = re.compile(r"[A-Za-z0-9]{2,64}")
 """Twilio sids are two letters and 32 hex digits; anything of that alphabet and size is kept."""
 _PHONE_TEXT = re.compile(r"\+?[0-9][0-9 ()./-]{1,24}")
@@ -247,7 +248,8 @@ class TwilioChannel:
                 sid,
             )
             return None
-        error_code = form.get("ErrorCode", "").strip()[:20] or None
+        code = form.get("ErrorCode", "").strip()
+        error_code = code if _ERROR_CODE.fullmatch(code) else None
         return StatusUpdate(
             channel=self.name,
             provider_id=sid,
@@ -437,7 +439,7 @@ def _count(raw: str | None) -> int:
 
 def _error_text(code: str | None, message: str | None) -> str | None:
     """What is stored with a failed message: Twilio's error code and what it means."""
-    message = (message or "").strip()[:300] or None
+    message = "".join(c for c in (message or "") if c.isprintable()).strip()[:300] or None
     if code is None:
         return message
     return f"{code}: {message or ERROR_MEANINGS.get(code, 'see twilio.com/docs/errors/' + code)}"

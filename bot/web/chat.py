@@ -18,7 +18,7 @@ from aiohttp import web
 
 from bot.channels.base import RequestRejected, WebRequest
 from bot.config import WebSettings
-from bot.web.inputs import parse_form, read_body
+from bot.web.inputs import db_id, parse_form, read_body
 from bot.web.limits import SlidingWindow, client_address
 from flows.model import Survey, base_language, localize
 from storage import repo_contacts, repo_messages
@@ -335,10 +335,9 @@ async def _messages_after(
 
 async def poll(request: web.Request) -> web.Response:
     token, contact = await _known_contact(request)
-    try:
-        after = int(request.query.get("after", "0"))
-    except ValueError:
-        raise web.HTTPBadRequest(text="'after' must be a message id") from None
+    after = db_id(request.query.get("after", "0"))
+    if after is None:
+        return web.json_response({"error": "'after' must be a message id"}, status=400)
     messages = await _messages_after(request, token, after, contact.language)
     return web.json_response({"messages": messages})
 

@@ -4,6 +4,7 @@ that would become a 500."""
 
 from __future__ import annotations
 
+import unicodedata
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -41,3 +42,24 @@ def parse_form(body: bytes) -> dict[str, str]:
     except ValueError:  # UnicodeDecodeError too
         raise RequestRejected(400, "form body is not UTF-8 url-encoded") from None
     return dict(pairs)
+
+
+MAX_DB_ID = 2**63 - 1
+"""The largest id a BIGINT column holds (SQLite's INTEGER too)."""
+
+
+def db_id(text: str) -> int | None:
+    """A row id from a path or query string: ASCII digits that fit a BIGINT, else None.
+    ("²".isdigit() is true and "1" * 30 is a valid int; neither is an id.)"""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        return None
+    value = int(text)
+    return value if value <= MAX_DB_ID else None
+
+
+def path_text(value: str, limit: int = 200) -> str | None:
+    """A name or id from a URL path that a text column can hold: at most `limit` characters,
+    no control characters (PostgreSQL refuses NUL) and no unpaired surrogates; else None."""
+    if len(value) > limit or any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        return None
+    return value

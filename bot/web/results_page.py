@@ -15,6 +15,7 @@ from aiohttp import web
 from bot.results.aggregate import Figure, QuestionFigures, Results
 from bot.results.service import CampaignResults, ResultsError, campaign_results
 from bot.results.texts import page_texts
+from bot.web.inputs import db_id
 from flows.model import QuestionType, Survey, base_language, localize
 
 if TYPE_CHECKING:
@@ -189,11 +190,11 @@ async def results_page(request: web.Request) -> web.Response:
 
     runtime = request.app[RUNTIME]
     lang = _lang(request)
-    text = request.match_info["campaign_id"]
-    if not text.isdigit() or len(text) > 18:
+    campaign_id = db_id(request.match_info["campaign_id"])
+    if campaign_id is None:
         return not_found(lang)
     try:
-        data = await campaign_results(runtime, int(text), lang=lang)
+        data = await campaign_results(runtime, campaign_id, lang=lang)
     except ResultsError:
         return not_found(lang)
     if not data.final:
