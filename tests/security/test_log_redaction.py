@@ -104,3 +104,13 @@ def test_the_service_logging_setup_quiets_providers_and_redacts() -> None:
 
 def test_every_provider_logger_is_named() -> None:
     assert {"twilio", "httpx", "telegram", "aiosqlite"} <= set(PROVIDER_LOGGERS)
+
+
+def test_the_e2e_log_check_finds_what_leaks() -> None:
+    from tests.security.logcheck import leaks
+
+    assert leaks("INFO bot.x: 12 sent", {"424242", "Väntetiden var lång"}) == []
+    assert leaks("DEBUG aiosqlite: ('+46701234567',)", set()) == ["+46701234567"]
+    assert leaks("INFO x: to 0701234567", set()) == ["0701234567"]
+    assert leaks("INFO x: chat 424242 said Väntetiden var lång", {"424242", "Väntetiden var lång"})
+    assert leaks("GET /bot123456789:AAHfakeTokenForTests_only-0123456789abc/x", set())
