@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -13,6 +14,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.runtime import Runtime, open_runtime
 from bot.web import chat
+from bot.web.inputs import parse_form, read_body
 from storage.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -63,11 +65,12 @@ def create_app(
                 await runtime.dispatcher.stop()
 
     app.cleanup_ctx.append(runtime_ctx)
+    app.on_response_prepare.append(security_headers)
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/webhooks/twilio", twilio_inbound)
     app.router.add_post("/webhooks/twilio/status", twilio_status)
     app.router.add_post("/webhooks/telegram", telegram_inbound)
-    chat.add_routes(app)
+    chat.add_routes(app, settings.web)
     features.add_public_routes(app)
     features.add_api_routes(api)
     app.add_subapp("/api/v1", api)
@@ -91,27 +94,47 @@ async def error_middleware(
         return web.json_response({"error": "internal error"}, status=500)
 
 
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; "
+    "frame-ancestors 'none'"
+)
+"""No inline script or style anywhere: the pages load chat.js and their CSS from /chat/static."""
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response (pages, JSON, static files, errors, the staff API): the security
+    headers, and no caching of anything that holds a chat or staff data."""
+    response.headers.update(SECURITY_HEADERS)
+    path = request.path
+    if path.startswith("/api/") or (
+        path.startswith("/chat/") and not path.startswith("/chat/static/")
+    ):
+        response.headers["Cache-Control"] = "no-store"
+
+
 async def healthz(request: web.Request) -> web.Response:
     ok = await request.app[RUNTIME].db.ping()
     return web.json_response({"database": "ok" if ok else "down"}, status=200 if ok else 503)
 
 
-async def read_provider_request(request: web.Request, expected_type: str) -> WebRequest:
-    """The request as a channel sees it, with the URL the provider signed."""
+def provider_request(request: web.Request, body: bytes, content_type: str) -> WebRequest:
+    """The request as a channel sees it, with the URL the provider signed. The form is decoded
+    here, strictly as UTF-8 (what Twilio sends), so a body in another encoding is a 400 before
+    the signature check rather than an error inside it."""
     runtime = request.app[RUNTIME]
-    if request.content_type != expected_type:
-        raise RequestRejected(415, f"expected {expected_type}")
-    body = await request.read()
-    form: dict[str, str] = {}
-    if expected_type == "application/x-www-form-urlencoded":
-        posted = await request.post()
-        form = {k: v for k, v in posted.items() if isinstance(v, str)}
     return WebRequest(
         url=f"{runtime.settings.server.public_url}{request.path_qs}",
         headers=dict(request.headers),
         body=body,
         content_type=request.content_type,
-        form=form,
+        form=parse_form(body) if content_type == FORM else {},
     )
 
 
@@ -124,13 +147,47 @@ def _channel(request: web.Request, name: str) -> Channel:
 
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 FORM = "application/x-www-form-urlencoded"
+_PROVIDER_ID = re.compile(
+    rb'(?:^|&)(?:MessageSid|SmsSid)=([A-Za-z0-9]{2,64})(?:&|$)|"update_id"\s*:\s*(-?[0-9]{1,20})\b'
+)
 
 
-async def verified_request(request: web.Request, channel: Channel, content_type: str) -> WebRequest:
-    """The provider's request once its signature or secret checks out; RequestRejected if not."""
-    req = await read_provider_request(request, content_type)
-    if not channel.verify(req):
-        raise RequestRejected(403, "invalid signature or secret")
+def _provider_id(body: bytes | None) -> str:
+    """The provider's id in a refused request, for the log: a Twilio sid or a Telegram
+    update_id, and only when it looks like one (the request may come from anyone)."""
+    match = _PROVIDER_ID.search(body[:8192]) if body else None
+    return (match[1] or match[2]).decode() if match else "-"
+
+
+def refused(request: web.Request, name: str, e: RequestRejected, body: bytes | None) -> None:
+    """One log line per refused provider request, so an operator can see lost traffic: the
+    status, the reason and the provider's id; never the sender or the text."""
+    log.warning(
+        "refused %s webhook %s: HTTP %d, %s (provider id %s)",
+        name,
+        request.path,
+        e.status,
+        e.reason,
+        _provider_id(body),
+    )
+
+
+async def verified_request(
+    request: web.Request, channel: Channel, content_type: str, name: str
+) -> WebRequest:
+    """The provider's request once its signature or secret checks out; RequestRejected (logged)
+    if not."""
+    body: bytes | None = None
+    try:
+        if request.content_type != content_type:
+            raise RequestRejected(415, f"expected {content_type}")
+        body = await read_body(request, MAX_BODY)
+        req = provider_request(request, body, content_type)
+        if not channel.verify(req):
+            raise RequestRejected(403, "invalid signature or secret")
+    except RequestRejected as e:
+        refused(request, name, e, body)
+        raise
     return req
 
 
@@ -141,8 +198,13 @@ async def receive(
     and only then answer `ok`."""
     channel = _channel(request, name)
     try:
-        messages = channel.parse(await verified_request(request, channel, content_type))
+        req = await verified_request(request, channel, content_type, name)
     except RequestRejected as e:
+        return web.Response(status=e.status, text=e.reason)
+    try:
+        messages = channel.parse(req)
+    except RequestRejected as e:
+        refused(request, name, e, req.body)
         return web.Response(status=e.status, text=e.reason)
     runtime = request.app[RUNTIME]
     for message in messages:
@@ -167,8 +229,14 @@ async def twilio_status(request: web.Request) -> web.Response:
     channel = _channel(request, "sms")
     assert isinstance(channel, TwilioChannel)
     try:
-        update = channel.parse_status(await verified_request(request, channel, FORM))
+        req = await verified_request(request, channel, FORM, "sms status")
     except RequestRejected as e:
         return web.Response(status=e.status, text=e.reason)
-    await request.app[RUNTIME].service.handle_status(update)
+    try:
+        update = channel.parse_status(req)
+    except RequestRejected as e:
+        refused(request, "sms status", e, req.body)
+        return web.Response(status=e.status, text=e.reason)
+    if update is not None:
+        await request.app[RUNTIME].service.handle_status(update)
     return web.Response(text=TWIML_EMPTY, content_type="text/xml")

@@ -120,12 +120,9 @@ def run_with_runtime(
 
 
 def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("aiohttp.access", "httpx", "apscheduler", "twilio.http_client"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from bot.logging_setup import setup_logging
+
+    setup_logging(verbose)
 
 
 # -- serve ---------------------------------------------------------------------------------------

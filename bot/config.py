@@ -209,6 +209,18 @@ class OrganisationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSettings:
+    """Limits on the public web chat."""
+
+    start_limit: int = 10
+    """New web chat conversations one client address may start per start_window."""
+    start_window: float = 600.0
+    """Seconds of the sliding window start_limit counts over."""
+    trust_forwarded_for: bool = False
+    """Behind a reverse proxy: the client address is the last X-Forwarded-For entry."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service reads from configuration."""
 
@@ -222,6 +234,7 @@ class Settings:
     admin: AdminSettings = field(default_factory=AdminSettings)
     dispatcher: DispatcherSettings = field(default_factory=DispatcherSettings)
     organisation: OrganisationSettings = field(default_factory=OrganisationSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     def redacted(self) -> dict[str, dict[str, Any]]:
         """The settings as plain data for logging, secrets shown as "***" (empty ones as "")."""
@@ -586,4 +599,5 @@ def _validate(s: Settings) -> list[str]:
         "telegram_rate",
         "telegram_per_chat_rate",
     )
+    problems += _positive(s.web, "web", "start_limit", "start_window")
     return problems

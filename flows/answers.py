@@ -3,7 +3,8 @@
 A parser takes the question, the input and a `ParseContext` and returns `Parsed(value)` or
 `Invalid(reason)`, where `reason` is a `flows.texts` key for the re-prompt. Typed text is
 compared after `normalize` (case, diacritics, surrounding punctuation and Arabic-Indic digits do
-not matter); button payloads ("choice:<id>", "choices:<id>,<id>", "scale:<n>") are exact.
+not matter; a choice's text also matches with its punctuation and spacing left out); button
+payloads ("choice:<id>", "choices:<id>,<id>", "scale:<n>") are exact.
 
 Numbers are whole numbers: "7", " 7 ", "٧", "7.0", "1 000" and "34 år" are accepted, "7.5" is
 rejected (we ask again rather than guess how to round). Dates are read day first, as in Swedish
@@ -151,22 +152,32 @@ def parse_int(normalized: str, *, allow_unit: bool = False) -> int | None:
 # --- choices ------------------------------------------------------------------------------------
 
 
+def _compact(normalized: str) -> str:
+    """Normalized text without punctuation and spaces: "ja delvis" and "Ja, delvis" agree."""
+    return "".join(c for c in normalized if unicodedata.category(c)[0] not in "PZ")
+
+
 def _match_choice(question: Question, normalized: str, ctx: ParseContext) -> str | None:
-    """The choice the text names: its number as shown, its text in any language, or its id."""
+    """The choice the text names: its number as shown, its text in any language, or its id;
+    exactly (after `normalize`) first, then ignoring punctuation and spacing too."""
     if not normalized:
         return None
     number = parse_int(normalized)
     if number is not None and 1 <= number <= len(question.choices):
         return question.choices[number - 1].id
-    for choice in question.choices:
-        if normalize(localize(choice.text, ctx.lang, ctx.lang)) == normalized:
-            return choice.id
-    for choice in question.choices:
-        if any(normalize(label) == normalized for label in choice.text.values()):
-            return choice.id
-    for choice in question.choices:
-        if normalize(choice.id) == normalized:
-            return choice.id
+    for fold in (str, _compact):
+        wanted = fold(normalized)
+        if not wanted:
+            return None
+        for choice in question.choices:
+            if fold(normalize(localize(choice.text, ctx.lang, ctx.lang))) == wanted:
+                return choice.id
+        for choice in question.choices:
+            if any(fold(normalize(label)) == wanted for label in choice.text.values()):
+                return choice.id
+        for choice in question.choices:
+            if fold(normalize(choice.id)) == wanted:
+                return choice.id
     return None
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "opted_in_confirmation",
     "opted_out_confirmation",
     "pick_language",
+    "question_message",
     "resume",
     "start",
 ]
@@ -275,6 +276,11 @@ def _question_message(
         question_id=question.id,
         multiple=question.type is QuestionType.SELECT_MANY,
     )
+
+
+def question_message(survey: Survey, question: Question, lang: str) -> OutMessage:
+    """The message that asks `question` in `lang`; the loader counts its SMS segments."""
+    return _question_message(survey, question, lang)
 
 
 # --- steps --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from flows.answers import normalize
 from flows.durations import parse_duration
-from flows.engine import classify_keyword
+from flows.engine import classify_keyword, question_message
 from flows.expr import ExprError, compile_expr
 from flows.model import (
     SMILEYS,
@@ -28,10 +28,9 @@ from flows.model import (
     Question,
     QuestionType,
     Survey,
-    localize,
 )
+from flows.render import render_text
 from flows.segments import segment_info
-from flows.texts import text as builtin_text
 
 __all__ = [
     "MAX_SMS_SEGMENTS",
@@ -44,7 +43,6 @@ __all__ = [
     "load_paths",
     "load_survey_file",
     "load_survey_text",
-    "render_sms",
     "survey_definition",
     "survey_from_definition",
 ]
@@ -77,6 +75,7 @@ _TOP_OPTIONAL: Final = (
     "invitation",
     "results_use",
     "public",
+    "minors",
 )
 _QUESTION_REQUIRED: Final = ("id", "type", "text")
 _QUESTION_OPTIONAL: Final = (
@@ -595,7 +594,14 @@ class _SurveyBuilder:
             self._check_sms_texts(texts)
 
         anonymous = self._typed(data, "anonymous", top("anonymous"), "anonymous", bool)
-        public = self._typed(data, "public", top("public"), "public", bool)
+        public = self._typed(data, "public", top("public"), "public", bool) or False
+        minors = self._typed(data, "minors", top("minors"), "minors", bool) or False
+        if public and minors:
+            self.problem(
+                top("public"),
+                "a survey for children (minors = true) can never be public: it is taken only by "
+                "those a campaign or follow-up invites",
+            )
         participation = self._participation(data, top("participation"))
         keywords, keyword_languages = self._keywords(data, top("keywords"), languages)
         expires_after = self._duration(data, "expires_after", top("expires_after"))
@@ -606,7 +612,7 @@ class _SurveyBuilder:
         questions = self._questions(data)
         if self.problems or not languages or questions is None:
             return None
-        return Survey(
+        survey = Survey(
             id=survey_id,
             version=version,
             languages=languages,
@@ -615,7 +621,6 @@ class _SurveyBuilder:
             thanks=texts["thanks"] or {},
             questions=questions,
             anonymous=True if anonymous is None else anonymous,
-            public=bool(public),
             participation=participation or Participation.KONSULTATION,
             keywords=keywords,
             keyword_languages=keyword_languages,
@@ -624,8 +629,13 @@ class _SurveyBuilder:
             sender=texts.get("sender") or {},
             invitation=texts.get("invitation") or {},
             results_use=texts.get("results_use") or {},
+            public=public,
+            minors=minors,
             source=self.source,
         )
+        if self.authoring_rules:
+            self._check_questions_sms(survey)
+        return None if self.problems else survey
 
     def _languages(self, data: Mapping[str, Any], line: int) -> tuple[str, ...]:
         if "languages" not in data:
@@ -827,16 +837,20 @@ class _SurveyBuilder:
             breakdown=breakdown,
             line=header,
         )
-        for lang in self.languages if self.authoring_rules else ():
-            info = segment_info(render_sms(question, lang))
-            if info.segments > MAX_SMS_SEGMENTS:
-                self.problem(
-                    at("text"),
-                    f"{name} in '{lang}' is {info.segments} SMS segments as sent "
-                    f"({info.units} {info.encoding} characters with its choices); "
-                    f"keep it to {MAX_SMS_SEGMENTS} or fewer",
-                )
         return None if len(self.problems) > before else question
+
+    def _check_questions_sms(self, survey: Survey) -> None:
+        """Each question as the SMS channel sends it (engine + flows.render) fits the cap."""
+        for index, question in enumerate(survey.questions):
+            for lang in survey.languages:
+                info = segment_info(render_text(question_message(survey, question, lang)))
+                if info.segments > MAX_SMS_SEGMENTS:
+                    self.problem(
+                        self.lines.question_line(index, "text"),
+                        f"question '{question.id}' in '{lang}' is {info.segments} SMS segments "
+                        f"as sent ({info.units} {info.encoding} characters with its choices); "
+                        f"keep it to {MAX_SMS_SEGMENTS} or fewer",
+                    )
 
     def _check_type_keys(
         self, table: Mapping[str, Any], name: str, qtype: QuestionType, at: Any
@@ -948,26 +962,6 @@ class _SurveyBuilder:
                     line,
                     f"question '{qid}': breakdown '{kind}' needs a {' or '.join(allowed)} question",
                 )
-
-
-def render_sms(question: Question, lang: str) -> str:
-    """The question as the SMS channel sends it (engine + flows.render), for segment counting."""
-    fallback = next(iter(question.text), lang)
-    lines = [localize(question.text, lang, fallback)]
-    if question.type is QuestionType.SELECT_MANY:
-        lines.append(builtin_text("select_many_hint", lang))
-    if question.type in SELECT_TYPES:
-        lines += [
-            f"{n}. {localize(c.text, lang, fallback)}" for n, c in enumerate(question.choices, 1)
-        ]
-    elif question.type is QuestionType.SCALE:
-        lo, hi = question.scale_range
-        values = range(lo, hi + 1)
-        if question.style == "smileys" and len(values) == len(SMILEYS):
-            lines.append("  ".join(f"{v} {face}" for v, face in zip(values, SMILEYS, strict=True)))
-        else:
-            lines.append("  ".join(str(v) for v in values))
-    return "\n".join(lines)
 
 
 def _what_type(check: type) -> str:

@@ -101,8 +101,6 @@ class Survey:
     thanks: LocalizedText
     questions: tuple[Question, ...]
     anonymous: bool = True
-    public: bool = False
-    """Offered to anyone: on the web chat index and by keyword to people nobody invited."""
     participation: Participation = Participation.KONSULTATION
     keywords: tuple[str, ...] = ()
     keyword_languages: Mapping[str, str] = field(default_factory=dict)
@@ -117,6 +115,11 @@ class Survey:
     """Campaign invitation text; the built-in one is used when empty."""
     results_use: LocalizedText = field(default_factory=dict)
     """How answers are used and where results are shown (said in the intro of child surveys)."""
+    public: bool = False
+    """Offered to anyone: on the web chat's /chat index and by keyword to unknown senders.
+    Otherwise only people a campaign or follow-up invites (or a personal link) take it."""
+    minors: bool = False
+    """Asks children; such a survey can never be public."""
     source: str = ""
     """Path of the file it was loaded from."""
 

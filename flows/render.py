@@ -1,17 +1,34 @@
-"""Text-only rendering of engine messages, as sent over SMS.
+"""Text-only rendering of engine messages: the one SMS renderer.
 
-Choices become numbered lines ("1. Ja"). A scale goes on one compact line of its values,
-"1 😞  2 🙁  3 😐  4 🙂  5 😀" or "1  2  3  4  5", because the reply is the value itself (a
-0-10 scale starts at 0, so position numbers would mislead)."""
+The SMS channel sends what `render_text` gives, the loader counts its segments, and `flows try`
+prints it, so what a survey author checks is what a person gets. Choices become numbered lines
+("1. Ja"). A scale is answered with its value, never a position, so it shows its values:
+"1 😞  2 🙁  3 😐  4 🙂  5 😀" for smileys, or its range "0-10" (a 0-10 scale starts at 0, so
+position numbers would mislead). The range uses an ASCII hyphen: an en dash is not in GSM-7 and
+would make a Swedish SMS cost twice as many segments."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from flows.answers import SCALE_PREFIX, parse_int
-from flows.conversation import Button, OutMessage
+from flows.conversation import Button
 
-__all__ = ["render_text"]
+__all__ = ["Renderable", "render_text"]
+
+
+class Renderable(Protocol):
+    """An engine message, or an outbox row made from one."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def buttons(self) -> Sequence[Button]: ...
+
+    @property
+    def numbered(self) -> Sequence[str]: ...
 
 
 def _scale_values(buttons: Sequence[Button]) -> list[int] | None:
@@ -26,16 +43,18 @@ def _scale_values(buttons: Sequence[Button]) -> list[int] | None:
     return values or None
 
 
-def render_text(message: OutMessage) -> str:
-    """The message as plain text: its text, then its choices as numbered lines or a scale line."""
+def _scale_line(values: Sequence[int], labels: Sequence[str]) -> str:
+    if all(label == str(value) for value, label in zip(values, labels, strict=True)):
+        return f"{min(values)}-{max(values)}"
+    return "  ".join(f"{value} {label}" for value, label in zip(values, labels, strict=True))
+
+
+def render_text(message: Renderable) -> str:
+    """The message as plain text: its text, then its choices as numbered lines or its scale."""
     lines = [message.text] if message.text else []
     values = _scale_values(message.buttons)
     if values is not None and len(values) == len(message.numbered):
-        cells = (
-            label if label == str(value) else f"{value} {label}"
-            for value, label in zip(values, message.numbered, strict=True)
-        )
-        lines.append("  ".join(cells))
+        lines.append(_scale_line(values, message.numbered))
     else:
         lines.extend(f"{n}. {label}" for n, label in enumerate(message.numbered, start=1))
     return "\n".join(lines)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from typing import Any
 
 from aiohttp import web
+
+from bot.channels.base import RequestRejected, load_json
 
 
 def staff_actor(request: web.Request, tokens: tuple[str, ...]) -> str:
@@ -45,10 +48,8 @@ async def json_body(request: web.Request, *, max_bytes: int = 64 * 1024) -> Any:
     if len(raw) > max_bytes:
         raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=len(raw))
     try:
-        import json
-
-        return json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+        return load_json(raw, strict_text=True)
+    except RequestRejected as e:
         raise web.HTTPBadRequest(
-            text='{"error": "body is not valid JSON"}', content_type="application/json"
+            text=json.dumps({"error": e.reason}), content_type="application/json"
         ) from None

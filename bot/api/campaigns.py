@@ -17,6 +17,9 @@ from bot.campaigns import (
     EmptyAudience,
 )
 from bot.runtime import Runtime
+from bot.web.inputs import db_id
+
+MAX_FEEDBACK_DELAY = 366 * 24 * 3600
 
 _TEXT_FIELDS = ("survey", "audience", "ends", "name", "starts", "participation", "feedback_to")
 
@@ -48,6 +51,10 @@ def _request(body: Any) -> CampaignRequest:
         raise ValueError(f"missing {', '.join(missing)}")
     delay = body.get("feedback_delay")
     if delay is not None and (isinstance(delay, bool) or not isinstance(delay, str | int)):
+        raise ValueError("feedback_delay must be a duration like 3d or seconds")
+    if isinstance(delay, int) and not 0 <= delay <= MAX_FEEDBACK_DELAY:
+        raise ValueError(f"feedback_delay must be 0 to {MAX_FEEDBACK_DELAY} seconds (a year)")
+    if isinstance(delay, str) and len(delay) > 20:
         raise ValueError("feedback_delay must be a duration like 3d or seconds")
     return CampaignRequest(
         survey_id=body["survey"],
@@ -89,12 +96,12 @@ async def listing(request: web.Request) -> web.StreamResponse:
 
 
 def _campaign_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
+    campaign_id = db_id(request.match_info["id"])
+    if campaign_id is None:
         raise web.HTTPNotFound(
             text='{"error": "no such campaign"}', content_type="application/json"
-        ) from None
+        )
+    return campaign_id
 
 
 async def show(request: web.Request) -> web.StreamResponse:

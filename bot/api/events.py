@@ -14,6 +14,7 @@ from bot import followups
 from bot.api.auth import json_body, json_error, staff_actor
 from bot.app import RUNTIME
 from bot.runtime import Runtime
+from bot.web.inputs import path_text
 from storage import repo_audit, repo_events, repo_tasks
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ async def get_event(request: web.Request) -> web.Response:
     """An event and the status of its follow-ups."""
     runtime, _actor = _staff(request)
     event_id = request.match_info["event_id"]
-    report = await followups.event_report(runtime, event_id)
+    report = await followups.event_report(runtime, event_id) if path_text(event_id) else None
     if report is None:
         return json_error(404, f"no event with event_id {event_id!r}")
     return web.json_response(report.to_json())
@@ -126,6 +127,8 @@ async def list_rules(request: web.Request) -> web.Response:
 async def get_rule(request: web.Request) -> web.Response:
     runtime, _actor = _staff(request)
     name = request.match_info["name"]
+    if path_text(name) is None:
+        return json_error(404, "no follow-up rule by that name")
     async with runtime.db.transaction(read_only=True) as s:
         rule = await repo_events.get_rule(s, name)
     if rule is None:
@@ -179,6 +182,8 @@ async def put_rule(request: web.Request) -> web.Response:
     """Create or replace an API rule by name."""
     runtime, actor = _staff(request)
     name = request.match_info["name"]
+    if path_text(name) is None:
+        return json_error(404, "no follow-up rule by that name")
     values = await _rule_body(request, runtime, name)
     if isinstance(values, web.Response):
         return values
@@ -200,6 +205,8 @@ async def delete_rule(request: web.Request) -> web.Response:
     """Delete an API rule; its pending follow-ups are cancelled and its follow-ups removed."""
     runtime, actor = _staff(request)
     name = request.match_info["name"]
+    if path_text(name) is None:
+        return json_error(404, "no follow-up rule by that name")
     now = runtime.clock.now()
     async with runtime.db.transaction() as s:
         rule = await repo_events.get_rule(s, name)

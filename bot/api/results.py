@@ -34,6 +34,7 @@ from bot.results.service import (
     period,
     survey_results,
 )
+from bot.web.inputs import db_id
 from flows.durations import format_duration
 from storage import repo_audit
 from storage.models import Campaign
@@ -55,8 +56,7 @@ def _runtime(request: web.Request) -> tuple[Runtime, str]:
 
 
 def _campaign_id(request: web.Request) -> int | None:
-    text = request.match_info["id"]
-    return int(text) if text.isdigit() else None
+    return db_id(request.match_info["id"])
 
 
 def _flag(value: str | None) -> bool:
@@ -331,7 +331,8 @@ async def floip_responses(request: web.Request) -> web.Response:
     query = request.query
     try:
         size_text = query.get("page[size]", str(DEFAULT_PAGE_SIZE))
-        if not size_text.isdigit() or not 1 <= int(size_text) <= MAX_PAGE_SIZE:
+        size = db_id(size_text)
+        if size is None or not 1 <= size <= MAX_PAGE_SIZE:
             raise ValueError(f"page[size] must be a whole number from 1 to {MAX_PAGE_SIZE}")
         after, before = query.get("page[afterCursor]"), query.get("page[beforeCursor]")
         if after is not None and before is not None:
@@ -347,7 +348,7 @@ async def floip_responses(request: web.Request) -> web.Response:
         before_cursor=before,
         start_timestamp=start,
         end_timestamp=end,
-        page_size=int(size_text),
+        page_size=size,
     )
     async with runtime.db.transaction() as s:
         await repo_audit.log(

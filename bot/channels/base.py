@@ -6,6 +6,8 @@ never imports the web server: requests reach it as `WebRequest` values."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +23,61 @@ def clean_text(text: str) -> str:
     staff member's terminal) removed; tabs and newlines kept; lone surrogates replaced."""
     cleaned = text.translate(_CONTROL)
     return cleaned.encode("utf-8", "replace").decode("utf-8")
+
+
+MAX_JSON_DEPTH = 32
+"""Nothing we read nests deeper (a Telegram update: 5 levels); deeper is refused, not parsed."""
+
+
+def load_json(body: bytes, *, max_depth: int = MAX_JSON_DEPTH, strict_text: bool = False) -> Any:
+    """A JSON body as Python values; RequestRejected(400) for anything else: not UTF-8, not
+    JSON, NaN or Infinity, a number of thousands of digits, or nesting deeper than
+    `max_depth` (checked without recursion, so no depth can exhaust the stack). With
+    `strict_text`, a text holding NUL or an unpaired surrogate (which no database column
+    takes) is refused too."""
+    try:
+        value = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError too
+        raise RequestRejected(400, "body is not valid JSON") from None
+    problem = _walk(value, max_depth, strict_text)
+    if problem:
+        raise RequestRejected(400, problem)
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError("number out of range")
+    return number
+
+
+def _walk(value: Any, limit: int, strict_text: bool) -> str | None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return f"JSON nested deeper than {limit} levels"
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+        elif strict_text and isinstance(item, str) and not _storable(item):
+            return "a text holds a NUL character or an unpaired surrogate"
+    return None
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +111,9 @@ class InboundMessage:
     extras: Mapping[str, Any] = field(default_factory=dict)
     """Channel data the reply needs, e.g. Telegram callback_query_id and message_id."""
     ignore: str | None = None
-    """Why this message is recorded but never answered (a sender we must not reply to)."""
+    """Why this message is recorded and otherwise ignored (never answered), e.g. a sender that
+    is not a phone number, or a WhatsApp sender while WhatsApp is not a channel. `address` is
+    then empty: there is no one we may answer."""
 
 
 @dataclass(frozen=True, slots=True)

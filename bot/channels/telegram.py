@@ -18,7 +18,6 @@ everyone in it, so group, supergroup and channel updates are ignored."""
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 import unicodedata
@@ -49,6 +48,7 @@ from bot.channels.base import (
     SendError,
     SendResult,
     WebRequest,
+    load_json,
 )
 from flows.conversation import Button
 
@@ -64,6 +64,10 @@ _SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _START_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """The alphabet and length Telegram allows in `t.me/<bot>?start=<token>` deep links."""
 _CHAT_ID_RE = re.compile(r"-?\d{1,20}")
+_CALLBACK_RE = re.compile(r"[\x21-\x7e]{1,64}")
+"""Callback data is what our buttons carry (1-64 bytes, printable ASCII), and query ids too."""
+_MAX_UNIX_TIME = 253402300800
+"""Year 10000: no later Unix time fits a datetime."""
 _REDACTED = "<telegram-bot-token>"
 _LIBRARY_LOGGERS = (
     "httpx",  # logs every request URL at INFO, and the URL contains the token
@@ -144,15 +148,12 @@ class TelegramChannel:
         media_type = request.content_type.split(";", 1)[0].strip().lower()
         if media_type != "application/json":
             raise RequestRejected(415, "telegram: expected application/json")
-        try:
-            data = json.loads(request.body)
-        except (ValueError, RecursionError):
-            raise RequestRejected(400, "telegram: body is not valid JSON") from None
+        data = load_json(request.body)
         if not isinstance(data, dict):
             raise RequestRejected(400, "telegram: body is not a JSON object")
         update_id = data.get("update_id")
-        if not isinstance(update_id, int) or isinstance(update_id, bool):
-            raise RequestRejected(400, "telegram: update_id missing")
+        if not _is_id(update_id):
+            raise RequestRejected(400, "telegram: update_id missing or out of range")
         provider_id = str(update_id)
         try:
             if isinstance(message := data.get("message"), dict):
@@ -307,19 +308,22 @@ class TelegramChannel:
         data = query.get("data")
         if not isinstance(query_id, str) or not isinstance(data, str):
             return []  # game callbacks carry no data
+        if not _CALLBACK_RE.fullmatch(data) or not _CALLBACK_RE.fullmatch(query_id):
+            raise _Malformed("callback data or id is not one of ours")
         message = query.get("message")
         if isinstance(message, dict):
             chat_id = _private_chat_id(message)
             if chat_id is None:
                 return []
-            message_id = message.get("message_id")
+            message_id = message.get("message_id") if _is_id(message.get("message_id")) else None
             # An "inaccessible" (too old) message has date 0 and no text.
-            message_text = message.get("text") if isinstance(message.get("text"), str) else None
+            text = message.get("text")
+            message_text = _clean(text)[:TEXT_MAX_UTF16] if isinstance(text, str) else None
         else:
             # Only inline-mode messages lack `message`; a private chat id is the user id.
             sender = query.get("from")
             chat_id = sender.get("id") if isinstance(sender, dict) else None
-            if not isinstance(chat_id, int):
+            if not _is_id(chat_id):
                 raise _Malformed("callback_query without message or from.id")
             message_id, message_text = None, None
         return [
@@ -478,9 +482,11 @@ def _split_text(text: str, limit: int = TEXT_MAX_UTF16) -> list[str]:
 
 
 def _clean(text: str) -> str:
-    """Newlines normalized, control characters (NUL breaks PostgreSQL text) removed."""
+    """Newlines normalized, control characters (NUL breaks PostgreSQL text) removed, unpaired
+    surrogates (which no database encodes) replaced."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
+    text = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _chat_id(address: str) -> int | str:
@@ -493,12 +499,17 @@ def _chat_id(address: str) -> int | str:
 
 def _private_chat_id(container: Mapping[str, Any]) -> int | None:
     chat = container.get("chat")
-    if not isinstance(chat, dict) or not isinstance(chat.get("id"), int):
-        raise _Malformed("chat.id missing")
+    if not isinstance(chat, dict) or not _is_id(chat.get("id")):
+        raise _Malformed("chat.id missing or out of range")
     if chat.get("type") != "private":
         return None
     chat_id: int = chat["id"]
     return chat_id
+
+
+def _is_id(value: Any) -> bool:
+    """A Telegram id: an integer that fits 64 bits (Telegram's own ids fit 52)."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
 
 
 def _status(member: Any) -> str | None:
@@ -509,7 +520,8 @@ def _status(member: Any) -> str | None:
 
 
 def _date(value: Any) -> datetime | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    """A Unix time Telegram sent; None for one no datetime can hold (10**19, negative)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < _MAX_UNIX_TIME:
         return datetime.fromtimestamp(value, UTC)
     return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from bot.channels.base import (
     WebRequest,
 )
 from bot.clock import Clock, SystemClock
+from flows.render import render_text
 from flows.segments import segment_info
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,29 @@ INVALID_NUMBER_CODES = frozenset({"21211", "21614"})
 """Twilio: not a valid phone number / not a mobile number."""
 
 _OPT_OUT_TYPES: dict[str, bool | None] = {"STOP": True, "START": False, "HELP": None}
+
+IGNORED_NOT_A_NUMBER = "sender is not a phone number"
+IGNORED_WHATSAPP = "WhatsApp sender; WhatsApp is not a channel here"
+
+ERROR_MEANINGS: dict[str, str] = {
+    "21610": "the recipient replied STOP (unsubscribed)",
+    "21211": "not a valid phone number",
+    "21614": "not a mobile number",
+    "30003": "unreachable handset",
+    "30004": "message blocked",
+    "30005": "unknown destination handset",
+    "30006": "landline or unreachable carrier",
+    "30007": "filtered by the carrier",
+    "30008": "unknown error",
+}
+"""What a delivery failure's ErrorCode means, stored with the message when Twilio sends no
+ErrorMessage (it usually does not)."""
+
+_ERROR_CODE = re.compile(r"[0-9A-Za-z]{1,20}")
+_SID = re.compile(r"[A-Za-z0-9]{2,64}")
+"""Twilio sids are two letters and 32 hex digits; anything of that alphabet and size is kept."""
+_PHONE_TEXT = re.compile(r"\+?[0-9][0-9 ()./-]{1,24}")
+"""What a phone number can look like before phonenumbers reads it; bounds the work per webhook."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,58 +198,70 @@ class TwilioChannel:
         return bool(self._validator.validate(request.url, dict(request.form), signature))
 
     def parse(self, request: WebRequest) -> list[InboundMessage]:
-        """The one inbound SMS in a Twilio messaging webhook."""
+        """The one inbound SMS in a Twilio messaging webhook.
+
+        Twilio leaves `Body` out of a media-only message: that is an empty message (its
+        `num_media` kept so staff can see media arrived). A sender that is not a valid phone
+        number (a WhatsApp or other channel address, a short code, garbage) is never an address:
+        the message is recorded and ignored, with a log line."""
         form = _require_form(request)
-        sid = form.get("MessageSid") or form.get("SmsSid")
-        if not sid:
-            raise RequestRejected(400, "missing field MessageSid")
+        sid = _message_sid(form)
         sender = _require(form, "From")
-        body = _require(form, "Body")
         extras: dict[str, Any] = {}
-        if form.get("To"):
-            extras["to"] = _e164(form["To"], "To")
-        num_media = _int_field(form, "NumMedia")
-        if num_media:
+        if to := phone_number(form.get("To", "")):
+            extras["to"] = to
+        if num_media := _count(form.get("NumMedia")):
             # Media URLs are deliberately dropped: surveys take text, and pictures may be personal.
             extras["num_media"] = num_media
+        address = phone_number(sender)
+        ignore = None
+        if address is None:
+            ignore = IGNORED_WHATSAPP if _is_whatsapp(sender) else IGNORED_NOT_A_NUMBER
+            log.warning("twilio: message %s recorded and ignored: %s", sid, ignore)
         opt_out_type = form.get("OptOutType", "").strip().upper()
         return [
             InboundMessage(
                 channel=self.name,
                 provider_id=sid,
-                address=_e164(sender, "From"),
-                text=body,
+                address=address or "",
+                text=form.get("Body", ""),
                 received_at=self._clock.now(),
-                opt_out=_OPT_OUT_TYPES.get(opt_out_type),
+                opt_out=None if ignore else _OPT_OUT_TYPES.get(opt_out_type),
                 extras=extras,
+                ignore=ignore,
             )
         ]
 
-    def parse_status(self, request: WebRequest) -> StatusUpdate:
-        """The delivery status in a Twilio status callback."""
+    def parse_status(self, request: WebRequest) -> StatusUpdate | None:
+        """The delivery status in a Twilio status callback; None for a status we do not map
+        (logged, and acknowledged so Twilio does not retry it)."""
         form = _require_form(request)
-        sid = form.get("MessageSid") or form.get("SmsSid")
-        if not sid:
-            raise RequestRejected(400, "missing field MessageSid")
+        sid = _message_sid(form)
         twilio_status = (form.get("MessageStatus") or form.get("SmsStatus") or "").strip()
         if not twilio_status:
             raise RequestRejected(400, "missing field MessageStatus")
         status = STATUS_MAP.get(twilio_status.lower())
         if status is None:
-            raise RequestRejected(400, f"unknown MessageStatus {twilio_status!r}")
-        error_code = form.get("ErrorCode") or None
+            log.info(
+                "twilio: status %r of message %s is not one we track; acknowledged",
+                twilio_status[:40],
+                sid,
+            )
+            return None
+        code = form.get("ErrorCode", "").strip()
+        error_code = code if _ERROR_CODE.fullmatch(code) else None
         return StatusUpdate(
             channel=self.name,
             provider_id=sid,
             status=status,
             error_code=error_code,
-            error=form.get("ErrorMessage") or None,
+            error=_error_text(error_code, form.get("ErrorMessage")),
             opted_out=error_code == OPTED_OUT_CODE,
         )
 
     async def send(self, message: OutboundMessage) -> SendResult:
         """Create one Twilio message; raises SendError with retryable set for the outbox."""
-        text = _sms_text(message)
+        text = render_text(message)
         settings = self._settings
         sender: dict[str, str] = (
             {"messaging_service_sid": settings.messaging_service_sid}
@@ -265,7 +302,7 @@ class TwilioChannel:
     async def sent_since(self, message: OutboundMessage, since: datetime) -> list[SendResult]:
         """Messages Twilio accepted for this number with exactly this text since `since`
         (Twilio's list of the newest messages to the number), newest first."""
-        text = _sms_text(message)
+        text = render_text(message)
         try:
             records = await self._messages().list_async(
                 to=message.address, limit=RECONCILE_LOOKBACK, page_size=RECONCILE_LOOKBACK
@@ -329,17 +366,6 @@ class TwilioChannel:
         return self._client.messages
 
 
-def _sms_text(message: OutboundMessage) -> str:
-    """The text with numbered choices as "1. label" lines under it."""
-    # Stands in for flows.render.render_text until that lands; the layout is the same.
-    lines = [f"{i}. {label}" for i, label in enumerate(message.numbered, start=1)]
-    if not lines:
-        return message.text
-    if not message.text:
-        return "\n".join(lines)
-    return message.text + "\n" + "\n".join(lines)
-
-
 def _send_error(
     status: int, code: int | str | None, reason: str, retry_after: float | None
 ) -> SendError:
@@ -395,21 +421,42 @@ def _require(form: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _int_field(form: Mapping[str, str], name: str) -> int:
-    raw = form.get(name, "").strip()
-    if not raw:
-        return 0
-    try:
-        return int(raw)
-    except ValueError:
-        raise RequestRejected(400, f"field {name} is not a number") from None
+def _message_sid(form: Mapping[str, str]) -> str:
+    sid = (form.get("MessageSid") or form.get("SmsSid") or "").strip()
+    if not sid:
+        raise RequestRejected(400, "missing field MessageSid")
+    if not _SID.fullmatch(sid):
+        raise RequestRejected(400, "field MessageSid is not a Twilio message sid")
+    return sid
 
 
-def _e164(number: str, field_name: str) -> str:
-    e164 = _parsed_e164(number)
-    if e164 is None:
-        raise RequestRejected(400, f"field {field_name} is not a phone number")
-    return e164
+def _count(raw: str | None) -> int:
+    """A small count Twilio sends (NumMedia); anything unreadable counts as 0, so a field we only
+    show never costs the message."""
+    text = (raw or "").strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 3 else 0
+
+
+def _error_text(code: str | None, message: str | None) -> str | None:
+    """What is stored with a failed message: Twilio's error code and what it means."""
+    message = "".join(c for c in (message or "") if c.isprintable()).strip()[:300] or None
+    if code is None:
+        return message
+    return f"{code}: {message or ERROR_MEANINGS.get(code, 'see twilio.com/docs/errors/' + code)}"
+
+
+def _is_whatsapp(sender: str) -> bool:
+    return sender.strip().lower().startswith("whatsapp:")
+
+
+def phone_number(text: str) -> str | None:
+    """E.164 for a valid, possible phone number as Twilio writes one ("+46701740605", or a
+    national "070-174 06 05"); None for anything else: a "whatsapp:" or other channel prefix
+    (phonenumbers would read straight through it), a short code, an alphanumeric sender, junk."""
+    text = text.strip()
+    if not _PHONE_TEXT.fullmatch(text):
+        return None
+    return _parsed_e164(text)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -419,5 +466,7 @@ def _parsed_e164(number: str) -> str | None:
     try:
         parsed = phonenumbers.parse(number, DEFAULT_REGION)
     except phonenumbers.NumberParseException:
+        return None
+    if not (phonenumbers.is_possible_number(parsed) and phonenumbers.is_valid_number(parsed)):
         return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

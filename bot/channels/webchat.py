@@ -4,7 +4,6 @@ The personal token in the URL is the secret; the service checks it names a known
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 
@@ -14,10 +13,13 @@ from bot.channels.base import (
     RequestRejected,
     SendResult,
     WebRequest,
+    load_json,
 )
 
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+PAYLOAD_PATTERN = re.compile(r"^[A-Za-z0-9_:,.-]{1,200}$")
+"""What the engine's button payloads look like: "choice:yes", "choices:a,b", "scale:3"."""
 MAX_TEXT = 4000
 
 
@@ -31,10 +33,7 @@ class WebChatChannel:
     def parse(self, request: WebRequest) -> list[InboundMessage]:
         if request.content_type != "application/json":
             raise RequestRejected(415, "expected application/json")
-        try:
-            data = json.loads(request.body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise RequestRejected(400, "body is not valid JSON") from None
+        data = load_json(request.body)
         if not isinstance(data, dict):
             raise RequestRejected(400, "body must be a JSON object")
         client_id = data.get("id")
@@ -44,6 +43,8 @@ class WebChatChannel:
             raise RequestRejected(400, "field 'id' must be a short client message id")
         if not isinstance(text, str) or (payload is not None and not isinstance(payload, str)):
             raise RequestRejected(400, "fields 'text' and 'payload' must be strings")
+        if payload is not None and payload and not PAYLOAD_PATTERN.match(payload):
+            raise RequestRejected(400, "field 'payload' is not a button payload")
         if len(text) > MAX_TEXT:
             raise RequestRejected(413, f"text longer than {MAX_TEXT} characters")
         token = request.headers["X-Chat-Token"]

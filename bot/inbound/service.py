@@ -99,14 +99,21 @@ class ConversationService:
         """Store one inbound message and do what it asks, in one transaction."""
         msg = replace(msg, text=clean_text(msg.text))
         now = self.clock.now()
-        key = self.pseudonymizer.address_key(msg.channel, msg.address)
+        media = {"num_media": n} if (n := msg.extras.get("num_media")) else {}
+        if msg.ignore is not None:
+            # Recorded (a redelivery stays a duplicate, staff see it came), never answered, and
+            # nothing of the sender kept: there is no one we may answer.
+            key, body, payload = "", "", {"ignored": msg.ignore, **media}
+        else:
+            key, body = self.pseudonymizer.address_key(msg.channel, msg.address), msg.text
+            payload = ({"button": msg.payload} if msg.payload else {}) | media
         pressed_message = msg.extras.get("message_id") if msg.extras else None
         inbound = Inbound(
             channel=msg.channel,
             provider_id=msg.provider_id,
             address_key=key,
-            body=msg.text,
-            payload={"button": msg.payload} if msg.payload else {},
+            body=body,
+            payload=payload,
             received_at=msg.received_at,
             start_token_key=(
                 self.pseudonymizer.address_key(WEBCHAT, msg.start_token)
@@ -135,13 +142,6 @@ class ConversationService:
             return executor.write(x, plan, now=now, message_id=facts.message_id)
 
         result = await self.db.turns.run(turn)
-        if msg.ignore is not None and not result.duplicate:
-            log.info(
-                "%s message %s recorded, not answered: %s",
-                msg.channel,
-                result.message_id,
-                msg.ignore,
-            )
         return InboundResult(
             duplicate=result.duplicate,
             message_id=result.message_id,

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import hmac
 import json
+import logging
+import math
+import re
+import secrets
+from collections.abc import Mapping
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from bot.channels.base import RequestRejected, WebRequest
-from flows.model import base_language, localize
+from bot.config import WebSettings
+from bot.web.inputs import db_id, parse_form, read_body
+from bot.web.limits import SlidingWindow, client_address
+from flows.model import Survey, base_language, localize
 from storage import repo_contacts, repo_messages
 from storage.models import Contact
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
 
+log = logging.getLogger(__name__)
+
 STATIC = Path(__file__).parent / "static"
+FORM = "application/x-www-form-urlencoded"
+MAX_START_FORM = 4096
 RTL_LANGUAGES = frozenset({"ar", "fa", "he", "ur"})
 LANGUAGE_NAMES = {
     "sv": "Svenska",
@@ -36,6 +50,10 @@ PAGE_TEXT = {
         "send": "Skicka",
         "missing": "Länken är inte giltig längre.",
         "private": "Dina svar sparas utan namn. Skriv STOPP för att sluta.",
+        "busy": "Många samtal har startats härifrån på kort tid. Försök igen om en stund.",
+        "stale": "Sidan hann bli för gammal. Ladda om den och försök igen.",
+        "not_offered": "Den enkäten finns inte här.",
+        "again": "Tillbaka till enkäterna",
     },
     "en": {
         "title": "Brukardialog – web chat",
@@ -47,6 +65,10 @@ PAGE_TEXT = {
         "send": "Send",
         "missing": "This link is no longer valid.",
         "private": "Your answers are saved without your name. Write STOP to end.",
+        "busy": "Many chats were started from here in a short time. Please try again later.",
+        "stale": "This page is out of date. Please reload it and try again.",
+        "not_offered": "That survey is not available here.",
+        "again": "Back to the surveys",
     },
     "ar": {
         "title": "حوار المستفيدين – دردشة",
@@ -58,6 +80,10 @@ PAGE_TEXT = {
         "send": "إرسال",
         "missing": "هذا الرابط لم يعد صالحًا.",
         "private": "تُحفظ إجاباتك بدون اسمك. اكتب STOP للإنهاء.",
+        "busy": "بدأت محادثات كثيرة من هنا خلال وقت قصير. حاول مرة أخرى بعد قليل.",
+        "stale": "انتهت صلاحية الصفحة. أعد تحميلها وحاول مرة أخرى.",
+        "not_offered": "هذا الاستبيان غير متاح هنا.",
+        "again": "العودة إلى الاستبيانات",
     },
 }
 
@@ -92,12 +118,49 @@ def layout(lang: str, title: str, body: str, *, script: str = "") -> str:
     )
 
 
+FORM_COOKIE = "bd_form"
+"""A random value set with the /chat page and sent back in its form: a POST from another site
+has neither (the cookie is SameSite=Strict), so it cannot start conversations in a visitor's
+browser. Our pages send no Referer (Referrer-Policy: no-referrer), and then browsers send
+`Origin: null` on form posts, so the Origin header alone cannot tell."""
+_FORM_TOKEN = re.compile(r"[A-Za-z0-9_-]{22,64}")
+CHAT_STARTS: web.AppKey[SlidingWindow] = web.AppKey("chat_starts", SlidingWindow)
+WEB_SETTINGS: web.AppKey[WebSettings] = web.AppKey("web_settings", WebSettings)
+
+
+def public_surveys(rt: Runtime) -> list[Survey]:
+    """The surveys anyone may start from the /chat page."""
+    return [survey for survey in rt.catalog.surveys if survey.public]
+
+
+def _form_token(request: web.Request) -> str:
+    token = request.cookies.get(FORM_COOKIE, "")
+    return token if _FORM_TOKEN.fullmatch(token) else secrets.token_urlsafe(24)
+
+
+def _message_page(
+    lang: str, key: str, status: int, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    t = PAGE_TEXT[lang]
+    body = (
+        f'<main class="index"><p>{escape(t[key])}</p>'
+        f'<p><a href="/chat?lang={escape(lang)}">{escape(t["again"])}</a></p></main>'
+    )
+    return web.Response(
+        text=layout(lang, t["title"], body),
+        content_type="text/html",
+        status=status,
+        headers=headers,
+    )
+
+
 async def index(request: web.Request) -> web.Response:
     rt = runtime(request)
     lang = page_language(request)
     t = PAGE_TEXT[lang]
+    token = _form_token(request)
     choices = []
-    for survey in rt.catalog.surveys:
+    for survey in public_surveys(rt):
         langs = "".join(
             f'<option value="{escape(code)}"{" selected" if code == lang else ""}>'
             f"{escape(LANGUAGE_NAMES.get(code, code))}</option>"
@@ -107,6 +170,7 @@ async def index(request: web.Request) -> web.Response:
         choices.append(
             '<li class="survey"><form method="post" action="/chat/start">'
             f'<input type="hidden" name="survey" value="{escape(survey.id)}">'
+            f'<input type="hidden" name="form" value="{token}">'
             f"<h2>{escape(title)}</h2>"
             f'<label>{escape(t["language"])} <select name="lang">{langs}</select></label>'
             f'<button type="submit">{escape(t["start"])}</button></form></li>'
@@ -120,20 +184,63 @@ async def index(request: web.Request) -> web.Response:
         f'<main class="index"><nav class="langs">{switch}</nav>'
         f'<h1>{escape(t["pick"])}</h1>{listing}<p class="note">{escape(t["private"])}</p></main>'
     )
-    return web.Response(text=layout(lang, t["title"], body), content_type="text/html")
+    response = web.Response(text=layout(lang, t["title"], body), content_type="text/html")
+    response.set_cookie(
+        FORM_COOKIE,
+        token,
+        path="/chat",
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure or request.headers.get("X-Forwarded-Proto") == "https",
+    )
+    return response
+
+
+def _same_site(request: web.Request, public_url: str) -> bool:
+    """False for a request whose Origin is another site."""
+    origin = request.headers.get("Origin")
+    return origin in (None, "null") or origin == _origin(public_url)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 async def start(request: web.Request) -> web.StreamResponse:
+    """Start a public survey from the /chat page: same-site posts only, a limited number per
+    client address."""
     rt = runtime(request)
-    form = await request.post()
-    survey_id = form.get("survey")
-    lang = form.get("lang")
-    entry = rt.catalog.latest(survey_id) if isinstance(survey_id, str) else None
-    if entry is None:
-        raise web.HTTPBadRequest(text="unknown survey")
-    if not isinstance(lang, str) or lang not in entry.survey.languages:
-        lang = entry.survey.default_language
-    session = await rt.service.start_webchat(entry.survey.id, lang)
+    lang = page_language(request)
+    try:
+        body = await read_body(request, MAX_START_FORM)
+        form = parse_form(body) if request.content_type == FORM else {}
+    except RequestRejected as e:
+        return _message_page(lang, "stale", e.status)
+    cookie = request.cookies.get(FORM_COOKIE, "")
+    given = form.get("form", "")
+    if (
+        not _same_site(request, rt.settings.server.public_url)
+        or not _FORM_TOKEN.fullmatch(cookie)
+        or not hmac.compare_digest(given.encode(), cookie.encode())
+    ):
+        log.info("web chat start refused: cross-site or stale form")
+        return _message_page(lang, "stale", 403)
+    survey_id = form.get("survey", "")
+    entry = rt.catalog.latest(survey_id)
+    if entry is None or not entry.survey.public:
+        return _message_page(lang, "not_offered", 404)
+    chosen = form.get("lang", "")
+    if chosen in PAGE_TEXT:
+        lang = chosen
+    settings = request.app[WEB_SETTINGS]
+    address = client_address(request, trust_forwarded_for=settings.trust_forwarded_for)
+    wait = request.app[CHAT_STARTS].hit(address, rt.clock.now().timestamp())
+    if wait is not None:
+        log.info("web chat start refused: over the per-address limit")
+        return _message_page(lang, "busy", 429, {"Retry-After": str(math.ceil(wait))})
+    survey_lang = chosen if chosen in entry.survey.languages else entry.survey.default_language
+    session = await rt.service.start_webchat(entry.survey.id, survey_lang)
     rt.dispatcher.wake()
     raise web.HTTPSeeOther(f"/chat/{session.token}")
 
@@ -188,9 +295,11 @@ async def chat_page(request: web.Request) -> web.Response:
     )
 
 
-def message_json(row: Any) -> dict[str, Any]:
+def message_json(row: Any, person_lang: str | None = None) -> dict[str, Any]:
+    """A message as the page shows it. A cleared message (a finished anonymous conversation)
+    has lost its language: it is shown in the person's, so the page never flips direction."""
     payload = row.payload or {}
-    lang = payload.get("lang") or "sv"
+    lang = payload.get("lang") or person_lang or "sv"
     if row.direction == "in":
         # The person's own message; the client id lets the page skip what it already shows.
         return {
@@ -212,21 +321,23 @@ def message_json(row: Any) -> dict[str, Any]:
     }
 
 
-async def _messages_after(request: web.Request, token: str, after: int) -> list[dict[str, Any]]:
+async def _messages_after(
+    request: web.Request, token: str, after: int, person_lang: str | None
+) -> list[dict[str, Any]]:
     rt = runtime(request)
     key = rt.service.pseudonymizer.address_key("webchat", token)
     async with rt.db.transaction(read_only=True) as s:
         rows = await repo_messages.chat_history(s, "webchat", key, after, 100, rt.clock.now())
-    return [message_json(r) for r in rows]
+    return [message_json(r, person_lang) for r in rows]
 
 
 async def poll(request: web.Request) -> web.Response:
-    token = await _known_token(request)
-    try:
-        after = int(request.query.get("after", "0"))
-    except ValueError:
-        raise web.HTTPBadRequest(text="'after' must be a message id") from None
-    return web.json_response({"messages": await _messages_after(request, token, after)})
+    token, contact = await _known_contact(request)
+    after = db_id(request.query.get("after", "0"))
+    if after is None:
+        return web.json_response({"error": "'after' must be a message id"}, status=400)
+    messages = await _messages_after(request, token, after, contact.language)
+    return web.json_response({"messages": messages})
 
 
 async def post_message(request: web.Request) -> web.Response:
@@ -251,7 +362,9 @@ async def post_message(request: web.Request) -> web.Response:
     return web.json_response({"ok": True}, status=202)
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, settings: WebSettings) -> None:
+    app[WEB_SETTINGS] = settings
+    app[CHAT_STARTS] = SlidingWindow(settings.start_limit, settings.start_window)
     app.router.add_get("/chat", index)
     app.router.add_post("/chat/start", start)
     app.router.add_static("/chat/static", STATIC)

@@ -21,6 +21,7 @@ from aiohttp import web
 from bot.results.aggregate import Figure, QuestionFigures, Results
 from bot.results.service import CampaignNotFound, CampaignResults, ResultsError, campaign_results
 from bot.results.texts import page_texts
+from bot.web.inputs import db_id
 from flows.model import QuestionType, Survey, base_language, localize
 from flows.texts import language_name
 
@@ -200,10 +201,9 @@ async def results_page(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     wanted = _wanted(request)
     fallback = wanted if wanted in ("sv", "en", "ar") else "sv"
-    text = request.match_info["campaign_id"]
-    if not text.isdigit() or len(text) > 18:
+    campaign_id = db_id(request.match_info["campaign_id"])
+    if campaign_id is None:
         return not_found(fallback)
-    campaign_id = int(text)
     try:
         try:
             data = await campaign_results(

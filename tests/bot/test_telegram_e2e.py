@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -11,7 +13,7 @@ from sqlalchemy import select
 
 from bot.channels.webchat import WebChatChannel  # noqa: F401  (the web chat is always on)
 from storage.models import Contact, ContactAddress, Message
-from tests.bot.harness import Harness, running, settings_for
+from tests.bot.harness import WEBHOOK_SECRET, Harness, running, settings_for
 from tests.fakes.telegram_server import (
     Failure,
     FakeTelegram,
@@ -19,6 +21,7 @@ from tests.fakes.telegram_server import (
     my_chat_member_blocked,
     text_update,
 )
+from tests.security.logcheck import no_personal_data_in_logs  # noqa: F401  (autouse)
 
 CHAT = 424242
 
@@ -211,3 +214,45 @@ async def test_typed_stop_opts_out_and_nothing_more_is_sent(
     await harness.telegram(text_update(next(ids), CHAT, "UPPFOLJNING"))
     await harness.deliver()
     assert len(sent(telegram)) == count
+
+
+async def test_refused_updates_leave_a_log_line_without_personal_data(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    update = text_update(777, CHAT, "mitt hemliga svar")
+    cases = [
+        (403, json.dumps(update).encode(), "application/json", "wrong-secret"),
+        (400, b'{"update_id": 778, "message": ', "application/json", WEBHOOK_SECRET),
+        (400, b'{"update_id": "x"}', "application/json", WEBHOOK_SECRET),
+        (415, json.dumps(update).encode(), "text/plain", WEBHOOK_SECRET),
+        (
+            413,
+            b'{"update_id": 779, "x": "' + b"a" * 70_000 + b'"}',
+            "application/json",
+            WEBHOOK_SECRET,
+        ),
+    ]
+    for status, body, content_type, secret in cases:
+        caplog.clear()
+        response = await harness.client.post(
+            "/webhooks/telegram",
+            data=body,
+            headers={"Content-Type": content_type, "X-Telegram-Bot-Api-Secret-Token": secret},
+        )
+        assert response.status == status
+        [line] = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert f"HTTP {status}" in line and "telegram" in line
+        assert str(CHAT) not in line and "hemliga" not in line
+        if status == 403:
+            assert "provider id 777" in line
+    assert await harness.count(Message) == 0
+
+
+async def test_a_date_far_in_the_future_is_no_server_error(harness: Harness) -> None:
+    update = text_update(780, CHAT, "/start")
+    update["message"]["date"] = 10**19
+    assert await harness.telegram(update) == 200
+    update = text_update(781, CHAT, "/start")
+    update["message"]["chat"]["id"] = 10**30
+    assert await harness.telegram(update) == 200

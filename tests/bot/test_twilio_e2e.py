@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select
 
-from storage.models import Contact, ContactAddress, Message
+from bot.config import SHIPPED_SURVEYS
+from flows.model import SMILEYS, Question, QuestionType, Survey
+from storage.models import Answer, Contact, ContactAddress, Message, Respondent
 from tests.bot.harness import OUR_NUMBER, PUBLIC_URL, Harness, running, settings_for
 from tests.fakes.twilio_server import FAKE_AUTH_TOKEN, FakeTwilio, new_sid, signed_form_request
+from tests.security.logcheck import no_personal_data_in_logs  # noqa: F401  (autouse)
 
 PHONE = "+46701234567"
 
@@ -304,3 +311,227 @@ async def test_a_send_that_timed_out_after_twilio_took_it_is_not_sent_twice(
             await harness.count(Message, Message.direction == "out", Message.status != "sent") == 0
         )
         assert len(twilio.sends) == creates + 2 and len(twilio.messages) == creates + 1
+
+
+# --- what the SMS shows is what the reply means (issue 10.1) ---
+
+SKALA = Path(__file__).parent / "surveys" / "skala.toml"
+SURVEY_KEYWORDS = {
+    "ifo-brukarundersokning": "ENKAT",
+    "barnenkat": "BARN",
+    "uppfoljning-insats": "UPPFOLJNING",
+    "brukardialog-konsultation": "DIALOG",
+    "skala": "SKALA",
+}
+_NUMBERED = re.compile(r"^([0-9]+)\. (.+)$", re.MULTILINE)
+_RANGE = re.compile(r"^(-?[0-9]+)-(-?[0-9]+)$", re.MULTILINE)
+_VALUE_LABELS = re.compile(r"(-?[0-9]+) (\S+)")
+
+
+def reply_for(question: Question, sms: str) -> tuple[str, Any]:
+    """What a person who reads `sms` replies, and the value they mean by it."""
+    numbered = _NUMBERED.findall(sms)
+    by_label = {c.text["sv"]: c.id for c in question.choices}
+    if question.type is QuestionType.SELECT_ONE:
+        number, label = numbered[0]
+        return number, by_label[label]
+    if question.type is QuestionType.SELECT_MANY:
+        (first, label1), (last, label2) = numbered[0], numbered[-1]
+        return f"{first} {last}", [by_label[label1], by_label[label2]]
+    if question.type is QuestionType.SCALE:
+        low = question.scale_range[0]
+        if numbered:  # positions: the person replies the position of what they mean
+            number, label = numbered[0]
+            return number, int(label) if label.isdigit() else low + SMILEYS.index(label)
+        if shown := _RANGE.search(sms):
+            return shown[1], int(shown[1])
+        value, _face = _VALUE_LABELS.findall(sms.splitlines()[-1])[0]
+        return value, int(value)
+    if question.type is QuestionType.NUMERIC:
+        low, high = question.scale_range
+        value = (low + high) // 2 if question.max is not None else low + 7
+        return str(value), value
+    if question.type is QuestionType.DATE:
+        return "5 mars 2026", "2026-03-05"
+    assert question.type is QuestionType.OPEN, question.type
+    return "Det var bra", "Det var bra"
+
+
+async def answer_over_sms(
+    h: Harness, twilio: FakeTwilio, survey: Survey, phone: str
+) -> dict[str, Any]:
+    """Take the whole survey over SMS, replying to what each SMS shows; the values meant."""
+    asked = [q for q in survey.questions if q.type is not QuestionType.MESSAGE]
+    meant: dict[str, Any] = {}
+    seen = 0
+    assert await h.sms(phone, SURVEY_KEYWORDS[survey.id]) == 200
+    await h.deliver()
+    for _ in range(3 * len(survey.questions)):
+        bodies = [r.form["Body"] for r in twilio.sends if r.form["To"] == phone][seen:]
+        seen += len(bodies)
+        if bodies and bodies[-1].startswith(survey.thanks["sv"]):
+            return meant
+        question, sms = next(
+            (q, body) for body in reversed(bodies) for q in asked if body.startswith(q.text["sv"])
+        )
+        assert question.id not in meant, f"{question.id} asked again:\n{bodies}"
+        reply, meant[question.id] = reply_for(question, sms)
+        assert await h.sms(phone, reply) == 200
+        await h.deliver()
+    raise AssertionError(f"{survey.id} did not finish")
+
+
+async def test_every_question_type_over_sms_stores_what_the_person_meant(
+    database_url: str, twilio: FakeTwilio
+) -> None:
+    paths = f"{SHIPPED_SURVEYS},{SKALA}"
+    settings = settings_for(
+        database_url, twilio=twilio, extra={"BRUKARDIALOG__SURVEYS__PATHS": paths}
+    )
+    async with running(settings) as h:
+        surveys = {s.id: s for s in h.runtime.catalog.surveys}
+        assert set(surveys) == set(SURVEY_KEYWORDS)
+        phones = {survey_id: f"+4670123{n:04d}" for n, survey_id in enumerate(SURVEY_KEYWORDS)}
+        # Known contacts, as people a campaign invited are: they start with the keyword.
+        contacts = [
+            {"external_ref": f"P-{survey_id}", "phone": phone, "language": "sv"}
+            for survey_id, phone in phones.items()
+        ]
+        imported = await h.client.post(
+            "/api/v1/contacts",
+            json={"contacts": contacts},
+            headers={"Authorization": "Bearer staff-token-0123456789abcdef"},
+        )
+        assert imported.status == 200, await imported.text()
+        types: set[QuestionType] = set()
+        for survey_id in sorted(SURVEY_KEYWORDS):
+            survey = surveys[survey_id]
+            meant = await answer_over_sms(h, twilio, survey, phones[survey_id])
+            async with h.runtime.db.transaction(read_only=True) as s:
+                rows = await s.execute(
+                    select(Answer.question_id, Answer.value)
+                    .join(Respondent, Respondent.id == Answer.respondent_id)
+                    .where(Respondent.survey_id == survey_id, Answer.value.is_not(None))
+                )
+                stored = {question_id: value for question_id, value in rows}
+            assert stored == meant, survey_id
+            types |= {q.type for q in survey.questions if q.id in meant}
+        assert types == set(QuestionType) - {QuestionType.MESSAGE}
+        zero_to_ten = [r.form["Body"] for r in twilio.sends if r.form["Body"].startswith("Hur tro")]
+        assert zero_to_ten[0].endswith("\n0-10")
+
+
+# --- what the providers really send (issue 10.21-24, 27) ---
+
+
+async def post_signed(h: Harness, path: str, form: dict[str, str]) -> int:
+    headers, body = signed_form_request(f"{PUBLIC_URL}{path}", form, FAKE_AUTH_TOKEN)
+    response = await h.client.post(path, data=body, headers=headers)
+    return response.status
+
+
+async def test_a_picture_without_text_is_an_empty_message_and_media_is_recorded(
+    harness: Harness, twilio: FakeTwilio
+) -> None:
+    assert await harness.sms(PHONE, "UPPFOLJNING") == 200
+    await harness.deliver()
+    sent = len(twilio.sends)
+    sid = new_sid("MM")
+    form = {
+        "MessageSid": sid,
+        "SmsMessageSid": sid,
+        "AccountSid": twilio.account_sid,
+        "From": PHONE,
+        "To": OUR_NUMBER,
+        "NumMedia": "1",
+        "MediaContentType0": "image/jpeg",
+        "MediaUrl0": f"https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/{sid}/Media/ME1",
+    }
+    assert await post_signed(harness, "/webhooks/twilio", form) == 200
+    await harness.deliver()
+    async with harness.runtime.db.transaction(read_only=True) as s:
+        row = (await s.scalars(select(Message).where(Message.provider_id == sid))).one()
+    assert row.direction == "in" and row.payload.get("num_media") == 1
+    assert len(twilio.sends) == sent + 1, "the question is asked again"
+    assert await harness.answers() == {}
+
+
+@pytest.mark.parametrize(
+    "sender",
+    ["whatsapp:US.1234", f"whatsapp:{PHONE}", "72345", "+4612", "Malmo Stad", "not-a-number"],
+)
+async def test_a_sender_that_is_not_a_phone_number_is_recorded_and_never_answered(
+    harness: Harness, twilio: FakeTwilio, caplog: pytest.LogCaptureFixture, sender: str
+) -> None:
+    caplog.set_level(logging.INFO)
+    assert await harness.sms(PHONE, "UPPFOLJNING") == 200
+    await harness.deliver()
+    sent = len(twilio.sends)
+    sid = new_sid("SM")
+    for _ in range(2):  # a redelivery stays one row
+        assert await harness.sms(sender, "1", sid=sid) == 200
+    await harness.deliver()
+    assert len(twilio.sends) == sent, "nothing is sent, by SMS or otherwise"
+    assert await harness.answers() == {}, "not merged into the SMS contact's conversation"
+    async with harness.runtime.db.transaction(read_only=True) as s:
+        [row] = list(await s.scalars(select(Message).where(Message.provider_id == sid)))
+        contacts = list(await s.scalars(select(Contact)))
+    assert row.payload["ignored"] and not row.address and not row.body
+    assert len(contacts) == 1
+    lines = [r.getMessage() for r in caplog.records if sid in r.getMessage()]
+    assert lines and all("ignored" in line for line in lines)
+    assert not any(PHONE in line or sender in line for line in lines)
+
+
+async def test_an_unknown_status_is_accepted_and_a_failure_keeps_its_error_code(
+    harness: Harness, twilio: FakeTwilio
+) -> None:
+    await harness.sms(PHONE, "UPPFOLJNING")
+    await harness.deliver()
+    sid = next(iter(twilio.messages))
+    base = {"MessageSid": sid, "AccountSid": twilio.account_sid, "To": PHONE, "From": OUR_NUMBER}
+    for status in ("partially_delivered", "teleported"):
+        assert (
+            await post_signed(harness, "/webhooks/twilio/status", base | {"MessageStatus": status})
+            == 200
+        )
+    form = base | {"MessageStatus": "undelivered", "ErrorCode": "21610"}
+    assert await post_signed(harness, "/webhooks/twilio/status", form) == 200
+    async with harness.runtime.db.transaction(read_only=True) as s:
+        row = (await s.scalars(select(Message).where(Message.provider_id == sid))).one()
+    assert row.status == "undelivered"
+    assert row.error is not None and row.error.startswith("21610: ")
+
+
+async def test_every_refused_webhook_leaves_a_log_line_without_personal_data(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    secret_text = "mitt personnummer"
+    sid = new_sid("SM")
+    form = {"MessageSid": sid, "From": PHONE, "To": OUR_NUMBER, "Body": secret_text}
+    url = f"{PUBLIC_URL}/webhooks/twilio"
+    cases: list[tuple[int, dict[str, str], bytes]] = []
+    headers, body = signed_form_request(url, form, "wrong-token")
+    cases.append((403, headers, body))
+    headers, body = signed_form_request(
+        url, {k: v for k, v in form.items() if k != "From"}, FAKE_AUTH_TOKEN
+    )
+    cases.append((400, headers, body))
+    headers, body = signed_form_request(url, form, FAKE_AUTH_TOKEN)
+    cases.append((415, headers | {"Content-Type": "text/plain"}, body))
+    cases.append((400, headers, b"MessageSid=" + sid.encode() + b"&Body=%FF%FE"))
+    cases.append((413, headers, urlencode(form | {"Body": "x" * 70_000}).encode()))
+    for status, case_headers, case_body in cases:
+        caplog.clear()
+        response = await harness.client.post(
+            "/webhooks/twilio", data=case_body, headers=case_headers
+        )
+        assert response.status == status
+        lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert len(lines) == 1, (status, [r.getMessage() for r in caplog.records])
+        assert f"HTTP {status}" in lines[0] and "sms" in lines[0]
+        assert PHONE not in lines[0] and secret_text not in lines[0]
+        if status in (400, 403):
+            assert sid in lines[0]
+    assert await harness.count(Message) == 0

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from storage.models import Conversation, Message, Respondent
-from tests.bot.harness import Harness, running, settings_for
+from tests.bot.harness import PUBLIC_URL, Harness, running, settings_for
+from tests.security.logcheck import no_personal_data_in_logs  # noqa: F401  (autouse)
 
 
 @pytest.fixture
@@ -19,11 +22,25 @@ async def harness(database_url: str) -> AsyncIterator[Harness]:
         yield h
 
 
+PUBLIC = "brukardialog-konsultation"
+
+
+async def form_token(h: Harness, lang: str = "sv") -> str:
+    """Open the /chat page as a browser would (its cookie stays in the client's jar)."""
+    page = await (await h.client.get("/chat", params={"lang": lang})).text()
+    match = re.search(r'name="form" value="([^"]+)"', page)
+    assert match, page
+    return match[1]
+
+
 async def start_chat(h: Harness, survey: str = "uppfoljning-insats", lang: str = "sv") -> str:
-    response = await h.client.post(
-        "/chat/start", data={"survey": survey, "lang": lang}, allow_redirects=False
-    )
-    assert response.status == 303
+    """A web chat conversation: a public survey started from the /chat page, any other as its
+    personal link would (the page offers only public surveys)."""
+    if not h.runtime.catalog.latest(survey).survey.public:  # type: ignore[union-attr]
+        return (await h.runtime.service.start_webchat(survey, lang)).token
+    data = {"survey": survey, "lang": lang, "form": await form_token(h, lang)}
+    response = await h.client.post("/chat/start", data=data, allow_redirects=False)
+    assert response.status == 303, await response.text()
     location = response.headers["Location"]
     assert location.startswith("/chat/")
     return location.removeprefix("/chat/")
@@ -53,18 +70,14 @@ async def replies(h: Harness, token: str, after: int = 0) -> list[dict[str, Any]
     return [m for m in await history(h, token, after) if m["who"] == "bot"]
 
 
-async def test_index_lists_the_shipped_surveys_in_the_chosen_language(harness: Harness) -> None:
+async def test_index_offers_only_public_surveys_in_the_chosen_language(harness: Harness) -> None:
     response = await harness.client.get("/chat", params={"lang": "en"})
     page = await response.text()
     assert response.status == 200
     assert 'lang="en"' in page
-    for survey in (
-        "ifo-brukarundersokning",
-        "barnenkat",
-        "uppfoljning-insats",
-        "brukardialog-konsultation",
-    ):
-        assert f'value="{survey}"' in page
+    assert f'value="{PUBLIC}"' in page
+    for survey in ("ifo-brukarundersokning", "barnenkat", "uppfoljning-insats"):
+        assert survey not in page
     arabic = await (await harness.client.get("/chat", params={"lang": "ar"})).text()
     assert 'dir="rtl"' in arabic
 
@@ -166,8 +179,11 @@ async def test_unknown_links_and_surveys(harness: Harness) -> None:
         "/chat/" + "x" * 24 + "/messages", json={"id": "a", "text": "hej"}
     )
     assert response.status == 404
-    bad = await harness.client.post("/chat/start", data={"survey": "nope"}, allow_redirects=False)
-    assert bad.status == 400
+    token = await form_token(harness)
+    bad = await harness.client.post(
+        "/chat/start", data={"survey": "nope", "form": token}, allow_redirects=False
+    )
+    assert bad.status == 404
 
 
 async def test_healthz(harness: Harness) -> None:
@@ -185,3 +201,109 @@ async def test_a_reloaded_page_shows_both_sides_and_the_chosen_language(harness:
     assert [m["id"] for m in whole] == sorted(m["id"] for m in whole)
     page = await harness.client.get(f"/chat/{token}", headers={"Accept-Language": "en-GB"})
     assert 'lang="ar" dir="rtl"' in await page.text()
+
+
+async def test_the_chat_stays_right_to_left_after_the_conversation_closed(
+    harness: Harness,
+) -> None:
+    token = await start_chat(harness, lang="ar")
+    await say(harness, token, "نعم", client_id="r1", payload="choice:yes")
+    await say(harness, token, "7", client_id="r2")
+    await say(harness, token, "🙂", client_id="r3", payload="scale:4")
+    final = await say(harness, token, "نعم", client_id="r4", payload="choice:yes")
+    assert final[-1]["kind"] == "thanks"
+    # The finished anonymous conversation's messages are cleared; a reload still reads them
+    # in the person's language and direction.
+    reloaded = await replies(harness, token)
+    assert reloaded and all((m["lang"], m["dir"]) == ("ar", "rtl") for m in reloaded)
+
+
+# --- open doors with limits (issue 12.4) ---
+
+
+async def conversations(h: Harness) -> int:
+    return await h.count(Conversation)
+
+
+@pytest.mark.parametrize("survey", ["barnenkat", "ifo-brukarundersokning", "uppfoljning-insats"])
+async def test_only_public_surveys_can_be_started_from_the_page(
+    harness: Harness, survey: str
+) -> None:
+    token = await form_token(harness)
+    response = await harness.client.post(
+        "/chat/start", data={"survey": survey, "form": token}, allow_redirects=False
+    )
+    assert response.status == 404
+    assert "Den enkäten finns inte här." in await response.text()
+    assert await conversations(harness) == 0
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
+        ("other site's origin", 403),
+        ("no form token", 403),
+        ("a token without its cookie", 403),
+        ("another token than the cookie", 403),
+        ("not a form", 403),
+        ("origin null, as with no-referrer", 303),
+        ("our own origin", 303),
+    ],
+)
+async def test_cross_site_posts_cannot_start_a_conversation(
+    harness: Harness, case: str, status: int
+) -> None:
+    token = await form_token(harness)
+    data: dict[str, str] = {"survey": PUBLIC, "lang": "sv", "form": token}
+    headers: dict[str, str] = {}
+    if case == "other site's origin":
+        headers["Origin"] = "https://evil.example"
+    elif case == "no form token":
+        del data["form"]
+    elif case == "a token without its cookie":
+        harness.client.session.cookie_jar.clear()
+    elif case == "another token than the cookie":
+        data["form"] = "A" * 32
+    elif case == "origin null, as with no-referrer":
+        headers["Origin"] = "null"
+    elif case == "our own origin":
+        headers["Origin"] = PUBLIC_URL
+    if case == "not a form":
+        response = await harness.client.post(
+            "/chat/start", json=data, headers=headers, allow_redirects=False
+        )
+    else:
+        response = await harness.client.post(
+            "/chat/start", data=data, headers=headers, allow_redirects=False
+        )
+    assert response.status == status, await response.text()
+    assert await conversations(harness) == (1 if status == 303 else 0)
+
+
+async def test_starts_are_limited_per_client_address(database_url: str) -> None:
+    extra = {
+        "BRUKARDIALOG__WEB__START_LIMIT": "3",
+        "BRUKARDIALOG__WEB__START_WINDOW": "60",
+        "BRUKARDIALOG__WEB__TRUST_FORWARDED_FOR": "true",
+    }
+    async with running(settings_for(database_url, extra=extra)) as h:
+        token = await form_token(h, "en")
+
+        async def start(address: str) -> Any:
+            return await h.client.post(
+                "/chat/start",
+                data={"survey": PUBLIC, "lang": "en", "form": token},
+                headers={"X-Forwarded-For": f"203.0.113.9, {address}"},
+                allow_redirects=False,
+            )
+
+        for _ in range(3):
+            assert (await start("198.51.100.7")).status == 303
+        refused = await start("198.51.100.7")
+        assert refused.status == 429
+        assert 0 < int(refused.headers["Retry-After"]) <= 60
+        assert "try again later" in await refused.text()
+        assert (await start("198.51.100.8")).status == 303, "another address has its own window"
+        assert await h.count(Conversation) == 4
+        h.clock.advance(timedelta(seconds=61))
+        assert (await start("198.51.100.7")).status == 303

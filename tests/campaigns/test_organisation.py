@@ -17,9 +17,10 @@ from bot.channels.webchat import WebChatChannel
 from bot.clock import FixedClock
 from bot.config import SHIPPED_SURVEYS, OrganisationSettings, SurveySettings
 from bot.runtime import open_runtime
-from flows.engine import help_message
-from flows.loader import MAX_SMS_SEGMENTS, load_paths, render_sms
+from flows.engine import help_message, question_message
+from flows.loader import MAX_SMS_SEGMENTS, load_paths
 from flows.model import Survey
+from flows.render import render_text
 from flows.segments import segment_info
 from tests.campaigns.helpers import START, csv_text, import_csv, messages, settings_for
 
@@ -102,7 +103,7 @@ def test_every_shipped_sms_fits_in_three_segments(organisation: OrganisationSett
                 "invitation": invitation_text(survey, lang),
                 "help": help_message(survey, lang).text,
                 "thanks": survey.thanks[lang],
-                **{q.id: render_sms(q, lang) for q in survey.questions},
+                **{q.id: render_text(question_message(survey, q, lang)) for q in survey.questions},
             }
             for what, body in sent.items():
                 info = segment_info(body)

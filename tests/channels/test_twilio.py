@@ -18,6 +18,7 @@ from aiohttp import web
 from bot.channels.base import OutboundMessage, RequestRejected, SendError, StatusUpdate, WebRequest
 from bot.channels.twilio import STATUS_MAP, TwilioChannel, TwilioSettings
 from bot.clock import FixedClock
+from flows.conversation import Button
 from tests.channels.twilio_cases import (
     CASES,
     NEUTRAL_STATUS,
@@ -222,6 +223,21 @@ SEND_CASES = [
         {"status_callback_url": None},
         {"To": RESPONDENT, "Body": LONG_TEXT, "MessagingServiceSid": SERVICE_SID},
         3,
+        "GSM-7",
+    ),
+    SendCase(
+        "a 0-10 scale shows its range, never positions",
+        OutboundMessage(
+            id=42,
+            channel="sms",
+            address=RESPONDENT,
+            text=QUESTION,
+            buttons=tuple(Button(f"scale:{n}", str(n)) for n in range(11)),
+            numbered=tuple(str(n) for n in range(11)),
+        ),
+        {"status_callback_url": None},
+        {"To": RESPONDENT, "Body": f"{QUESTION}\n0-10", "MessagingServiceSid": SERVICE_SID},
+        1,
         "GSM-7",
     ),
 ]
@@ -430,7 +446,7 @@ async def test_fake_status_callback_verifies_and_parses(
     fake_twilio: FakeTwilio,
     channel_for: Callable[..., TwilioChannel],
 ) -> None:
-    received: asyncio.Queue[StatusUpdate] = asyncio.Queue()
+    received: asyncio.Queue[StatusUpdate | None] = asyncio.Queue()
     channel_ref: list[TwilioChannel] = []
 
     async def status_hook(request: web.Request) -> web.Response:
@@ -470,7 +486,7 @@ async def test_fake_status_callback_verifies_and_parses(
             == 204
         )
         update = await asyncio.wait_for(received.get(), timeout=5)
-        assert update.opted_out and update.status == "undelivered"
+        assert update is not None and update.opted_out and update.status == "undelivered"
 
         channel_ref[0] = TwilioChannel(make_settings(auth_token=WRONG_TOKEN))
         assert await fake_twilio.post_status_callback(result.provider_id, "read") == 403

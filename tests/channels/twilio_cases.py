@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from bot.channels.base import InboundMessage, StatusUpdate
+from bot.channels.twilio import IGNORED_NOT_A_NUMBER, IGNORED_WHATSAPP
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 SERVICE_SID = "MG" + "fedcba9876543210" * 2
@@ -99,14 +100,30 @@ def message(
     )
 
 
+def ignored(
+    n: int, text: str, reason: str, *, extras: dict[str, object] | None = None
+) -> InboundMessage:
+    """The InboundMessage of case n from a sender we never answer: no address, a reason."""
+    return InboundMessage(
+        channel="sms",
+        provider_id=sid(n),
+        address="",
+        text=text,
+        received_at=NOW,
+        extras=extras if extras is not None else {"to": OUR_NUMBER},
+        ignore=reason,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Case:
     """One webhook request and the expected outcome of parse (or parse_status)."""
 
     label: str
     form: dict[str, str]
-    expect: list[InboundMessage] | StatusUpdate | int
-    """Messages, a status update, or the RequestRejected HTTP status."""
+    expect: list[InboundMessage] | StatusUpdate | int | None
+    """Messages, a status update (None: acknowledged, not applied), or the RequestRejected
+    HTTP status."""
     kind: Literal["message", "status"] = "message"
     content_type: str = FORM
     url: str = INBOUND_URL
@@ -192,8 +209,68 @@ MESSAGE_CASES: list[Case] = [
     Case(
         "missing From", inbound_form(14, "hej", drop=("From",)), 400, tamper=("To", "+46700000000")
     ),
-    Case("missing Body", inbound_form(15, None), 400, tamper=("From", "+46700000000")),
-    Case("From is not a phone number", inbound_form(16, "hej", From="not-a-number"), 400),
+    Case("missing Body is an empty message", inbound_form(15, None), [message(15, "")]),
+    Case(
+        "picture without text: no Body, media counted",
+        inbound_form(
+            19,
+            None,
+            SmsMessageSid=sid(19, "MM"),
+            SmsSid=sid(19, "MM"),
+            MessageSid=sid(19, "MM"),
+            NumMedia="1",
+            MediaContentType0="image/jpeg",
+            MediaUrl0=f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/"
+            f"{sid(19, 'MM')}/Media/{sid(19, 'ME')}",
+        ),
+        [
+            InboundMessage(
+                channel="sms",
+                provider_id=sid(19, "MM"),
+                address=RESPONDENT,
+                text="",
+                received_at=NOW,
+                extras={"to": OUR_NUMBER, "num_media": 1},
+            )
+        ],
+        tamper=("NumMedia", "2"),
+    ),
+    Case(
+        "From is not a phone number: recorded and ignored",
+        inbound_form(16, "hej", From="not-a-number"),
+        [ignored(16, "hej", IGNORED_NOT_A_NUMBER)],
+    ),
+    Case(
+        "made-up sender is never turned into a number",
+        inbound_form(20, "MENY", From="whatsapp:US.1234"),
+        [ignored(20, "MENY", IGNORED_WHATSAPP)],
+    ),
+    Case(
+        "WhatsApp sender is not merged into SMS",
+        inbound_form(21, "ja", From=f"whatsapp:{RESPONDENT}", To="whatsapp:+14155238886"),
+        [ignored(21, "ja", IGNORED_WHATSAPP, extras={})],
+    ),
+    Case(
+        "short code sender",
+        inbound_form(22, "hej", From="72345"),
+        [ignored(22, "hej", IGNORED_NOT_A_NUMBER)],
+    ),
+    Case(
+        "too short to be a number",
+        inbound_form(23, "hej", From="+4612"),
+        [ignored(23, "hej", IGNORED_NOT_A_NUMBER)],
+    ),
+    Case(
+        "STOP from an ignored sender is no opt-out",
+        inbound_form(24, "STOP", From="whatsapp:+46701740605", OptOutType="STOP"),
+        [ignored(24, "STOP", IGNORED_WHATSAPP)],
+    ),
+    Case(
+        "unreadable NumMedia costs nothing",
+        inbound_form(25, "ja", NumMedia="lots"),
+        [message(25, "ja")],
+        tamper=("NumMedia", "1"),
+    ),
     Case("wrong content type", inbound_form(17, "hej"), 415, content_type="application/json"),
     Case(
         "content type with charset",
@@ -240,6 +317,7 @@ STATUS_CASES: list[Case] = [
             provider_id=sid(200),
             status="undelivered",
             error_code="21610",
+            error="21610: the recipient replied STOP (unsubscribed)",
             opted_out=True,
         ),
         kind="status",
@@ -249,7 +327,13 @@ STATUS_CASES: list[Case] = [
     Case(
         "undelivered 30003 is not an opt-out",
         status_form(201, "undelivered", ErrorCode="30003"),
-        StatusUpdate(channel="sms", provider_id=sid(201), status="undelivered", error_code="30003"),
+        StatusUpdate(
+            channel="sms",
+            provider_id=sid(201),
+            status="undelivered",
+            error_code="30003",
+            error="30003: unreachable handset",
+        ),
         kind="status",
         url=STATUS_URL,
         tamper=("ErrorCode", "21610"),
@@ -262,16 +346,24 @@ STATUS_CASES: list[Case] = [
             provider_id=sid(202),
             status="failed",
             error_code="30008",
-            error="Unknown error",
+            error="30008: Unknown error",
         ),
         kind="status",
         url=STATUS_URL,
         tamper=("ErrorMessage", "ok"),
     ),
     Case(
-        "unknown status",
+        "a status we do not know is acknowledged",
         status_form(203, "teleported"),
-        400,
+        None,
+        kind="status",
+        url=STATUS_URL,
+        tamper=("To", "+46700000000"),
+    ),
+    Case(
+        "documented partially_delivered is acknowledged",
+        status_form(207, "partially_delivered"),
+        None,
         kind="status",
         url=STATUS_URL,
         tamper=("To", "+46700000000"),

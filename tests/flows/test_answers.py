@@ -25,6 +25,11 @@ FRUIT = (
     Choice("pear", {"sv": "Päron", "en": "Pear", "ar": "إجاص"}),
     Choice("often", {"sv": "Ja, ofta", "en": "Yes, often"}),
 )
+PARTLY = (
+    Choice("yes", {"sv": "Ja", "en": "Yes"}),
+    Choice("partly", {"sv": "Ja, delvis", "en": "Yes, partly", "ar": "نعم، جزئياً"}),
+    Choice("mostly", {"sv": "Ja, till stor del", "en": "Yes, mostly"}),
+)
 SELECT_ONE = Question("q", QuestionType.SELECT_ONE, {"sv": "?"}, choices=FRUIT)
 SELECT_MANY = Question("q", QuestionType.SELECT_MANY, {"sv": "?"}, choices=FRUIT)
 NUMERIC = Question("q", QuestionType.NUMERIC, {"sv": "?"}, min=1, max=100)
@@ -36,6 +41,8 @@ OPEN = Question("q", QuestionType.OPEN, {"sv": "?"})
 OPEN_SHORT = Question("q", QuestionType.OPEN, {"sv": "?"}, max_length=5)
 DATE = Question("q", QuestionType.DATE, {"sv": "?"})
 MESSAGE = Question("q", QuestionType.MESSAGE, {"sv": "!"})
+ONE_PARTLY = Question("q", QuestionType.SELECT_ONE, {"sv": "?"}, choices=PARTLY)
+MANY_PARTLY = Question("q", QuestionType.SELECT_MANY, {"sv": "?"}, choices=PARTLY)
 
 
 def test_every_question_type_has_a_parser() -> None:
@@ -56,6 +63,18 @@ ACCEPTED: list[tuple[Question, Input, AnswerValue]] = [
     (SELECT_ONE, Input("often"), "often"),
     (SELECT_ONE, Input("", "choice:pear"), "pear"),
     (SELECT_ONE, Input("1", "choice:nope"), "apple"),
+    # punctuation and spacing are ignored like case and diacritics
+    (ONE_PARTLY, Input("ja delvis"), "partly"),
+    (ONE_PARTLY, Input("Ja,delvis"), "partly"),
+    (ONE_PARTLY, Input("JA - DELVIS!"), "partly"),
+    (ONE_PARTLY, Input("jadelvis"), "partly"),
+    (ONE_PARTLY, Input("ja  till stor-del"), "mostly"),
+    (ONE_PARTLY, Input("yes partly"), "partly"),
+    (ONE_PARTLY, Input("نعم جزئيا"), "partly"),
+    (ONE_PARTLY, Input("ja"), "yes"),
+    (MANY_PARTLY, Input("ja delvis"), ["partly"]),
+    (MANY_PARTLY, Input("ja till stor del och ja delvis"), ["partly", "mostly"]),
+    (MANY_PARTLY, Input("ja delvis, 1"), ["yes", "partly"]),
     # select_many
     (SELECT_MANY, Input("1 3"), ["apple", "often"]),
     (SELECT_MANY, Input("3,1"), ["apple", "often"]),

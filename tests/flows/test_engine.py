@@ -325,7 +325,15 @@ RENDER_CASES: list[tuple[OutMessage, str]] = [
             buttons=tuple(Button(f"scale:{n}", str(n)) for n in range(4)),
             numbered=("0", "1", "2", "3"),
         ),
-        "0 till 3?\n0  1  2  3",
+        "0 till 3?\n0-3",
+    ),
+    (
+        OutMessage(
+            "0 till 10?",
+            buttons=tuple(Button(f"scale:{n}", str(n)) for n in range(11)),
+            numbered=tuple(str(n) for n in range(11)),
+        ),
+        "0 till 10?\n0-10",
     ),
     (
         OutMessage("Språk?", buttons=(Button("lang:sv", "Svenska"),), numbered=("Svenska",)),

@@ -146,6 +146,15 @@ def test_extensions_load() -> None:
     assert survey.questions[3].style == "numbers"
 
 
+def test_a_survey_is_public_only_when_it_says_so() -> None:
+    assert not load_survey_text(SPEC_EXAMPLE).public
+    assert not load_survey_text(SPEC_EXAMPLE).minors
+    public = load_survey_text(edit(("anonymous = true", "anonymous = true\npublic = true")))
+    assert public.public and not public.minors
+    children = load_survey_text(edit(("anonymous = true", "anonymous = true\nminors = true")))
+    assert children.minors and not children.public
+
+
 def test_choices_as_array_of_tables_and_multiline_strings() -> None:
     text = """\
 id = "tables"
@@ -536,6 +545,21 @@ BROKEN: list[tuple[str, str, str]] = [
         "keywords per language must be lists",
         edit(('keywords = ["UPPFOLJNING"]', 'keywords = { sv = "UPPFOLJNING" }')),
         "keywords.sv must be a list of texts",
+    ),
+    (
+        "a children's survey is never public",
+        edit(("anonymous = true", "anonymous = true\nminors = true\npublic = true")),
+        "broken.toml:9: a survey for children (minors = true) can never be public",
+    ),
+    (
+        "public is true or false",
+        edit(("anonymous = true", 'anonymous = true\npublic = "yes"')),
+        "public must be true or false",
+    ),
+    (
+        "minors is true or false",
+        edit(("anonymous = true", "anonymous = true\nminors = 1")),
+        "minors must be true or false",
     ),
 ]
 

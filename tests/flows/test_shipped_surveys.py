@@ -7,15 +7,16 @@ from pathlib import Path
 import pytest
 
 import flows
+from flows.engine import question_message
 from flows.expr import compile_expr
 from flows.loader import (
     MAX_SMS_SEGMENTS,
     load_paths,
-    render_sms,
     survey_definition,
     survey_from_definition,
 )
 from flows.model import Participation, QuestionType, Survey
+from flows.render import render_text
 from flows.segments import segment_info
 
 SURVEY_DIR = Path(flows.__file__).parent / "surveys"
@@ -90,7 +91,7 @@ def test_every_question_fits_in_three_sms_segments(survey_id: str) -> None:
     survey = SURVEYS[survey_id]
     for question in survey.questions:
         for lang in survey.languages:
-            segments = segment_info(render_sms(question, lang)).segments
+            segments = segment_info(render_text(question_message(survey, question, lang))).segments
             assert segments <= MAX_SMS_SEGMENTS, (question.id, lang, segments)
 
 
@@ -181,3 +182,8 @@ def test_show_if(survey_id: str, question_id: str, answers: dict[str, object], s
     question = SURVEYS[survey_id].question(question_id)
     assert question is not None and question.show_if is not None
     assert compile_expr(question.show_if).evaluate(answers) is shown
+
+
+def test_only_the_open_consultation_is_public_and_the_childrens_survey_never() -> None:
+    assert {s.id for s in SURVEYS.values() if s.public} == {"brukardialog-konsultation"}
+    assert {s.id for s in SURVEYS.values() if s.minors} == {"barnenkat"}

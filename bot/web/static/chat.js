@@ -66,8 +66,11 @@
       } else if (m.kind === "thanks" || m.kind === "opt_out") {
         buttonsBox.innerHTML = "";
       }
-      document.documentElement.setAttribute("dir", m.dir || "ltr");
-      document.documentElement.setAttribute("lang", m.lang || "sv");
+      if (m.text && m.lang) {
+        // The page follows the language of what the person reads; cleared messages say nothing.
+        document.documentElement.setAttribute("dir", m.dir || "ltr");
+        document.documentElement.setAttribute("lang", m.lang);
+      }
     });
   }
 
