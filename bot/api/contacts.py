@@ -8,6 +8,7 @@ from aiohttp import web
 from bot import contact_links
 from bot.api.auth import json_body, json_error, staff_actor
 from bot.contacts_import import ImportRefused, import_validated, validate_records
+from bot.web.inputs import path_text
 from storage import repo_audit
 
 MAX_IMPORT_BYTES = 16 * 1024 * 1024
@@ -51,7 +52,11 @@ async def contact_link(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     actor = staff_actor(request, runtime.settings.admin.api_tokens)
     external_ref = request.match_info["external_ref"]
-    link = await contact_links.contact_link(runtime, external_ref)
+    link = (
+        await contact_links.contact_link(runtime, external_ref)
+        if path_text(external_ref, 100) is not None
+        else None
+    )
     if link is None:
         return json_error(404, f"no contact with external_ref {external_ref!r} and a personal link")
     async with runtime.db.transaction() as s:

@@ -656,7 +656,10 @@ def _keyword_start(
         if survey.id in facts.closed_campaign_surveys:
             plan.send(engine.closed_notice(lang), lang, kind="notice", contact_id=sender.id)
             return plan.done("closed")
-    if not survey.public:
+    # A public survey is anyone's; another one is taken by keyword only by people the service
+    # knows (imported by staff), and a children's survey only when a campaign or follow-up asks.
+    known = sender is not None and sender.external_ref is not None
+    if not (survey.public or (known and not survey.minors)):
         plan.send(public_menu(catalog, lang), lang, kind="notice", contact_id=contact_id)
         return plan.done("not_public")
     if sender is not None and survey.id in facts.completed_public:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -19,9 +20,12 @@ from sqlalchemy import func, select
 from bot.app import RUNTIME, create_app
 from bot.clock import FixedClock
 from bot.config import SHIPPED_SURVEYS, Settings, load_settings
+from bot.inbound.decide import Address, decide_followup
+from bot.inbound.service import new_id
 from bot.runtime import Runtime
 from storage import executor
 from storage.models import Answer, Conversation, Message, Respondent
+from storage.sqlexec import Exec
 from tests.fakes.telegram_server import BOT_TOKEN, FakeTelegram
 from tests.fakes.twilio_server import (
     FAKE_ACCOUNT_SID,
@@ -44,8 +48,8 @@ def public_shipped_surveys() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="bd-public-surveys-"))
     for source in sorted(SHIPPED_SURVEYS.glob("*.toml")):
         text = source.read_text(encoding="utf-8")
-        if source.stem != "barnenkat" and "\npublic = " not in text:
-            text = "public = true\n" + text
+        if "\nminors = true" not in text:
+            text = "public = true\n" + re.sub(r"(?m)^public = (true|false)\n", "", text)
         (folder / source.name).write_text(text, encoding="utf-8")
     return folder
 
@@ -164,6 +168,27 @@ class Harness:
         async with self.runtime.db.transaction(read_only=True) as s:
             rows = (await s.execute(select(Answer.question_id, Answer.value))).all()
         return {q: v for q, v in rows}
+
+    async def start_survey(
+        self, contact_id: int, survey_id: str, channel: str, address: str
+    ) -> None:
+        """Start a survey for a known contact as a follow-up would (a children's survey is never
+        started by keyword)."""
+        entry = self.runtime.catalog.latest(survey_id)
+        assert entry is not None
+        now = self.clock.now()
+        to = Address(
+            channel, address, self.runtime.service.pseudonymizer.address_key(channel, address)
+        )
+
+        def turn(x: Exec) -> object:
+            facts = executor.load_start(x, contact_id)
+            plan = decide_followup(
+                facts, entry.survey, entry.version_id, to, followup_id=0, now=now, ids=new_id
+            )
+            return executor.write(x, plan, now=now)
+
+        await self.runtime.db.turns.run(turn)
 
     async def running_answers(self) -> dict[str, Any]:
         """The answers held in running conversations' states (anonymous surveys keep them there

@@ -229,6 +229,13 @@ def test_an_invited_persons_keyword(facts: dict[str, Any], outcome: str, text: s
         assert text in sent(plan)[0].body
 
 
+def test_a_known_contact_may_start_a_survey_that_is_not_public_but_never_a_childrens() -> None:
+    known = contact(external_ref="P-1")
+    assert decide(sms("ENKAT"), sender=known).outcome == "start"
+    assert decide(sms("ENKAT"), sender=contact()).outcome == "not_public"
+    assert decide(sms("BARN"), sender=known).outcome == "not_public"
+
+
 def test_free_text_after_a_campaign_closed_gets_the_closed_notice() -> None:
     plan = decide(sms("ja"), sender=contact(), closed_campaign_surveys=frozenset({"x"}))
     assert plan.outcome == "closed"

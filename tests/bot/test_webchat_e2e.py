@@ -18,7 +18,8 @@ from tests.security.logcheck import no_personal_data_in_logs  # noqa: F401  (aut
 
 @pytest.fixture
 async def harness(database_url: str) -> AsyncIterator[Harness]:
-    async with running(settings_for(database_url)) as h:
+    """The shipped surveys as they are: only the consultation is public."""
+    async with running(settings_for(database_url, public_surveys=False)) as h:
         yield h
 
 
@@ -70,16 +71,17 @@ async def replies(h: Harness, token: str, after: int = 0) -> list[dict[str, Any]
     return [m for m in await history(h, token, after) if m["who"] == "bot"]
 
 
-async def test_index_offers_only_public_surveys_in_the_chosen_language(harness: Harness) -> None:
-    response = await harness.client.get("/chat", params={"lang": "en"})
-    page = await response.text()
-    assert response.status == 200
-    assert 'lang="en"' in page
-    assert f'value="{PUBLIC}"' in page
-    for survey in ("ifo-brukarundersokning", "barnenkat", "uppfoljning-insats"):
-        assert survey not in page
-    arabic = await (await harness.client.get("/chat", params={"lang": "ar"})).text()
-    assert 'dir="rtl"' in arabic
+async def test_index_offers_only_public_surveys_in_the_chosen_language(database_url: str) -> None:
+    async with running(settings_for(database_url, public_surveys=False)) as harness:
+        response = await harness.client.get("/chat", params={"lang": "en"})
+        page = await response.text()
+        assert response.status == 200
+        assert 'lang="en"' in page
+        assert f'value="{PUBLIC}"' in page
+        for survey in ("ifo-brukarundersokning", "barnenkat", "uppfoljning-insats"):
+            assert survey not in page
+        arabic = await (await harness.client.get("/chat", params={"lang": "ar"})).text()
+        assert 'dir="rtl"' in arabic
 
 
 async def test_a_survey_is_completed_in_the_web_chat(harness: Harness) -> None:

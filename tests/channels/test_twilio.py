@@ -415,6 +415,8 @@ async def test_auth_token_never_reaches_logs_or_errors(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # The service keeps Twilio's loggers at WARNING; here they talk, to prove what they say.
+    caplog.set_level(logging.DEBUG, logger="twilio")
     errors: list[BaseException] = []
     fake_twilio.fail_next(500)
     fake_twilio.fail_next(429, retry_after="3")
