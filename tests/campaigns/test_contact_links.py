@@ -78,6 +78,7 @@ def cli_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BRUKARDIALOG_CONFIG", raising=False)
     monkeypatch.setenv("BRUKARDIALOG__DATABASE__URL", database_url)
     monkeypatch.setenv("BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY", settings.privacy.pseudonym_key)
+    monkeypatch.setenv("BRUKARDIALOG__PRIVACY__ADDRESS_KEY", settings.privacy.address_key)
     monkeypatch.setenv("BRUKARDIALOG__SURVEYS__PATHS", str(settings.surveys.paths[0]))
     monkeypatch.setenv("BRUKARDIALOG__SERVER__PUBLIC_URL", PUBLIC)
     monkeypatch.setenv("BRUKARDIALOG__TELEGRAM__BOT_USERNAME", "@malmo_enkat_bot")

@@ -242,6 +242,7 @@ def cli_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BRUKARDIALOG_CONFIG", raising=False)
     monkeypatch.setenv("BRUKARDIALOG__DATABASE__URL", database_url)
     monkeypatch.setenv("BRUKARDIALOG__PRIVACY__PSEUDONYM_KEY", settings.privacy.pseudonym_key)
+    monkeypatch.setenv("BRUKARDIALOG__PRIVACY__ADDRESS_KEY", settings.privacy.address_key)
     monkeypatch.setenv("BRUKARDIALOG__SURVEYS__PATHS", str(settings.surveys.paths[0]))
 
 
