@@ -71,6 +71,17 @@ _LIBRARY_LOGGERS = (
     "telegram.request.BaseRequest",
     "telegram.request.HTTPXRequest",
 )
+PROVIDER_LOGGERS = ("httpx", "httpcore", "telegram")
+"""httpx logs every request at INFO; PTB logs requests (chat ids, texts) at DEBUG."""
+
+
+def quiet_provider_loggers() -> None:
+    """No per-request lines from the HTTP client or PTB below WARNING."""
+    for name in PROVIDER_LOGGERS:
+        logger = logging.getLogger(name)
+        # Children left unset follow their parent; one set lower is raised.
+        if "." not in name or logging.NOTSET < logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +116,7 @@ class TelegramChannel:
     def __init__(
         self, settings: TelegramSettings, *, clock: Callable[[], datetime] = _utcnow
     ) -> None:
+        quiet_provider_loggers()
         self._settings = settings
         self._clock = clock
         self._closed = False
@@ -486,9 +498,8 @@ def _clean(text: str) -> str:
 def _chat_id(address: str) -> int | str:
     if _CHAT_ID_RE.fullmatch(address):
         return int(address)
-    raise SendError(
-        f"telegram: not a chat id: {address[:40]!r}", retryable=False, code="bad_address"
-    )
+    # The address itself stays out of the reason: it is stored and logged.
+    raise SendError("telegram: the address is not a chat id", retryable=False, code="bad_address")
 
 
 def _private_chat_id(container: Mapping[str, Any]) -> int | None:
