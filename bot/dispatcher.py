@@ -73,6 +73,9 @@ RECORD_LINGER = 0.005
 STOP_GRACE = 5.0
 """Seconds a stop waits for sends in flight."""
 WEBCHAT_LIMITS_RATE = 1000.0
+OUTAGE_FAILURES = 3
+"""Transient failures in a row after which the next success brings every waiting retry forward
+(at most every 30 s): after an outage the backlog goes out at once, not as its backoffs end."""
 RECONCILE_MARGIN = timedelta(minutes=2)
 """How far before a row was queued a provider's message may be dated and still be that row's
 (clocks differ)."""
@@ -239,8 +242,16 @@ class _Lane:
     """Addresses in `ready`."""
     in_flight: set[str] = field(default_factory=set)
     last_sent: dict[str, float] = field(default_factory=dict)
+    retry_floor: dict[str, datetime] = field(default_factory=dict)
+    """The latest retry time given to a recipient's message: a later message to them is retried
+    no earlier, so after an outage their messages still arrive in order."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     opted_out: set[int] = field(default_factory=set)
+    failures_in_a_row: int = 0
+    """Transient failures since the last message went through."""
+    recovered_at: float = -math.inf
+    recover: bool = False
+    """The provider answers again after an outage: bring the waiting retries forward."""
     pending: int = 0
     signal: asyncio.Event = field(default_factory=asyncio.Event)
     woken: bool = True
@@ -257,10 +268,20 @@ class _Lane:
         per_address = self.limits.per_address
         return 1.0 / per_address if per_address else 0.0
 
+    @property
+    def target(self) -> int:
+        """How many claimed rows this lane keeps in memory: a few seconds at its rate."""
+        ahead = max(1, math.ceil(self.limits.rate * CLAIM_AHEAD), 2 * self.limits.concurrency)
+        return min(CLAIM_BATCH, ahead)
+
+    @property
+    def hungry(self) -> bool:
+        """Whether it is worth claiming: half of the target has gone out."""
+        return self.pending <= self.target // 2
+
     def room(self, limit: int | None) -> int:
         """How many more rows this lane should claim now."""
-        ahead = max(1, math.ceil(self.limits.rate * CLAIM_AHEAD), 2 * self.limits.concurrency)
-        want = min(CLAIM_BATCH, ahead) - self.pending
+        want = self.target - self.pending
         return max(0, min(want, limit) if limit is not None else want)
 
     def holds_lease(self, now: datetime) -> bool:
@@ -317,7 +338,6 @@ class _Lane:
             self._schedule(address, started)
         else:
             self.queues.pop(address, None)
-        self.signal.set()
 
     def wait_hint(self, mono: float) -> float | None:
         """Seconds until a waiting message may go (None: nothing to wait for here)."""
@@ -338,11 +358,13 @@ class _Lane:
         self.pending = 0
         return items
 
-    def forget_old(self, mono: float) -> None:
-        """Drop send times older than the gap: they no longer hold anyone back."""
+    def forget_old(self, mono: float, now: datetime) -> None:
+        """Drop send times older than the gap and retry floors already passed."""
         if len(self.last_sent) > 1000:
             horizon = mono - self.gap
             self.last_sent = {a: t for a, t in self.last_sent.items() if t > horizon}
+        if len(self.retry_floor) > 1000:
+            self.retry_floor = {a: t for a, t in self.retry_floor.items() if t > now}
 
 
 # -- the dispatcher -----------------------------------------------------------------------------
@@ -479,7 +501,7 @@ class Dispatcher:
             if lane.woken:
                 lane.woken = False
                 next_fill = min(next_fill, lane.last_fill + CLAIM_INTERVAL)
-            if mono >= next_fill and lane.room(None) > 0:
+            if mono >= next_fill and lane.hungry:
                 room = lane.room(None)
                 try:
                     got = await self._fill(lane)
@@ -518,7 +540,7 @@ class Dispatcher:
         """Take or renew the channel's lease and claim what is due. Returns rows claimed."""
         now = self.clock.now()
         lane.last_fill = self.timer.monotonic()
-        lane.forget_old(lane.last_fill)
+        lane.forget_old(lane.last_fill, now)
         if lane.paused(now):
             return 0
         lane.paused_until = None
@@ -529,7 +551,7 @@ class Dispatcher:
             if not await repo_leases.acquire(s, lane.lease_name, self.worker, now, ttl):
                 self._lost(lane)
                 return 0
-            lane.lease_valid_until = now + timedelta(seconds=ttl * 0.8)
+            self._holding(lane, now)
             if lane.pending or lane.in_flight:
                 await repo_messages.renew_leases(
                     s, self.worker, lane.name, now + timedelta(seconds=ttl)
@@ -559,6 +581,11 @@ class Dispatcher:
             lane.signal.set()
         return len(items)
 
+    def _holding(self, lane: _Lane, now: datetime) -> None:
+        if lane.lease_valid_until is None:
+            log.info("outbox %s: sending from this process (%s)", lane.name, self.worker)
+        lane.lease_valid_until = now + timedelta(seconds=self.settings.lease_seconds * 0.8)
+
     def _lost(self, lane: _Lane) -> None:
         """Another process holds the channel: give back what this one had waiting."""
         lane.lease_valid_until = None
@@ -585,7 +612,7 @@ class Dispatcher:
         async with self.db.transaction() as s:
             for lane in held:
                 if await repo_leases.acquire(s, lane.lease_name, self.worker, now, ttl):
-                    lane.lease_valid_until = now + timedelta(seconds=ttl * 0.8)
+                    self._holding(lane, now)
                     await repo_messages.renew_leases(
                         s, self.worker, lane.name, now + timedelta(seconds=ttl)
                     )
@@ -624,9 +651,21 @@ class Dispatcher:
             outcome = await self._attempt(lane, item)
         finally:
             lane.done(item, started)
+        if isinstance(outcome, _Sent):
+            mono = self.timer.monotonic()
+            if lane.failures_in_a_row >= OUTAGE_FAILURES and mono - lane.recovered_at > 30:
+                lane.recover, lane.recovered_at = True, mono
+            lane.failures_in_a_row = 0
         self._record(outcome)
         if isinstance(outcome, _Failed) and outcome.opted_out and item.contact_id is not None:
             lane.opted_out.add(item.contact_id)
+        if self._tasks and not self._stopping:
+            # In the background the next sends start right here; the lane's loop is woken only
+            # to claim more or to wait out pacing.
+            self._start_ready(lane)
+            waiting_on_time = lane.ready and len(lane.in_flight) < lane.limits.concurrency
+            if lane.hungry or waiting_on_time or not lane.in_flight:
+                lane.signal.set()
 
     async def _attempt(self, lane: _Lane, item: Outgoing) -> _Outcome:
         channel = lane.channel
@@ -671,6 +710,7 @@ class Dispatcher:
             self._pause(lane, until)
             release = Release(item.id, until, reason, counted=False, failed_at=first_failure)
         else:
+            lane.failures_in_a_row += 1
             delay = backoff(
                 item.attempts,
                 base=self.settings.backoff_base,
@@ -679,6 +719,10 @@ class Dispatcher:
             )
             # One last try at the horizon rather than none after it.
             retry_at = min(now + timedelta(seconds=delay), first_failure + horizon)
+            floor = lane.retry_floor.get(item.address)
+            if floor is not None and floor >= retry_at:
+                retry_at = floor + timedelta(milliseconds=1)
+            lane.retry_floor[item.address] = retry_at
             release = Release(item.id, retry_at, reason, counted=True, failed_at=first_failure)
         return _Retry(item, release, reason)
 
@@ -784,7 +828,18 @@ class Dispatcher:
         ]
         releases = [o.release for o in batch if isinstance(o, _Retry)]
         failed = [o for o in batch if isinstance(o, _Failed)]
+        recovering = [lane for lane in self.lanes.values() if lane.recover]
         async with self.db.transaction() as s:
+            for lane in recovering:
+                lane.recover = False
+                due_by = now + timedelta(seconds=self.settings.backoff_max)
+                brought = await repo_messages.retry_now(s, lane.name, now, due_by=due_by)
+                log.info(
+                    "outbox %s: the provider answers again; %d messages waiting to be retried "
+                    "go now",
+                    lane.name,
+                    brought,
+                )
             if sent:
                 await repo_messages.mark_sent_many(s, self.worker, sent, now)
             if releases:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import claims
@@ -189,22 +189,33 @@ async def claim_outgoing(
     limit: int,
 ) -> list[Outgoing]:
     """`claim` for the dispatcher: up to `limit` due messages on `channel` as `Outgoing` values,
-    oldest first, in one statement (two on PostgreSQL)."""
-    rows = await claims.claim_columns(
-        s,
-        _TABLE,
-        _TABLE.c.id,
-        where=_claimable(now, channel),
-        order_by=(Message.not_before, Message.id),
-        limit=limit,
-        values={
-            "status": SENDING,
-            "claimed_by": worker,
-            "lease_until": now + timedelta(seconds=lease_seconds),
-            "attempts": _TABLE.c.attempts + 1,
-        },
-        returning=_OUTGOING_COLUMNS,
-    )
+    oldest first: those whose lease ran out (a sender died), then the queued ones.
+
+    Two claims rather than one with an OR, so each walks `ix_messages_outbox` in order and stops
+    at `limit` instead of sorting every outgoing row of the channel."""
+    values = {
+        "status": SENDING,
+        "claimed_by": worker,
+        "lease_until": now + timedelta(seconds=lease_seconds),
+        "attempts": _TABLE.c.attempts + 1,
+    }
+    out = and_(_TABLE.c.direction == OUT, _TABLE.c.channel == channel)
+    expired = and_(out, _TABLE.c.status == SENDING, _TABLE.c.lease_until < now)
+    due = and_(out, _TABLE.c.status == QUEUED, _TABLE.c.not_before <= now)
+    rows: list[Row[Any]] = []
+    for where in (expired, due):
+        if len(rows) >= limit:
+            break
+        rows += await claims.claim_columns(
+            s,
+            _TABLE,
+            _TABLE.c.id,
+            where=where,
+            order_by=(_TABLE.c.not_before, _TABLE.c.id),
+            limit=limit - len(rows),
+            values=values,
+            returning=_OUTGOING_COLUMNS,
+        )
     items = [
         Outgoing(
             id=r.id,
@@ -346,6 +357,25 @@ async def release_many(s: AsyncSession, worker: str, releases: Sequence[Release]
             }
             for r in releases
         ],
+    )
+    return _rowcount(result)
+
+
+async def retry_now(s: AsyncSession, channel: str, now: datetime, *, due_by: datetime) -> int:
+    """Bring forward the messages on `channel` that failed before and wait for a retry due by
+    `due_by` (the provider answers again: no need to wait out their backoff). Messages held far
+    ahead (a paused campaign) are not touched. Returns how many."""
+    result = await s.execute(
+        update(_TABLE)
+        .where(
+            _TABLE.c.direction == OUT,
+            _TABLE.c.status == QUEUED,
+            _TABLE.c.not_before > now,
+            _TABLE.c.not_before <= due_by,
+            _TABLE.c.channel == channel,
+            _TABLE.c.status_at.is_not(None),
+        )
+        .values(not_before=now)
     )
     return _rowcount(result)
 
