@@ -256,6 +256,8 @@ class _Lane:
     signal: asyncio.Event = field(default_factory=asyncio.Event)
     woken: bool = True
     last_fill: float = -math.inf
+    blocked_until: float = -math.inf
+    """Another process holds the channel: no claim before this, however often woken."""
     order: itertools.count[int] = field(default_factory=itertools.count)
 
     @property
@@ -500,13 +502,16 @@ class Dispatcher:
             mono = self.timer.monotonic()
             if lane.woken:
                 lane.woken = False
-                next_fill = min(next_fill, lane.last_fill + CLAIM_INTERVAL)
+                soonest = max(lane.last_fill + CLAIM_INTERVAL, lane.blocked_until)
+                next_fill = min(next_fill, soonest)
             if mono >= next_fill and lane.hungry:
                 room = lane.room(None)
                 try:
                     got = await self._fill(lane)
-                except Exception as e:
-                    log.warning("outbox %s: claiming failed (%s); trying again", lane.name, e)
+                except Exception as e:  # the type only: a database error's text carries SQL
+                    log.warning(
+                        "outbox %s: claiming failed (%s); trying again", lane.name, type(e).__name__
+                    )
                     got = 0
                 mono = self.timer.monotonic()
                 next_fill = mono + (CLAIM_INTERVAL if got >= room else poll)
@@ -547,9 +552,15 @@ class Dispatcher:
         ttl = self.settings.lease_seconds
         room = lane.room(limit)
         opted_out: set[int] = set()
+        if not lane.pending and not lane.in_flight:
+            # Idle: look before taking the write lock (wake() comes with every inbound message).
+            async with self.db.transaction(read_only=True) as s:
+                if not await repo_messages.due_on(s, lane.name, now):
+                    return 0
         async with self.db.transaction() as s:
             if not await repo_leases.acquire(s, lane.lease_name, self.worker, now, ttl):
                 self._lost(lane)
+                lane.blocked_until = self.timer.monotonic() + self.settings.poll_interval
                 return 0
             self._holding(lane, now)
             if lane.pending or lane.in_flight:

@@ -236,6 +236,19 @@ async def claim_outgoing(
     return items
 
 
+async def due_on(s: AsyncSession, channel: str, now: datetime) -> bool:
+    """Whether anything on `channel` is due: queued for now, or left by a sender whose lease
+    ran out. Reads only, so an idle sender need not open a write transaction to find out."""
+    out = and_(_TABLE.c.direction == OUT, _TABLE.c.channel == channel)
+    for where in (
+        and_(out, _TABLE.c.status == QUEUED, _TABLE.c.not_before <= now),
+        and_(out, _TABLE.c.status == SENDING, _TABLE.c.lease_until < now),
+    ):
+        if await s.scalar(select(_TABLE.c.id).where(where).limit(1)) is not None:
+            return True
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class SentMark:
     """What the provider said about one message it accepted."""

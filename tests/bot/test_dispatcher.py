@@ -31,7 +31,7 @@ from bot.config import DispatcherSettings
 from bot.dispatcher import ChannelLimits, Dispatcher, TokenBucket, backoff
 from storage import repo_messages
 from storage.db import Database
-from storage.models import Message
+from storage.models import Lease, Message
 from tests.fakes.telegram_server import BOT_TOKEN, Failure, FakeTelegram
 from tests.fakes.twilio_server import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN, FakeTwilio
 
@@ -649,6 +649,25 @@ async def test_a_live_sender_keeps_its_channel_and_rows(db: Database) -> None:
     slow.gate.set()
     assert await running == 4
     assert len(slow.sent) == 4 and not channel.sent
+
+
+async def leases(db: Database) -> list[tuple[str, str]]:
+    async with db.transaction(read_only=True) as s:
+        return [(r.name, r.holder) for r in await s.scalars(select(Lease))]
+
+
+async def test_an_idle_dispatcher_only_reads(db: Database) -> None:
+    clock = FixedClock(NOW)
+    channel = RecordingChannel()
+    d = make(db, [channel], clock)
+    await enqueue(db, 1, at=NOW + timedelta(minutes=5))  # queued, not yet due
+    for _ in range(3):
+        d.wake()
+        assert await d.run_once() == 0
+    assert await leases(db) == [], "no lease taken, no write transaction, while nothing is due"
+    clock.advance(timedelta(minutes=5))
+    assert await d.run_once() == 1
+    assert await leases(db) == [("outbox:sms", d.worker)]
 
 
 async def test_one_process_sends_per_channel_and_stop_hands_over_at_once(db: Database) -> None:
