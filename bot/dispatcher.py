@@ -563,7 +563,9 @@ class Dispatcher:
                 lane.blocked_until = self.timer.monotonic() + self.settings.poll_interval
                 return 0
             self._holding(lane, now)
-            if lane.pending or lane.in_flight:
+            if (lane.pending or lane.in_flight) and not self._tasks:
+                # Driven by run_once, with no heartbeat: renew here. In the background only the
+                # heartbeat renews, never alongside the recorder's writes to the same rows.
                 await repo_messages.renew_leases(
                     s, self.worker, lane.name, now + timedelta(seconds=ttl)
                 )
@@ -636,7 +638,7 @@ class Dispatcher:
             await self.timer.sleep(interval)
             try:
                 await self.renew()
-            except Exception as e:
+            except Exception as e:  # the type only: a database error's text carries SQL
                 log.warning("outbox: renewing leases failed (%s); trying again", type(e).__name__)
 
     async def _hand_back(self) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, Row, Table, and_, bindparam, func, or_, se
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import claims
+from storage.db import dialect_name
 from storage.models import Message, utcnow
 
 IN = "in"
@@ -394,17 +395,21 @@ async def retry_now(s: AsyncSession, channel: str, now: datetime, *, due_by: dat
 
 
 async def renew_leases(s: AsyncSession, worker: str, channel: str, until: datetime) -> int:
-    """Extend the lease on every message `worker` is sending on `channel`; returns how many."""
-    result = await s.execute(
-        update(_TABLE)
-        .where(
-            _TABLE.c.direction == OUT,
-            _TABLE.c.status == SENDING,
-            _TABLE.c.channel == channel,
-            _TABLE.c.claimed_by == worker,
-        )
-        .values(lease_until=until)
+    """Extend the lease on every message `worker` is sending on `channel`; returns how many.
+
+    On PostgreSQL rows locked by another transaction (the same worker recording their outcome
+    right now) are skipped, never waited for: renewing many rows while the outcomes of some are
+    written could otherwise deadlock, and a row being recorded needs no lease any more."""
+    mine = and_(
+        _TABLE.c.direction == OUT,
+        _TABLE.c.status == SENDING,
+        _TABLE.c.channel == channel,
+        _TABLE.c.claimed_by == worker,
     )
+    if dialect_name(s) == "postgresql":
+        ids = select(_TABLE.c.id).where(mine).with_for_update(skip_locked=True)
+        mine = _TABLE.c.id.in_(ids.scalar_subquery())
+    result = await s.execute(update(_TABLE).where(mine).values(lease_until=until))
     return _rowcount(result)
 
 

@@ -66,6 +66,8 @@ class RecordingChannel:
     failures: list[SendError] = field(default_factory=list)
     gate: asyncio.Event | None = None
     """While set, sends wait for it (a send in flight)."""
+    jitter: random.Random | None = None
+    """Sends take 0-3 ms, so they finish in another order than they started."""
     started: int = 0
 
     def verify(self, request: WebRequest) -> bool:
@@ -78,6 +80,8 @@ class RecordingChannel:
         self.started += 1
         if self.gate is not None:
             await self.gate.wait()
+        if self.jitter is not None:
+            await asyncio.sleep(self.jitter.random() * 0.003)
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append((self.timer.now if self.timer else 0.0, message))
@@ -755,6 +759,36 @@ async def test_background_lanes_send_what_is_queued(db: Database) -> None:
         await d.stop()
     counts = Counter(m.status for m in await rows(db))
     assert counts == {"sent": 60}
+
+
+async def test_the_heartbeat_and_the_recorder_never_deadlock(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A heartbeat every third of a second renews the rows the recorder is writing outcomes for.
+    sms = RecordingChannel(jitter=random.Random(1))
+    tg = RecordingChannel(name="telegram", jitter=random.Random(2))
+    d = Dispatcher(
+        db,
+        {"sms": sms, "telegram": tg},
+        DispatcherSettings(lease_seconds=1),
+        FixedClock(NOW),
+        limits={
+            "sms": ChannelLimits(100_000.0, concurrency=32),
+            "telegram": ChannelLimits(100_000.0, per_address=1000.0, concurrency=32),
+        },
+    )
+    await enqueue(db, 1500)
+    await enqueue(db, 1500, channel="telegram", address=lambda i: str(10_000 + i))
+    await d.start()
+    try:
+        d.wake()
+        await until(lambda: len(sms.sent) == 1500 and len(tg.sent) == 1500, within=120)
+        await until(lambda: not d._outcomes, within=30)
+    finally:
+        await d.stop()
+    problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert problems == []
+    assert Counter(m.status for m in await rows(db)) == {"sent": 3000}
 
 
 WORKER = textwrap.dedent(
