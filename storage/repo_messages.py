@@ -265,11 +265,9 @@ class SentMark:
 
 async def mark_sent_many(
     s: AsyncSession, worker: str, marks: Sequence[SentMark], now: datetime
-) -> int:
-    """`mark_sent` for many messages in one statement per shape; returns how many changed.
-
-    Rows whose lease `worker` no longer holds are left alone."""
-    changed = 0
+) -> None:
+    """`mark_sent` for many messages in one statement per shape (executemany: the drivers do not
+    all count the rows changed). Rows whose lease `worker` no longer holds are left alone."""
     for clear_body in (False, True):
         group = [m for m in marks if m.clear_body is clear_body]
         if not group:
@@ -295,7 +293,7 @@ async def mark_sent_many(
             )
             .values(**values)
         )
-        result = await s.execute(
+        await s.execute(
             stmt,
             [
                 {
@@ -308,8 +306,6 @@ async def mark_sent_many(
                 for m in group
             ],
         )
-        changed += _rowcount(result)
-    return changed
 
 
 def _sent_status(status: str) -> str:
@@ -332,12 +328,11 @@ class Release:
     """When the attempt failed: kept as `status_at` if no earlier attempt had failed."""
 
 
-async def release_many(s: AsyncSession, worker: str, releases: Sequence[Release]) -> int:
-    """Give claimed messages back to the queue in one statement; returns how many changed.
-
-    Rows whose lease `worker` no longer holds are left alone."""
+async def release_many(s: AsyncSession, worker: str, releases: Sequence[Release]) -> None:
+    """Give claimed messages back to the queue in one statement (executemany: the drivers do not
+    all count the rows changed). Rows whose lease `worker` no longer holds are left alone."""
     if not releases:
-        return 0
+        return
     stmt = (
         update(_TABLE)
         .where(
@@ -359,7 +354,7 @@ async def release_many(s: AsyncSession, worker: str, releases: Sequence[Release]
             lease_until=None,
         )
     )
-    result = await s.execute(
+    await s.execute(
         stmt,
         [
             {
@@ -372,7 +367,6 @@ async def release_many(s: AsyncSession, worker: str, releases: Sequence[Release]
             for r in releases
         ],
     )
-    return _rowcount(result)
 
 
 async def retry_now(s: AsyncSession, channel: str, now: datetime, *, due_by: datetime) -> int:

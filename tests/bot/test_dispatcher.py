@@ -338,9 +338,9 @@ async def test_outcomes_are_written_in_batches(
     calls: list[int] = []
     original = repo_messages.mark_sent_many
 
-    async def counting(s: Any, worker: str, marks: Any, now: datetime) -> int:
+    async def counting(s: Any, worker: str, marks: Any, now: datetime) -> None:
         calls.append(len(marks))
-        return await original(s, worker, marks, now)
+        await original(s, worker, marks, now)
 
     monkeypatch.setattr(repo_messages, "mark_sent_many", counting)
     d = make(db, [channel], FixedClock(NOW), limits={"sms": ChannelLimits(1000.0, concurrency=50)})
