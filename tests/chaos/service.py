@@ -38,7 +38,9 @@ SCRIPT = ("UPPFOLJNING", "2", "Det tog för lång tid", "7", "4", "1")
 thanks)."""
 BRUKARDIALOG = Path(sys.executable).with_name("brukardialog")
 ROOT = Path(__file__).resolve().parents[2]
-_NUMBER_IN_LOG = re.compile(r"\+?46\d{7,}")
+_NUMBER_IN_LOG = re.compile(r"(?:\+|%2B|\b)467\d{8}\b")
+"""A Swedish mobile number (the tests' people), bare, with + or URL-encoded; not digits inside a
+provider's hex id."""
 
 
 def free_port() -> int:
