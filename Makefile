@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test install install-dev lint typecheck unit bench clean
+.PHONY: run test install install-dev lint typecheck unit chaos bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,12 @@ typecheck: install-dev
 
 # pytest exits 5 when it collects no tests; make treats that as a failure, as it should.
 unit: install-dev
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not chaos"
+
+## The fault suite: real service processes killed with kill -9, provider outages and 429 storms,
+## two processes on PostgreSQL (when BRUKARDIALOG_TEST_DATABASE_URL is set).
+chaos: install-dev
+	$(BIN)/pytest -m chaos tests/chaos -rA
 
 bench: install-dev
 	$(BIN)/python bench/inbound.py

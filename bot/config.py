@@ -23,6 +23,7 @@ from sqlalchemy.exc import ArgumentError
 
 import flows
 from bot.timewindows import DailyWindow
+from flows.durations import parse_duration
 
 ENV_PREFIX = "BRUKARDIALOG__"
 CONFIG_ENV = "BRUKARDIALOG_CONFIG"
@@ -176,13 +177,25 @@ class AdminSettings:
 
 @dataclass(frozen=True, slots=True)
 class DispatcherSettings:
-    """The outbox sender: polling, leases, retries and rate limits."""
+    """The outbox sender: polling, leases, retries, rates and concurrency."""
 
     poll_interval: float = 1.0
-    lease_seconds: int = 60
-    max_attempts: int = 6
+    lease_seconds: int = 10
+    """How long a sender's hold on a channel and on its claimed messages lasts unrenewed: a
+    crashed sender's work is taken over after about this long."""
+    retry_horizon: str = "24h"
+    """How long transient failures are retried, from a message's first failed attempt."""
+    backoff_base: float = 2.0
+    backoff_max: float = 300.0
+    sms_concurrency: int = 8
     telegram_rate: float = 30.0
     telegram_per_chat_rate: float = 1.0
+    telegram_concurrency: int = 16
+
+    @property
+    def retry_horizon_seconds(self) -> int:
+        """The retry horizon in seconds."""
+        return parse_duration(self.retry_horizon)
 
 
 @dataclass(frozen=True, slots=True)
@@ -590,14 +603,33 @@ def _validate(s: Settings) -> list[str]:
             f"organisation.results_url must be an address without spaces, got {org.results_url!r}"
         )
 
+    dp = s.dispatcher
     problems += _positive(
-        s.dispatcher,
+        dp,
         "dispatcher",
         "poll_interval",
         "lease_seconds",
-        "max_attempts",
+        "backoff_base",
+        "backoff_max",
+        "sms_concurrency",
         "telegram_rate",
         "telegram_per_chat_rate",
+        "telegram_concurrency",
     )
     problems += _positive(s.web, "web", "start_limit", "start_window")
+    try:
+        parse_duration(dp.retry_horizon)
+    except ValueError as exc:
+        problems.append(f"dispatcher.retry_horizon: {exc}")
+    if dp.backoff_max < dp.backoff_base:
+        problems.append(
+            f"dispatcher.backoff_max ({dp.backoff_max:g}) must not be less than "
+            f"dispatcher.backoff_base ({dp.backoff_base:g})"
+        )
+    for key, most in (("sms_concurrency", 100), ("telegram_concurrency", 32)):
+        if getattr(dp, key) > most:
+            problems.append(
+                f"dispatcher.{key} may be at most {most} (the HTTP connection pool), "
+                f"got {getattr(dp, key)}"
+            )
     return problems

@@ -1,36 +1,58 @@
 """The outbox dispatcher: sends queued messages at each channel's rate, retrying without doubles.
 
-How several processes share the work (PostgreSQL): every process runs a dispatcher, but only one
-sends on a channel at a time — the holder of that channel's lease row (`channel_leases`), renewed
-every pass and taken over by another process when it runs out. So the channel's rate, kept by the
-holder's token bucket, is the rate the provider sees. Beneath that, every message is claimed with
-`FOR UPDATE SKIP LOCKED` and a lease of its own, so even two holders (a stalled process whose lease
-was taken over) can never send the same row, and a process killed mid-send leaves its rows to be
-reclaimed when their lease runs out."""
+Every channel has a lane of its own: its own loop, token bucket (the channel's rate) and cap on
+sends in flight, so a slow or paced channel never holds another. Within a lane, messages to one
+recipient go out one at a time, in order; Telegram's one-message-a-second per chat is kept by
+making that chat's next message wait its turn in memory while every other chat goes on.
+
+Keeping up: a lane claims many due rows in one statement, and the outcomes of many sends (sent,
+retry later, failed) are written together in one transaction by a recorder, so the database sees a
+few transactions a second however many messages go out.
+
+Outlasting an outage: transient failures (5xx, timeouts, connection errors, 429) are retried with
+capped exponential backoff and jitter until `dispatcher.retry_horizon` has passed since the
+message's first failed attempt; a Retry-After (Twilio's header, Telegram's retry_after) pauses the
+whole lane for as long as asked and does not count as an attempt. Permanent errors fail at once.
+Giving up is never silent: the row ends `failed` with the reason, and a warning names the message
+and channel (never the recipient or the text).
+
+Several processes (PostgreSQL): only one process sends on a channel at a time, the holder of that
+channel's lease (`leases` row `outbox:<channel>`), so the provider sees one rate. Beneath that,
+every message is claimed with `FOR UPDATE SKIP LOCKED` and a lease of its own. While the sender is
+alive a heartbeat renews both every third of `dispatcher.lease_seconds`; after a `kill -9` another
+process takes the channel over and reclaims the rows when they run out (10 s by default). A row
+reclaimed that way counts a second attempt, and on a channel that can list what it accepted (SMS)
+the provider is asked first, so a message the dead process had already handed over is recorded,
+not sent again. A clean stop hands everything back at once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
+import math
 import random
+import re
 import socket
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
 
 from bot.channels.base import Channel, OutboundMessage, Reconciling, SendError, SendResult
 from bot.clock import Clock
 from flows.conversation import Button
 from storage import repo_contacts, repo_leases, repo_messages
 from storage.db import Database
-from storage.models import Message
+from storage.repo_messages import Outgoing, Release, SentMark
 
 if TYPE_CHECKING:
-    from bot.config import DispatcherSettings
+    from bot.config import DispatcherSettings, Settings
     from bot.inbound.service import ConversationService
 
 log = logging.getLogger(__name__)
@@ -38,31 +60,87 @@ log = logging.getLogger(__name__)
 ALWAYS_SENT = frozenset({"opt_out", "ack"})
 """Kinds sent even to an opted-out contact: the one confirmation, and a button acknowledgement."""
 
+CLAIM_BATCH = 500
+"""Most rows one claim takes."""
+CLAIM_AHEAD = 2.0
+"""A lane holds about this many seconds of sending (at its rate) claimed in memory."""
+CLAIM_INTERVAL = 0.02
+"""Seconds between two claims of a lane woken by new messages: lets a batch gather."""
+MAX_PER_ADDRESS = 20
+"""Messages to one paced recipient held in memory; more wait in the table, deferred."""
+RECORD_LINGER = 0.005
+"""Seconds the recorder waits after the first outcome, so one transaction takes many."""
+STOP_GRACE = 5.0
+"""Seconds a stop waits for sends in flight."""
+WEBCHAT_LIMITS_RATE = 1000.0
+OUTAGE_FAILURES = 3
+"""Transient failures in a row after which the next success brings every waiting retry forward
+(at most every 30 s): after an outage the backlog goes out at once, not as its backoffs end."""
+RECONCILE_MARGIN = timedelta(minutes=2)
+"""How far before a row was queued a provider's message may be dated and still be that row's
+(clocks differ)."""
+
+_EPSILON = 1e-6
+"""Seconds of pacing slack: a wait computed in floats may end a hair early."""
+_DIGITS = re.compile(r"\+?\d[\d\s-]{5,}\d")
+
+
+def safe_reason(reason: str) -> str:
+    """A provider's error text fit for a log line: numbers that could be a phone number or a chat
+    id are masked."""
+    return _DIGITS.sub("<number>", reason)
+
+
+class Timer(Protocol):
+    """Where pacing gets its time: real seconds, or a fake in tests."""
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class RealTimer:
+    """`time.monotonic` and `asyncio.sleep`."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
 
 class TokenBucket:
     """`rate` tokens a second, at most `burst` saved up."""
 
-    def __init__(self, rate: float, burst: float | None = None) -> None:
+    def __init__(self, rate: float, burst: float | None = None, timer: Timer | None = None) -> None:
         self.rate = rate
-        self.burst = burst if burst is not None else max(1.0, rate)
+        self.burst = burst if burst is not None else max(1.0, rate * 0.2)
+        self._timer: Timer = timer or RealTimer()
         self._tokens = self.burst
-        self._at = time.monotonic()
+        self._at = self._timer.monotonic()
 
     def _refill(self) -> None:
-        now = time.monotonic()
+        now = self._timer.monotonic()
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
 
     def wait_time(self) -> float:
+        """Seconds until a token is there (0.0: now)."""
         self._refill()
-        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
+        # A hair under one token counts as one: float sums of small refills may never reach it.
+        return 0.0 if self._tokens >= 1 - 1e-9 else (1 - self._tokens) / self.rate
+
+    def take(self) -> bool:
+        """Take a token if one is there."""
+        if self.wait_time() > 0:
+            return False
+        self._tokens = max(0.0, self._tokens - 1)
+        return True
 
     async def acquire(self) -> None:
-        wait = self.wait_time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-            self._refill()
-        self._tokens -= 1
+        """Wait for a token and take it."""
+        while not self.take():
+            await self._timer.sleep(self.wait_time())
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,20 +149,42 @@ class ChannelLimits:
     """Messages a second across the channel."""
     per_address: float | None = None
     """Messages a second to one recipient (Telegram: 1 per chat)."""
+    concurrency: int = 8
+    """Sends in flight at once."""
 
 
-def backoff(attempt: int, *, base: float = 2.0, cap: float = 600.0) -> float:
-    """Exponential backoff with full jitter, in seconds, for the n-th failed attempt."""
-    return random.uniform(0, min(cap, base * 2 ** max(0, attempt - 1)))
+def limits_from(settings: Settings) -> dict[str, ChannelLimits]:
+    """Each channel's rate and concurrency from the settings."""
+    d = settings.dispatcher
+    return {
+        "sms": ChannelLimits(settings.twilio.mps, concurrency=d.sms_concurrency),
+        "telegram": ChannelLimits(
+            d.telegram_rate,
+            per_address=d.telegram_per_chat_rate,
+            concurrency=d.telegram_concurrency,
+        ),
+        "webchat": ChannelLimits(WEBCHAT_LIMITS_RATE, concurrency=64),
+    }
 
 
-def outbound_from_row(row: Message) -> OutboundMessage:
-    payload: Mapping[str, Any] = row.payload or {}
+def backoff(
+    attempt: int, *, base: float = 2.0, cap: float = 300.0, rng: random.Random | None = None
+) -> float:
+    """Seconds to wait after the n-th failed attempt: exponential, capped, with jitter (half the
+    wait is random, so a burst of failures does not come back all at once)."""
+    wait: float = min(cap, base * 2.0 ** min(max(0, attempt - 1), 60))
+    jitter: float = (rng or random).uniform(0, wait / 2)
+    return wait / 2 + jitter
+
+
+def outbound(item: Outgoing) -> OutboundMessage:
+    """The neutral message a channel sends for a claimed row."""
+    payload = item.payload
     return OutboundMessage(
-        id=row.id,
-        channel=row.channel,
-        address=row.address or "",
-        text=row.body or "",
+        id=item.id,
+        channel=item.channel,
+        address=item.address,
+        text=item.body,
         buttons=tuple(Button(str(p), str(label)) for p, label in payload.get("buttons", [])),
         numbered=tuple(str(n) for n in payload.get("numbered", [])),
         multiple=bool(payload.get("multiple", False)),
@@ -92,13 +192,190 @@ def outbound_from_row(row: Message) -> OutboundMessage:
     )
 
 
-RECONCILE_MARGIN = timedelta(minutes=2)
-"""How far before a row was queued a provider's message may be dated and still be that row's
-(clocks differ)."""
+# -- outcomes: what became of one claimed message, written in batches by the recorder ----------
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    item: Outgoing
+    result: SendResult
+
+
+@dataclass(frozen=True, slots=True)
+class _Retry:
+    item: Outgoing
+    release: Release
+    reason: str | None = None
+    """Set when an attempt failed; None for a message deferred without trying."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    item: Outgoing
+    reason: str
+    cancelled: bool = False
+    opted_out: bool = False
+
+
+_Outcome = _Sent | _Retry | _Failed
+
+
+# -- one channel's lane -------------------------------------------------------------------------
+
+
+@dataclass
+class _Lane:
+    """One channel's sending state: what it claimed, who may be sent to next, what is in flight."""
+
+    name: str
+    channel: Channel
+    limits: ChannelLimits
+    bucket: TokenBucket
+    lease_valid_until: datetime | None = None
+    """Until when this process may send on the channel (a margin before its lease runs out)."""
+    paused_until: datetime | None = None
+    """A Retry-After: nothing is claimed or sent before this."""
+    queues: dict[str, deque[Outgoing]] = field(default_factory=dict)
+    ready: list[tuple[float, int, str]] = field(default_factory=list)
+    """Heap of (ready at, order, address): recipients with messages waiting and none in flight."""
+    queued: set[str] = field(default_factory=set)
+    """Addresses in `ready`."""
+    in_flight: set[str] = field(default_factory=set)
+    last_sent: dict[str, float] = field(default_factory=dict)
+    retry_floor: dict[str, datetime] = field(default_factory=dict)
+    """The latest retry time given to a recipient's message: a later message to them is retried
+    no earlier, so after an outage their messages still arrive in order."""
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    opted_out: set[int] = field(default_factory=set)
+    failures_in_a_row: int = 0
+    """Transient failures since the last message went through."""
+    recovered_at: float = -math.inf
+    recover: bool = False
+    """The provider answers again after an outage: bring the waiting retries forward."""
+    pending: int = 0
+    signal: asyncio.Event = field(default_factory=asyncio.Event)
+    woken: bool = True
+    last_fill: float = -math.inf
+    blocked_until: float = -math.inf
+    """Another process holds the channel: no claim before this, however often woken."""
+    order: itertools.count[int] = field(default_factory=itertools.count)
+
+    @property
+    def lease_name(self) -> str:
+        return f"outbox:{self.name}"
+
+    @property
+    def gap(self) -> float:
+        """Seconds between two messages to one recipient."""
+        per_address = self.limits.per_address
+        return 1.0 / per_address if per_address else 0.0
+
+    @property
+    def target(self) -> int:
+        """How many claimed rows this lane keeps in memory: a few seconds at its rate."""
+        ahead = max(1, math.ceil(self.limits.rate * CLAIM_AHEAD), 2 * self.limits.concurrency)
+        return min(CLAIM_BATCH, ahead)
+
+    @property
+    def hungry(self) -> bool:
+        """Whether it is worth claiming: half of the target has gone out."""
+        return self.pending <= self.target // 2
+
+    def room(self, limit: int | None) -> int:
+        """How many more rows this lane should claim now."""
+        want = self.target - self.pending
+        return max(0, min(want, limit) if limit is not None else want)
+
+    def holds_lease(self, now: datetime) -> bool:
+        return self.lease_valid_until is not None and now < self.lease_valid_until
+
+    def paused(self, now: datetime) -> bool:
+        return self.paused_until is not None and now < self.paused_until
+
+    def add(self, item: Outgoing, mono: float) -> bool:
+        """Queue a claimed message; False if its recipient already has too many waiting."""
+        queue = self.queues.setdefault(item.address, deque())
+        if self.gap and len(queue) >= MAX_PER_ADDRESS:
+            return False
+        queue.append(item)
+        self.pending += 1
+        self._schedule(item.address, mono)
+        return True
+
+    def _schedule(self, address: str, mono: float) -> None:
+        if address in self.in_flight or address in self.queued:
+            return
+        ready_at = max(mono, self.last_sent.get(address, -math.inf) + self.gap)
+        heapq.heappush(self.ready, (ready_at, next(self.order), address))
+        self.queued.add(address)
+
+    def take(self, mono: float, now: datetime) -> list[Outgoing]:
+        """The messages that may go now: recipients whose turn it is, within the rate and the
+        cap on sends in flight."""
+        taken: list[Outgoing] = []
+        if self.paused(now) or not self.holds_lease(now):
+            return taken
+        while (
+            self.ready
+            and self.ready[0][0] <= mono + _EPSILON
+            and len(self.in_flight) < self.limits.concurrency
+            and self.bucket.take()
+        ):
+            _, _, address = heapq.heappop(self.ready)
+            self.queued.discard(address)
+            queue = self.queues[address]
+            item = queue.popleft()
+            self.pending -= 1
+            self.in_flight.add(address)
+            taken.append(item)
+        return taken
+
+    def done(self, item: Outgoing, started: float, *, sent: bool = True) -> None:
+        """A send finished: its recipient's next message may follow after the gap."""
+        address = item.address
+        self.in_flight.discard(address)
+        if self.gap and sent:
+            self.last_sent[address] = started
+        if self.queues.get(address):
+            self._schedule(address, started)
+        else:
+            self.queues.pop(address, None)
+
+    def wait_hint(self, mono: float) -> float | None:
+        """Seconds until a waiting message may go (None: nothing to wait for here)."""
+        if not self.ready or len(self.in_flight) >= self.limits.concurrency:
+            return None
+        return max(self.ready[0][0] - mono - _EPSILON, self.bucket.wait_time(), 0.0)
+
+    def drain(self) -> list[Outgoing]:
+        """Take every waiting message out of memory (to hand back to the table)."""
+        items = [item for queue in self.queues.values() for item in queue]
+        for address in list(self.queues):
+            if address not in self.in_flight:
+                del self.queues[address]
+            else:
+                self.queues[address].clear()
+        self.ready.clear()
+        self.queued.clear()
+        self.pending = 0
+        return items
+
+    def forget_old(self, mono: float, now: datetime) -> None:
+        """Drop send times older than the gap and retry floors already passed."""
+        if len(self.last_sent) > 1000:
+            horizon = mono - self.gap
+            self.last_sent = {a: t for a, t in self.last_sent.items() if t > horizon}
+        if len(self.retry_floor) > 1000:
+            self.retry_floor = {a: t for a, t in self.retry_floor.items() if t > now}
+
+
+# -- the dispatcher -----------------------------------------------------------------------------
 
 
 class Dispatcher:
-    """Claims due outbox rows per channel and sends them, one loop per channel."""
+    """Claims due outbox rows and sends them: one lane per channel, outcomes written in batches.
+
+    `start()` runs it in the background; `run_once()` is one pass for tests and commands."""
 
     def __init__(
         self,
@@ -109,193 +386,500 @@ class Dispatcher:
         service: ConversationService | None = None,
         *,
         limits: Mapping[str, ChannelLimits] | None = None,
+        timer: Timer | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.db = db
         self.channels = dict(channels)
         self.settings = settings
         self.clock = clock
         self.service = service
+        self.timer: Timer = timer or RealTimer()
+        self.rng = rng or random.Random()
         self.worker = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self.limits = dict(limits or {})
-        self.limits.setdefault("webchat", ChannelLimits(rate=1000.0))
+        self.limits.setdefault("webchat", ChannelLimits(WEBCHAT_LIMITS_RATE, concurrency=64))
         self.limits.setdefault(
             "telegram",
-            ChannelLimits(settings.telegram_rate, per_address=settings.telegram_per_chat_rate),
+            ChannelLimits(
+                settings.telegram_rate,
+                per_address=settings.telegram_per_chat_rate,
+                concurrency=settings.telegram_concurrency,
+            ),
         )
-        self.limits.setdefault("sms", ChannelLimits(1.0))
-        self._buckets = {name: TokenBucket(lim.rate) for name, lim in self.limits.items()}
-        self._last_to: dict[tuple[str, str], float] = {}
-        self._wake = asyncio.Event()
+        self.limits.setdefault("sms", ChannelLimits(1.0, concurrency=settings.sms_concurrency))
+        self.lanes = {
+            name: _Lane(
+                name,
+                channel,
+                lim := self.limits.get(name, ChannelLimits(1.0)),
+                TokenBucket(lim.rate, timer=self.timer),
+            )
+            for name, channel in self.channels.items()
+        }
+        self._outcomes: list[_Outcome] = []
+        self._recorded = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
+    # -- running ---------------------------------------------------------------------------
+
     def wake(self) -> None:
         """New messages were queued in this process: look now instead of at the next poll."""
-        self._wake.set()
+        for lane in self.lanes.values():
+            lane.woken = True
+            lane.signal.set()
 
     async def start(self) -> None:
+        """Send in the background: a loop per channel, a recorder and a lease heartbeat."""
         self._stopping = False
-        self._tasks = [asyncio.create_task(self._loop(), name="outbox-dispatcher")]
+        self._tasks = [
+            *(
+                asyncio.create_task(self._run_lane(lane), name=f"outbox-lane-{lane.name}")
+                for lane in self.lanes.values()
+            ),
+            asyncio.create_task(self._run_recorder(), name="outbox-recorder"),
+            asyncio.create_task(self._run_heartbeat(), name="outbox-heartbeat"),
+        ]
 
     async def stop(self) -> None:
+        """Stop sending: wait briefly for sends in flight, record every outcome, and hand the
+        unsent messages and the channel leases back at once."""
         self._stopping = True
-        with contextlib.suppress(Exception):
-            async with self.db.transaction() as s:
-                await repo_leases.release_all(s, self.worker)
-        self._wake.set()
-        for task in self._tasks:
+        self.wake()
+        self._recorded.set()
+        tasks, self._tasks = self._tasks, []
+        lanes = [t for t in tasks if t.get_name().startswith("outbox-lane-")]
+        if lanes:
+            await asyncio.wait(lanes, timeout=STOP_GRACE)
+        sends = [t for lane in self.lanes.values() for t in lane.tasks]
+        if sends:
+            _, late = await asyncio.wait(sends, timeout=STOP_GRACE)
+            for task in late:  # its row stays leased: retried (and reconciled) after the lease
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        for task in tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.flush()
+        try:
+            await self._hand_back()
+        except Exception as e:
+            log.warning("outbox: could not hand back leases on stop (%s)", type(e).__name__)
 
-    async def _loop(self) -> None:
-        while not self._stopping:
-            try:
-                sent = await self.run_once()
-            except Exception:
-                log.exception("outbox dispatcher pass failed; trying again")
-                sent = 0
-            if sent == 0:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
-
-    async def run_once(self, limit: int = 100) -> int:
-        """One pass over every channel: claim what is due and send it. Returns messages handled."""
+    async def run_once(self, limit: int | None = None) -> int:
+        """One pass: claim what is due on every channel and send it all, waiting only where a
+        recipient's pacing asks for it. Returns how many messages were handled (sent, failed,
+        cancelled or put back to retry)."""
         handled = 0
-        for name, channel in self.channels.items():
-            now = self.clock.now()
-            ttl = self.settings.lease_seconds
-            # Claim no more than can be sent well within the channel lease.
-            rate = self.limits.get(name, ChannelLimits(rate=1.0)).rate
-            batch = max(1, min(limit, int(rate * ttl / 2)))
-            async with self.db.transaction() as s:
-                if not await repo_leases.acquire(s, f"outbox:{name}", self.worker, now, ttl):
-                    continue
-                rows = await repo_messages.claim(
+        for lane in self.lanes.values():
+            await self._fill(lane, limit)
+        while True:
+            started: list[asyncio.Task[None]] = []
+            for lane in self.lanes.values():
+                if lane.pending and not lane.holds_lease(self.clock.now()):
+                    await self._fill(lane, 0)
+                started += self._start_ready(lane)
+            if started:
+                await asyncio.gather(*started)
+            handled += await self.flush()
+            if not any(lane.pending for lane in self.lanes.values()):
+                return handled
+            if not started:
+                mono = self.timer.monotonic()
+                hints = [
+                    h for lane in self.lanes.values() if (h := lane.wait_hint(mono)) is not None
+                ]
+                if not hints:
+                    return handled
+                await self.timer.sleep(min(hints))
+
+    async def _run_lane(self, lane: _Lane) -> None:
+        poll = self.settings.poll_interval
+        next_fill = -math.inf
+        while not self._stopping:
+            mono = self.timer.monotonic()
+            if lane.woken:
+                lane.woken = False
+                soonest = max(lane.last_fill + CLAIM_INTERVAL, lane.blocked_until)
+                next_fill = min(next_fill, soonest)
+            if mono >= next_fill and lane.hungry:
+                room = lane.room(None)
+                try:
+                    got = await self._fill(lane)
+                except Exception as e:  # the type only: a database error's text carries SQL
+                    log.warning(
+                        "outbox %s: claiming failed (%s); trying again", lane.name, type(e).__name__
+                    )
+                    got = 0
+                mono = self.timer.monotonic()
+                next_fill = mono + (CLAIM_INTERVAL if got >= room else poll)
+            self._start_ready(lane)
+            waits = [poll, max(0.0, next_fill - mono)]
+            if (hint := lane.wait_hint(mono)) is not None:
+                waits.append(hint)
+            if lane.paused_until is not None:
+                left = (lane.paused_until - self.clock.now()).total_seconds()
+                waits.append(max(0.0, left))
+            lane.signal.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lane.signal.wait(), max(0.001, min(waits)))
+
+    def _start_ready(self, lane: _Lane) -> list[asyncio.Task[None]]:
+        started = []
+        for item in lane.take(self.timer.monotonic(), self.clock.now()):
+            if item.kind not in ALWAYS_SENT and item.contact_id in lane.opted_out:
+                lane.done(item, self.timer.monotonic(), sent=False)
+                self._record(_Failed(item, "recipient has opted out", cancelled=True))
+                continue
+            task = asyncio.create_task(self._deliver(lane, item))
+            lane.tasks.add(task)
+            task.add_done_callback(lane.tasks.discard)
+            started.append(task)
+        return started
+
+    # -- claiming and leases ---------------------------------------------------------------------
+
+    async def _fill(self, lane: _Lane, limit: int | None = None) -> int:
+        """Take or renew the channel's lease and claim what is due. Returns rows claimed."""
+        now = self.clock.now()
+        lane.last_fill = self.timer.monotonic()
+        lane.forget_old(lane.last_fill, now)
+        if lane.paused(now):
+            return 0
+        lane.paused_until = None
+        ttl = self.settings.lease_seconds
+        room = lane.room(limit)
+        opted_out: set[int] = set()
+        if not lane.pending and not lane.in_flight:
+            # Idle: look before taking the write lock (wake() comes with every inbound message).
+            async with self.db.transaction(read_only=True) as s:
+                if not await repo_messages.due_on(s, lane.name, now):
+                    return 0
+        async with self.db.transaction() as s:
+            if not await repo_leases.acquire(s, lane.lease_name, self.worker, now, ttl):
+                self._lost(lane)
+                lane.blocked_until = self.timer.monotonic() + self.settings.poll_interval
+                return 0
+            self._holding(lane, now)
+            if (lane.pending or lane.in_flight) and not self._tasks:
+                # Driven by run_once, with no heartbeat: renew here. In the background only the
+                # heartbeat renews, never alongside the recorder's writes to the same rows.
+                await repo_messages.renew_leases(
+                    s, self.worker, lane.name, now + timedelta(seconds=ttl)
+                )
+            items = []
+            if room > 0:
+                items = await repo_messages.claim_outgoing(
                     s,
-                    channel=name,
+                    channel=lane.name,
                     worker=self.worker,
                     now=now,
                     lease_seconds=ttl,
-                    limit=batch,
+                    limit=room,
                 )
-                opted_out = await repo_contacts.opted_out_among(
-                    s, {r.contact_id for r in rows if r.contact_id is not None}
-                )
-            for row in rows:
-                if row.kind not in ALWAYS_SENT and row.contact_id in opted_out:
-                    await self._finish(row, error="recipient has opted out", cancelled=True)
-                elif await self._send(channel, row) and row.contact_id is not None:
-                    # The provider says they unsubscribed: the rest of this batch waits no more.
-                    opted_out.add(row.contact_id)
-                handled += 1
-        return handled
+                contacts = {i.contact_id for i in items if i.contact_id is not None}
+                if contacts:
+                    opted_out = await repo_contacts.opted_out_among(s, contacts)
+        mono = self.timer.monotonic()
+        for item in items:
+            if item.kind not in ALWAYS_SENT and item.contact_id in opted_out:
+                self._record(_Failed(item, "recipient has opted out", cancelled=True))
+            elif not lane.add(item, mono):
+                waiting = len(lane.queues[item.address])
+                later = now + timedelta(seconds=lane.gap * (waiting + 1))
+                self._record(_Retry(item, Release(item.id, later, counted=False)))
+        if items:
+            lane.signal.set()
+        return len(items)
 
-    async def _pace(self, row: Message) -> None:
-        limits = self.limits.get(row.channel, ChannelLimits(rate=1.0))
-        bucket = self._buckets.setdefault(row.channel, TokenBucket(limits.rate))
-        await bucket.acquire()
-        if limits.per_address:
-            key = (row.channel, row.address or "")
-            gap = 1.0 / limits.per_address
-            last = self._last_to.get(key)
-            if last is not None and (wait := last + gap - time.monotonic()) > 0:
-                await asyncio.sleep(wait)
-            self._last_to[key] = time.monotonic()
+    def _holding(self, lane: _Lane, now: datetime) -> None:
+        if lane.lease_valid_until is None:
+            log.info("outbox %s: sending from this process (%s)", lane.name, self.worker)
+        lane.lease_valid_until = now + timedelta(seconds=self.settings.lease_seconds * 0.8)
 
-    async def _send(self, channel: Channel, row: Message) -> bool:
-        """Send one claimed row; True if the provider said the recipient has opted out."""
-        await self._pace(row)
+    def _lost(self, lane: _Lane) -> None:
+        """Another process holds the channel: give back what this one had waiting."""
+        lane.lease_valid_until = None
+        waiting = lane.drain()
+        if waiting:
+            log.warning(
+                "outbox %s: another process took over the channel; handing back %d messages",
+                lane.name,
+                len(waiting),
+            )
+            self._record_all(_Retry(i, Release(i.id, None, counted=False)) for i in waiting)
+
+    async def renew(self) -> None:
+        """The heartbeat: renew each held channel lease and the leases of its claimed rows."""
+        now = self.clock.now()
+        ttl = self.settings.lease_seconds
+        held = [
+            lane
+            for lane in self.lanes.values()
+            if lane.lease_valid_until is not None or lane.pending or lane.in_flight
+        ]
+        if not held:
+            return
+        async with self.db.transaction() as s:
+            for lane in held:
+                if await repo_leases.acquire(s, lane.lease_name, self.worker, now, ttl):
+                    self._holding(lane, now)
+                    await repo_messages.renew_leases(
+                        s, self.worker, lane.name, now + timedelta(seconds=ttl)
+                    )
+                else:
+                    self._lost(lane)
+
+    async def _run_heartbeat(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while not self._stopping:
+            await self.timer.sleep(interval)
+            try:
+                await self.renew()
+            except Exception as e:  # the type only: a database error's text carries SQL
+                log.warning("outbox: renewing leases failed (%s); trying again", type(e).__name__)
+
+    async def _hand_back(self) -> None:
+        """Put every claimed but unsent message back in the queue and release the leases."""
+        releases = [
+            Release(item.id, None, counted=False)
+            for lane in self.lanes.values()
+            for item in lane.drain()
+        ]
+        async with self.db.transaction() as s:
+            await repo_messages.release_many(s, self.worker, releases)
+            await repo_leases.release(
+                s, self.worker, [lane.lease_name for lane in self.lanes.values()]
+            )
+        for lane in self.lanes.values():
+            lane.lease_valid_until = None
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def _deliver(self, lane: _Lane, item: Outgoing) -> None:
+        started = self.timer.monotonic()
         try:
-            if row.attempts > 1 and isinstance(channel, Reconciling):
-                accepted = await self._accepted_before(channel, row)
-                if accepted is not None:
-                    await self._sent(row, accepted)
-                    return False
-            result = await channel.send(outbound_from_row(row))
-        except SendError as e:
-            await self._failed(row, e)
-            return e.opted_out
-        except Exception as e:  # a bug or an unmapped provider error: retry, never lose the message
-            log.exception("unexpected error sending message %s on %s", row.id, row.channel)
-            error = SendError(f"unexpected error: {type(e).__name__}", retryable=True)
-            await self._failed(row, error)
-            return False
-        await self._sent(row, result)
-        return False
+            outcome = await self._attempt(lane, item)
+        finally:
+            lane.done(item, started)
+        if isinstance(outcome, _Sent):
+            mono = self.timer.monotonic()
+            if lane.failures_in_a_row >= OUTAGE_FAILURES and mono - lane.recovered_at > 30:
+                lane.recover, lane.recovered_at = True, mono
+            lane.failures_in_a_row = 0
+        self._record(outcome)
+        if isinstance(outcome, _Failed) and outcome.opted_out and item.contact_id is not None:
+            lane.opted_out.add(item.contact_id)
+        if self._tasks and not self._stopping:
+            # In the background the next sends start right here; the lane's loop is woken only
+            # to claim more or to wait out pacing.
+            self._start_ready(lane)
+            waiting_on_time = lane.ready and len(lane.in_flight) < lane.limits.concurrency
+            if lane.hungry or waiting_on_time or not lane.in_flight:
+                lane.signal.set()
 
-    async def _accepted_before(self, channel: Reconciling, row: Message) -> SendResult | None:
+    async def _attempt(self, lane: _Lane, item: Outgoing) -> _Outcome:
+        channel = lane.channel
+        message = outbound(item)
+        try:
+            if item.attempts > 1 and isinstance(channel, Reconciling):
+                accepted = await self._accepted_before(channel, item, message)
+                if accepted is not None:
+                    return _Sent(item, accepted)
+            result = await channel.send(message)
+        except SendError as e:
+            return self._after_error(lane, item, e)
+        except Exception as e:  # a bug or an unmapped provider error: retry, never lose the message
+            log.error(
+                "outbox %s: unexpected %s sending message %s",
+                item.channel,
+                type(e).__name__,
+                item.id,
+            )
+            log.debug("the unexpected error", exc_info=True)
+            error = SendError(f"unexpected error: {type(e).__name__}", retryable=True)
+            return self._after_error(lane, item, error)
+        return _Sent(item, result)
+
+    def _after_error(self, lane: _Lane, item: Outgoing, error: SendError) -> _Outcome:
+        now = self.clock.now()
+        reason = safe_reason(error.reason)
+        if error.opted_out:
+            return _Failed(item, reason, opted_out=True)
+        if not error.retryable:
+            return _Failed(item, reason)
+        first_failure = item.retrying_since or now
+        horizon = timedelta(seconds=self.settings.retry_horizon_seconds)
+        if now - first_failure >= horizon:
+            return _Failed(
+                item,
+                f"gave up after retrying for {self.settings.retry_horizon}: {reason}",
+            )
+        if error.retry_after is not None:
+            # The provider says when: the whole channel waits, and no attempt is used up.
+            until = now + timedelta(seconds=error.retry_after)
+            self._pause(lane, until)
+            release = Release(item.id, until, reason, counted=False, failed_at=first_failure)
+        else:
+            lane.failures_in_a_row += 1
+            delay = backoff(
+                item.attempts,
+                base=self.settings.backoff_base,
+                cap=self.settings.backoff_max,
+                rng=self.rng,
+            )
+            # One last try at the horizon rather than none after it.
+            retry_at = min(now + timedelta(seconds=delay), first_failure + horizon)
+            floor = lane.retry_floor.get(item.address)
+            if floor is not None and floor >= retry_at:
+                retry_at = floor + timedelta(milliseconds=1)
+            lane.retry_floor[item.address] = retry_at
+            release = Release(item.id, retry_at, reason, counted=True, failed_at=first_failure)
+        return _Retry(item, release, reason)
+
+    def _pause(self, lane: _Lane, until: datetime) -> None:
+        if lane.paused_until is None or until > lane.paused_until:
+            lane.paused_until = until
+            log.info(
+                "outbox %s: provider asked to wait; pausing until %s",
+                lane.name,
+                until.isoformat(timespec="seconds"),
+            )
+        waiting = lane.drain()
+        self._record_all(_Retry(i, Release(i.id, until, counted=False)) for i in waiting)
+
+    async def _accepted_before(
+        self, channel: Reconciling, item: Outgoing, message: OutboundMessage
+    ) -> SendResult | None:
         """What the provider accepted of this row in an earlier attempt that seemed to fail (a
-        timeout after the request went out): a matching message no other row has claimed."""
-        since = row.created_at - RECONCILE_MARGIN
-        found = await channel.sent_since(outbound_from_row(row), since)
+        timeout after the request went out, a crash before the outcome was written): a matching
+        message no other row holds."""
+        since = item.created_at - RECONCILE_MARGIN
+        found = await channel.sent_since(message, since)
         if not found:
             return None
         async with self.db.transaction(read_only=True) as s:
             known = await repo_messages.known_provider_ids(
-                s, row.channel, [r.provider_id for r in found]
+                s, item.channel, [r.provider_id for r in found]
             )
         accepted = next((r for r in found if r.provider_id not in known), None)
         if accepted is not None:
             log.warning(
                 "message %s on %s had been accepted (%s) before its last attempt failed; "
                 "not sending it again",
-                row.id,
-                row.channel,
+                item.id,
+                item.channel,
                 accepted.provider_id,
             )
         return accepted
 
-    async def _sent(self, row: Message, result: SendResult) -> None:
-        now = self.clock.now()
-        async with self.db.transaction() as s:
-            await repo_messages.mark_sent(
-                s,
-                row.id,
-                self.worker,
-                provider_id=result.provider_id,
-                status=result.status,
-                segments=result.segments,
-                encoding=result.encoding,
-                now=now,
-                # A button acknowledgement shows the chosen answer: keep nothing of it once sent.
-                clear_body=row.kind == "ack",
-            )
+    # -- recording ------------------------------------------------------------------------------
 
-    async def _failed(self, row: Message, error: SendError) -> None:
-        now = self.clock.now()
-        if error.opted_out:
-            await self._finish(row, error=error.reason, opted_out=True)
-        elif error.retryable and row.attempts < self.settings.max_attempts:
-            delay = error.retry_after if error.retry_after is not None else backoff(row.attempts)
-            async with self.db.transaction() as s:
-                await repo_messages.release_for_retry(
-                    s,
-                    row.id,
-                    self.worker,
-                    not_before=now + timedelta(seconds=delay),
-                    error=error.reason,
+    def _record(self, outcome: _Outcome) -> None:
+        self._outcomes.append(outcome)
+        self._recorded.set()
+
+    def _record_all(self, outcomes: Iterable[_Outcome]) -> None:
+        for outcome in outcomes:
+            self._record(outcome)
+
+    async def flush(self) -> int:
+        """Write every outcome waiting to be recorded, in one transaction. Returns how many
+        messages were handled (deferrals without an attempt are not counted)."""
+        batch, self._outcomes = self._outcomes, []
+        if not batch:
+            return 0
+        try:
+            await self._write(batch)
+        except BaseException:
+            self._outcomes[:0] = batch
+            raise
+        self._report(batch)
+        return sum(1 for o in batch if not (isinstance(o, _Retry) and o.reason is None))
+
+    async def _run_recorder(self) -> None:
+        failures = 0
+        while True:
+            await self._recorded.wait()
+            if not self._outcomes:
+                self._recorded.clear()
+                if self._stopping:
+                    return
+                continue
+            await self.timer.sleep(RECORD_LINGER)
+            self._recorded.clear()
+            try:
+                await self.flush()
+                failures = 0
+            except Exception as e:
+                failures += 1
+                log.warning(
+                    "outbox: recording %d outcomes failed (%s); trying again",
+                    len(self._outcomes),
+                    type(e).__name__,
                 )
-            log.info(
-                "message %s on %s will be retried in %.1fs: %s",
-                row.id,
-                row.channel,
-                delay,
-                error.reason,
-            )
-        else:
-            await self._finish(row, error=error.reason)
+                self._recorded.set()
+                await self.timer.sleep(min(5.0, 0.1 * 2**failures))
 
-    async def _finish(
-        self, row: Message, *, error: str, opted_out: bool = False, cancelled: bool = False
-    ) -> None:
-        async with self.db.transaction() as s:
-            await repo_messages.mark_failed(
-                s, row.id, self.worker, error=error, status="cancelled" if cancelled else "failed"
+    async def _write(self, batch: Sequence[_Outcome]) -> None:
+        now = self.clock.now()
+        sent = [
+            SentMark(
+                o.item.id,
+                o.result.provider_id,
+                o.result.status,
+                o.result.segments,
+                o.result.encoding,
+                clear_body=o.item.kind == "ack",
             )
-        if opted_out and row.contact_id is not None and self.service is not None:
-            await self.service.opt_out_contact(row.contact_id)
-        if not cancelled:
-            log.warning("message %s on %s failed for good: %s", row.id, row.channel, error)
+            for o in batch
+            if isinstance(o, _Sent)
+        ]
+        releases = [o.release for o in batch if isinstance(o, _Retry)]
+        failed = [o for o in batch if isinstance(o, _Failed)]
+        recovering = [lane for lane in self.lanes.values() if lane.recover]
+        opted_out: list[int] = []
+        async with self.db.transaction() as s:
+            for lane in recovering:
+                lane.recover = False
+                due_by = now + timedelta(seconds=self.settings.backoff_max)
+                brought = await repo_messages.retry_now(s, lane.name, now, due_by=due_by)
+                log.info(
+                    "outbox %s: the provider answers again; %d messages waiting to be retried "
+                    "go now",
+                    lane.name,
+                    brought,
+                )
+            if sent:
+                await repo_messages.mark_sent_many(s, self.worker, sent, now)
+            if releases:
+                await repo_messages.release_many(s, self.worker, releases)
+            for f in failed:
+                await repo_messages.mark_failed(
+                    s,
+                    f.item.id,
+                    self.worker,
+                    error=f.reason,
+                    status=repo_messages.CANCELLED if f.cancelled else repo_messages.FAILED,
+                    now=now,
+                )
+                if f.opted_out and f.item.contact_id is not None:
+                    opted_out.append(f.item.contact_id)
+        # The provider says they unsubscribed: a turn of its own ends their survey.
+        if self.service is not None:
+            for contact_id in dict.fromkeys(opted_out):
+                await self.service.opt_out_contact(contact_id)
+
+    def _report(self, batch: Sequence[_Outcome]) -> None:
+        retried: Counter[tuple[str, str]] = Counter()
+        for o in batch:
+            if isinstance(o, _Failed) and not o.cancelled:
+                log.warning(
+                    "message %s on %s failed for good: %s", o.item.id, o.item.channel, o.reason
+                )
+            elif isinstance(o, _Retry) and o.reason is not None:
+                retried[(o.item.channel, o.reason)] += 1
+        for (channel, reason), count in retried.items():
+            log.info("outbox %s: %d sends failed and will be retried: %s", channel, count, reason)

@@ -17,7 +17,7 @@ from bot.catalog import SurveyCatalog
 from bot.channels.base import Channel
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
-from bot.dispatcher import ChannelLimits, Dispatcher
+from bot.dispatcher import Dispatcher, limits_from
 from bot.inbound.decide import EXPIRE_TASK, Policy
 from bot.inbound.service import ConversationService
 from bot.privacy import Pseudonymizer, load_or_create_key, parse_key
@@ -47,7 +47,7 @@ class Runtime:
             self.settings.dispatcher,
             self.clock,
             self.service,
-            limits={"sms": ChannelLimits(self.settings.twilio.mps)},
+            limits=limits_from(self.settings),
         )
         self.tasks = TaskRunner(self.db, self.clock, self.settings.schedule.poll_interval)
         self.tasks.register(EXPIRE_TASK, _payload_handler(self.service.expire_conversation))

@@ -34,8 +34,6 @@ COMPLETED = "completed"
 OPTED_OUT = "opted_out"
 UNREACHABLE = "unreachable"
 CLOSED = "closed"
-WAITING = "waiting"
-"""An invitation held back while the person is still answering another campaign."""
 REACHED = (INVITED, STARTED)
 """Invitation statuses of people who got the invitation and have not finished."""
 

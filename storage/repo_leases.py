@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_
@@ -31,3 +32,9 @@ async def acquire(s: AsyncSession, name: str, holder: str, now: datetime, ttl: f
 async def release_all(s: AsyncSession, holder: str) -> None:
     """Give up every lease `holder` has, so another process can take over at once."""
     await s.execute(delete(Lease).where(Lease.holder == holder))
+
+
+async def release(s: AsyncSession, holder: str, names: Collection[str]) -> None:
+    """Give up these leases if `holder` has them, so another process can take over at once."""
+    if names:
+        await s.execute(delete(Lease).where(Lease.holder == holder, Lease.name.in_(list(names))))

@@ -91,6 +91,19 @@ _SID = re.compile(r"[A-Za-z0-9]{2,64}")
 _PHONE_TEXT = re.compile(r"\+?[0-9][0-9 ()./-]{1,24}")
 """What a phone number can look like before phonenumbers reads it; bounds the work per webhook."""
 
+PROVIDER_LOGGERS = ("twilio", "twilio.http_client", "twilio.async_http_client")
+"""The Twilio library logs every request at INFO, phone numbers and texts included."""
+_NUMBER = re.compile(r"\+?\d[\d\s().-]{5,}\d")
+
+
+def quiet_provider_loggers() -> None:
+    """Keep the Twilio library's request logging (numbers, texts) out of the log."""
+    for name in PROVIDER_LOGGERS:
+        logger = logging.getLogger(name)
+        # Children left unset follow their parent; one set lower is raised.
+        if "." not in name or logging.NOTSET < logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
 
 @dataclass(frozen=True, slots=True)
 class TwilioSettings:
@@ -184,6 +197,7 @@ class TwilioChannel:
     name: str = "sms"
 
     def __init__(self, settings: TwilioSettings, *, clock: Clock | None = None) -> None:
+        quiet_provider_loggers()
         self._settings = settings
         self._validator = RequestValidator(settings.auth_token)
         self._clock: Clock = clock or SystemClock()
@@ -280,14 +294,12 @@ class TwilioChannel:
             reason = f"{exc.title}: {exc.detail}" if exc.detail else exc.title
             raise _send_error(exc.status, exc.code, reason, meta.retry_after) from None
         except TimeoutError:
-            log.warning("twilio send of outbox message %s timed out", message.id)
+            log.debug("twilio send of outbox message %s timed out", message.id)
             raise SendError(
                 f"Twilio did not answer within {settings.timeout:g}s", retryable=True
             ) from None
         except aiohttp.ClientError as exc:
-            log.warning(
-                "twilio send of outbox message %s failed: %s", message.id, type(exc).__name__
-            )
+            log.debug("twilio send of outbox message %s failed: %s", message.id, type(exc).__name__)
             raise SendError(f"Twilio unreachable: {type(exc).__name__}", retryable=True) from None
         finally:
             _response_meta.reset(token)
@@ -370,8 +382,10 @@ def _send_error(
     status: int, code: int | str | None, reason: str, retry_after: float | None
 ) -> SendError:
     code_text = str(code) if code is not None else None
-    reason = reason.removeprefix("Unable to create record: ")
-    log.warning("twilio send failed: HTTP %s, Twilio code %s", status, code_text)
+    # Twilio's messages may name the number ("The 'To' number +4670... is not valid"): the
+    # reason is stored and logged, so numbers in it are masked.
+    reason = _NUMBER.sub("<number>", reason.removeprefix("Unable to create record: "))
+    log.debug("twilio send failed: HTTP %s, Twilio code %s", status, code_text)
     if code_text == OPTED_OUT_CODE:
         return SendError(reason, retryable=False, opted_out=True, code=code_text)
     if code_text in INVALID_NUMBER_CODES:

@@ -54,7 +54,7 @@ def test_defaults_without_a_file() -> None:
     assert settings.schedule.quiet == DailyWindow(time(20), time(9))
     assert settings.privacy.pseudonym_key_file == Path("var/pseudonym.key")
     assert settings.admin.api_tokens == ()
-    assert settings.dispatcher.max_attempts == 6
+    assert settings.dispatcher.retry_horizon_seconds == 24 * 3600
 
 
 def test_example_file_loads_to_the_defaults() -> None:
@@ -422,7 +422,7 @@ ERRORS: list[tuple[str, str | None, dict[str, str], str]] = [
     ),
     (
         "dispatcher",
-        "[dispatcher]\nmax_attempts = 0\nlease_seconds = -1\n",
+        "[dispatcher]\nsms_concurrency = 0\nlease_seconds = -1\n",
         {},
         "dispatcher.lease_seconds must be greater than 0, got -1",
     ),

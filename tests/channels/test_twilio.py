@@ -414,13 +414,14 @@ async def test_auth_token_never_reaches_logs_or_errors(
     channel_for: Callable[..., TwilioChannel],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    channels = (channel_for(), channel_for(), channel_for(auth_token=WRONG_TOKEN))
     caplog.set_level(logging.DEBUG)
     # The service keeps Twilio's loggers at WARNING; here they talk, to prove what they say.
     caplog.set_level(logging.DEBUG, logger="twilio")
     errors: list[BaseException] = []
     fake_twilio.fail_next(500)
     fake_twilio.fail_next(429, retry_after="3")
-    for channel in (channel_for(), channel_for(), channel_for(auth_token=WRONG_TOKEN)):
+    for channel in channels:
         with pytest.raises(SendError) as failed:
             await channel.send(outbound(QUESTION))
         errors.append(failed.value)

@@ -118,6 +118,17 @@ class FakeTelegram:
     blocked_chats: set[int] = field(default_factory=set)
     """Chats whose user blocked the bot: every send to them answers 403."""
     webhook: dict[str, Any] = field(default_factory=dict)
+    in_flight: int = 0
+    """Calls being answered right now."""
+    max_in_flight: int = 0
+    """The most calls that were being answered at once."""
+    connections: set[tuple[str, int]] = field(default_factory=set)
+    """Client (host, port) pairs seen: how many TCP connections the client opened."""
+    outage: Failure | None = None
+    """While set, every sendMessage is answered with this failure."""
+    delivered: list[dict[str, Any]] = field(default_factory=list)
+    """Every message sendMessage created, in order."""
+    _held: asyncio.Event | None = None
     _messages: dict[tuple[int | str, int], dict[str, Any]] = field(default_factory=dict)
     _answered_queries: set[str] = field(default_factory=set)
     _script: list[_Scripted] = field(default_factory=list)
@@ -147,9 +158,29 @@ class FakeTelegram:
 
     async def stop(self) -> None:
         """Stop listening."""
+        self.release_answers()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def hold_answers(self) -> None:
+        """Send messages as usual but answer no call until `release_answers`."""
+        if self._held is None:
+            self._held = asyncio.Event()
+
+    def release_answers(self) -> None:
+        """Answer the held calls and stop holding."""
+        if self._held is not None:
+            self._held.set()
+            self._held = None
+
+    def sent_to(self, chat_id: int) -> list[str]:
+        """Texts of the messages sent to one chat, in order."""
+        return [
+            str(c.params.get("text"))
+            for c in self.calls_to("sendMessage")
+            if c.params.get("chat_id") == chat_id and c.http_method == "POST"
+        ]
 
     def fail_next(self, method: str, failure: Failure, *, chat_id: int | str | None = None) -> None:
         """Answer the next call of `method` (to `chat_id`, if given) with `failure`."""
@@ -184,6 +215,20 @@ class FakeTelegram:
         return self._messages.get((chat_id, message_id))
 
     async def _handle(self, request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer:
+            self.connections.add((str(peer[0]), int(peer[1])))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            response = await self._answer(request)
+            if self._held is not None:
+                await self._held.wait()
+            return response
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
         if not hmac.compare_digest(request.match_info["token"], self.token):
             return _error(401, "Unauthorized")
         method = request.match_info["method"]
@@ -194,6 +239,8 @@ class FakeTelegram:
         self.calls.append(ApiCall(method, params, request.method, request.content_type))
 
         failure = self._take_scripted(method, params.get("chat_id"))
+        if failure is None and self.outage is not None and method.lower() == "sendmessage":
+            failure = self.outage
         if failure is not None:
             if failure.delay:
                 await asyncio.sleep(failure.delay)
@@ -268,6 +315,7 @@ class FakeTelegram:
         if markup and markup.get("inline_keyboard"):
             message["reply_markup"] = markup
         self._messages[(chat_id, message["message_id"])] = message
+        self.delivered.append(message)
         return message, None
 
     def _answer_callback_query(self, params: Mapping[str, Any]) -> tuple[Any, str | None]:

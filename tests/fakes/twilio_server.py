@@ -100,6 +100,16 @@ class FakeTwilio:
     """Created Message resources by sid, as answered."""
     callbacks: dict[str, str] = field(default_factory=dict)
     """StatusCallback URL by message sid."""
+    in_flight: int = 0
+    """Sends being answered right now."""
+    max_in_flight: int = 0
+    """The most sends that were being answered at once."""
+    connections: set[tuple[str, int]] = field(default_factory=set)
+    """Client (host, port) pairs seen: how many TCP connections the client opened."""
+    answer_delay: float = 0.0
+    """Seconds to wait, after creating a message, before answering (a slow provider)."""
+    _outage: ScriptedReply | None = None
+    _held: asyncio.Event | None = None
     _script: deque[ScriptedReply] = field(default_factory=deque)
     _release: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: web.AppRunner | None = None
@@ -132,6 +142,26 @@ class FakeTwilio:
         reply = ScriptedReply(status=status, code=code or default_code, retry_after=retry_after)
         self._script.extend([reply] * times)
 
+    def start_outage(self, status: int, *, retry_after: str | None = None) -> None:
+        """Answer every send with this HTTP status (and Retry-After) until `end_outage`."""
+        default_code = {429: 20429}.get(status, 20500)
+        self._outage = ScriptedReply(status=status, code=default_code, retry_after=retry_after)
+
+    def end_outage(self) -> None:
+        """Create messages again."""
+        self._outage = None
+
+    def hold_answers(self) -> None:
+        """Create messages as usual but answer none until `release_answers`."""
+        if self._held is None:
+            self._held = asyncio.Event()
+
+    def release_answers(self) -> None:
+        """Answer the held sends and stop holding."""
+        if self._held is not None:
+            self._held.set()
+            self._held = None
+
     def hang_next(self, *, times: int = 1) -> None:
         """Leave the next `times` sends unanswered so the client times out."""
         self._script.extend([ScriptedReply(hang=True)] * times)
@@ -150,7 +180,8 @@ class FakeTwilio:
         app.router.add_get(
             f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self._list_messages
         )
-        self._runner = web.AppRunner(app, handle_signals=False)
+        # No access log: list queries carry phone numbers, and tests grep the logs for them.
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -160,6 +191,7 @@ class FakeTwilio:
     async def close(self) -> None:
         """Release hung requests and stop listening."""
         self._release.set()
+        self.release_answers()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -199,6 +231,23 @@ class FakeTwilio:
             return response.status
 
     async def _create_message(self, request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer:
+            self.connections.add((str(peer[0]), int(peer[1])))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            response = await self._answer_create(request)
+            if response.status == 201:
+                if self.answer_delay:
+                    await asyncio.sleep(self.answer_delay)
+                if self._held is not None:
+                    await self._held.wait()
+            return response
+        finally:
+            self.in_flight -= 1
+
+    async def _answer_create(self, request: web.Request) -> web.Response:
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
         authorized = self._authorized(request)
         self.requests.append(
@@ -222,6 +271,10 @@ class FakeTwilio:
             assert reply.status is not None and reply.code is not None
             headers = {"Retry-After": reply.retry_after} if reply.retry_after else {}
             return _error(twilio_error(reply.code, reply.status, to=form.get("To", "")), headers)
+        if (outage := self._outage) is not None:
+            assert outage.status is not None and outage.code is not None
+            headers = {"Retry-After": outage.retry_after} if outage.retry_after else {}
+            return _error(twilio_error(outage.code, outage.status), headers)
         to = form.get("To", "")
         if not to:
             return _error(twilio_error(21604))

@@ -201,6 +201,51 @@ async def test_only_the_lease_holder_changes_a_claimed_row(db: Database) -> None
     assert (message.status, message.error, again.attempts) == ("failed", "21211 invalid number", 2)
 
 
+async def test_the_dispatchers_batch_functions_change_only_the_holders_rows(db: Database) -> None:
+    ids = await _enqueue(db, 4)
+    async with db.transaction() as s:
+        claimed = await repo_messages.claim_outgoing(
+            s, channel="sms", worker="w1", now=NOW, lease_seconds=LEASE, limit=3
+        )
+    assert [m.id for m in claimed] == ids[:3] and {m.attempts for m in claimed} == {1}
+    first, second, third = ids[:3]
+    later, failed_at = NOW + timedelta(minutes=5), NOW + timedelta(seconds=1)
+    async with db.transaction() as s:
+        assert await repo_messages.due_on(s, "sms", NOW)  # the fourth
+        assert not await repo_messages.due_on(s, "telegram", NOW)
+        assert await repo_messages.renew_leases(s, "intruder", "sms", later) == 0
+        assert await repo_messages.renew_leases(s, "w1", "sms", later) == 3
+        marks = [repo_messages.SentMark(first, "SM1", segments=1, encoding="GSM-7")]
+        await repo_messages.mark_sent_many(s, "intruder", marks, NOW)
+        assert (await repo_messages.get(s, first)).status == "sending"  # type: ignore[union-attr]
+        await repo_messages.mark_sent_many(s, "w1", marks, NOW)
+        releases = [
+            repo_messages.Release(second, later, "HTTP 503", failed_at=failed_at),
+            repo_messages.Release(third, None, counted=False),
+        ]
+        await repo_messages.release_many(s, "intruder", releases)
+        assert (await repo_messages.get(s, second)).status == "sending"  # type: ignore[union-attr]
+        await repo_messages.release_many(s, "w1", releases)
+    sent, retried, deferred = [await _status(db, i) for i in (first, second, third)]
+    assert (sent.status, sent.provider_id, sent.lease_until) == ("sent", "SM1", None)
+    assert (retried.status, retried.not_before, retried.error, retried.attempts) == (
+        "queued",
+        later,
+        "HTTP 503",
+        1,
+    )
+    assert retried.status_at == failed_at, "when its first failed attempt was made"
+    assert (deferred.status, deferred.not_before, deferred.attempts, deferred.status_at) == (
+        "queued",
+        NOW,
+        0,
+        None,
+    ), "deferred without an attempt: nothing counted, nothing moved"
+    async with db.transaction() as s:
+        brought = await repo_messages.retry_now(s, "sms", NOW, due_by=NOW + timedelta(minutes=5))
+    assert brought == 1 and (await _status(db, second)).not_before == NOW
+
+
 async def test_mark_sent_can_clear_the_body(db: Database) -> None:
     [mid] = await _enqueue(db, 1)
     await _claim(db, "w1")
