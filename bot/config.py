@@ -186,7 +186,7 @@ class DispatcherSettings:
     retry_horizon: str = "24h"
     """How long transient failures are retried, from a message's first failed attempt."""
     backoff_base: float = 2.0
-    backoff_max: float = 300.0
+    backoff_max: float = 60.0
     sms_concurrency: int = 8
     telegram_rate: float = 30.0
     telegram_per_chat_rate: float = 1.0

@@ -273,7 +273,15 @@ class Statements:
         )
         self.delete_messages = delete(m).where(
             m.c.conversation_id == bindparam("w_conv"),
-            ~and_(m.c.direction == "out", _one_of(m.c.status, IN_FLIGHT)),
+            m.c.direction == "out",
+            ~_one_of(m.c.status, IN_FLIGHT),
+        )
+        # An inbound row stays as long as the provider may deliver it again (its id dedupes the
+        # redelivery), with nothing left of who sent it, what, or in which conversation.
+        self.blank_inbound = (
+            update(m)
+            .where(m.c.conversation_id == bindparam("w_conv"), m.c.direction == "in")
+            .values(body=None, payload={}, contact_id=None, conversation_id=None, address_key=None)
         )
         self.unlink_in_flight = (
             update(m)
@@ -804,6 +812,7 @@ def _finish(
     conv = step.conversation_id
     if step.discard:
         x.run(st.delete_messages, {"w_conv": conv})
+        x.run(st.blank_inbound, {"w_conv": conv})
         x.run(st.unlink_in_flight, {"w_conv": conv, "w_after": now + SCRUB_GRACE})
         x.run(st.delete_conversation, {"w_id": conv})
         if contact_id is not None:
@@ -937,6 +946,7 @@ def release(
         for row in batch:
             conv = row["id"]
             x.run(st.delete_messages, {"w_conv": conv})
+            x.run(st.blank_inbound, {"w_conv": conv})
             x.run(st.unlink_in_flight, {"w_conv": conv, "w_after": now})
             x.run(st.delete_conversation, {"w_id": conv})
             x.run(st.delete_task, {"w_key": f"conversation.expire:{conv}"})

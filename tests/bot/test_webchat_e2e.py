@@ -124,7 +124,10 @@ async def test_a_survey_is_completed_in_the_web_chat(harness: Harness) -> None:
         inbound = list(await s.scalars(select(Message).where(Message.direction == "in")))
     assert respondent.contact_id is None and respondent.completed
     assert respondent.origin == "public" and respondent.started_on == harness.clock.now().date()
-    assert conversations == [] and inbound == []
+    assert conversations == [] and all(
+        (m.body, m.contact_id, m.conversation_id, m.address_key) == (None, None, None, None)
+        for m in inbound
+    ), "what was said is gone; the provider ids stay, so a redelivery is still a duplicate"
 
 
 async def test_a_resent_message_is_kept_once(harness: Harness) -> None:
@@ -309,3 +312,16 @@ async def test_starts_are_limited_per_client_address(database_url: str) -> None:
         assert await h.count(Conversation) == 4
         h.clock.advance(timedelta(seconds=61))
         assert (await start("198.51.100.7")).status == 303
+
+
+async def test_a_message_delivered_again_after_release_is_still_a_duplicate(
+    harness: Harness,
+) -> None:
+    token = await start_chat(harness)
+    for n, answer in enumerate(("1", "7", "4", "1"), start=1):
+        await say(harness, token, answer, client_id=f"r{n}")
+    assert await harness.release() == 1
+    before = await harness.count(Message)
+    response = await harness.client.post(f"/chat/{token}/messages", json={"id": "r1", "text": "1"})
+    assert response.status == 202
+    assert await harness.count(Message) == before, "no new turn, no menu in reply"
