@@ -55,7 +55,7 @@ async def press_under(
 ) -> None:
     """Press a button under a given (perhaps older) question."""
     if "id" not in question:  # remembered: the text changes once the question is answered
-        question["id"] = _message_id(telegram, question)  # type: ignore[arg-type]
+        question["id"] = _message_id(telegram, question)
     message_id = int(str(question["id"]))
     update = callback_update(
         update_id, CHAT, data, message_id, str(question["text"]), callback_query_id=f"q{update_id}"
