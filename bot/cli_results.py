@@ -16,6 +16,7 @@ from bot.results.aggregate import Comparison, Figure, QuestionFigures, Results
 from bot.results.export_xlsx import SUPPRESSED_MARK, note
 from bot.results.service import (
     FORMATS,
+    ORIGINS,
     CampaignResults,
     ResultsError,
     SurveyResults,
@@ -172,12 +173,13 @@ def format_survey_results(data: SurveyResults) -> str:
         until=last.isoformat() if last else "…",
     )
     survey = labels["survey"].format(survey=data.survey.id, version=data.survey.version)
-    out = [f"{survey}, {period}", "", labels["participation"]]
+    out = [f"{survey}, {period}", data.origin_label, "", labels["participation"]]
     p = results.participation
+    sent = [["  " + labels["followups_sent"], str(data.followups_sent)]]
     out.extend(
         _table(
             [
-                ["  " + labels["followups_sent"], str(data.followups_sent)],
+                *(sent if data.origin == "followup" else []),
                 ["  " + labels["started"], _fmt(p.started)],
                 ["  " + labels["completed"], _fmt(p.completed)],
                 ["  " + labels["response_rate"], _fmt(p.response_rate, percent=True)],
@@ -215,8 +217,10 @@ def cmd_results_show(args: argparse.Namespace) -> int:
     breakdowns = _breakdowns(args)
     if (args.id is None) == (args.survey is None):
         raise CommandError("give a campaign id, or --survey ID for a follow-up survey")
-    if args.id is not None and (args.date_from or args.date_to):
-        raise CommandError("--from and --to go with --survey (a campaign has its own period)")
+    if args.id is not None and (args.date_from or args.date_to or args.origin):
+        raise CommandError(
+            "--from, --to and --origin go with --survey (a campaign has its own period)"
+        )
     try:
         since, until = period(
             _day("--from", args.date_from), _day("--to", args.date_to), names=("--from", "--to")
@@ -233,6 +237,7 @@ def cmd_results_show(args: argparse.Namespace) -> int:
                 until=until,
                 lang=args.lang,
                 breakdowns=breakdowns,
+                origin=args.origin or "followup",
             )
             return format_survey_results(data)
         campaign = await campaign_results(runtime, args.id, lang=args.lang, breakdowns=breakdowns)
@@ -473,6 +478,12 @@ def add_commands(sub: Any) -> None:
     show.add_argument("--survey", help="a follow-up survey's id: its answers outside campaigns")
     show.add_argument("--from", dest="date_from", help="with --survey: first day, YYYY-MM-DD")
     show.add_argument("--to", dest="date_to", help="with --survey: last day (included)")
+    show.add_argument(
+        "--origin",
+        choices=ORIGINS,
+        help="with --survey: answers to follow-ups (default) or from public starts (web chat "
+        "list, keyword); the two are never mixed",
+    )
     show.add_argument(
         "--lang", help="language of questions and headings (sv, en, ar; default: the survey's)"
     )

@@ -53,11 +53,9 @@ FEEDBACK_TO_INVITED = "invited"
 class RecordFilter:
     """Which respondents to read: one campaign, or a survey version without campaign in a period.
 
-    Origin seam: respondents will get an `origin` (campaign / follow-up / public start). Until
-    then "without campaign" mixes follow-ups with keyword and public starts. When the column
-    lands, results filter on it in `condition()` (a follow-up survey's results: origin
-    "followup"; a campaign's: origin "campaign") and label by it through
-    `ResponseRecord.attributes["origin"]`, copied in `record_chunks` like the other attributes.
+    `origin` keeps answers of different doors apart: without a campaign, a follow-up survey's
+    results read origin "followup" and answers from public starts (the web chat index or a
+    keyword) origin "public"; they are never mixed.
     """
 
     survey_version_id: int
@@ -67,6 +65,8 @@ class RecordFilter:
     until: date | None = None
     """Respondents who started before this day."""
     completed_only: bool = True
+    origin: str | None = None
+    """campaign | followup | public; None: any."""
 
     def condition(self) -> ColumnElement[bool]:
         """The WHERE clause on respondents."""
@@ -82,7 +82,8 @@ class RecordFilter:
             parts.append(r.started_on < self.until)
         if self.completed_only:
             parts.append(r.completed == true())
-        # Origin seam (see the class docstring): `parts.append(r.origin.in_(origins))` goes here.
+        if self.origin is not None:
+            parts.append(r.origin == self.origin)
         return and_(*parts)
 
 
@@ -299,10 +300,15 @@ async def followup_version_ids(s: AsyncSession, survey_id: str) -> list[int]:
 
 
 async def outside_campaigns(
-    s: AsyncSession, survey_id: str, since: date | None, until: date | None
+    s: AsyncSession,
+    survey_id: str,
+    since: date | None,
+    until: date | None,
+    origin: str | None = None,
 ) -> dict[int, tuple[int, int]]:
     """Survey version id -> (started, completed) respondents without a campaign who started in
-    [since, until) (None: no bound), for every version that has any."""
+    [since, until) (None: no bound) and came by `origin` (None: any), for every version that
+    has any."""
     r = Respondent.__table__.c
     completed = func.sum(case((r.completed == true(), 1), else_=0))
     stmt = (
@@ -314,6 +320,8 @@ async def outside_campaigns(
         stmt = stmt.where(r.started_on >= since)
     if until is not None:
         stmt = stmt.where(r.started_on < until)
+    if origin is not None:
+        stmt = stmt.where(r.origin == origin)
     return {int(v): (int(n), int(c or 0)) for v, n, c in await s.execute(stmt)}
 
 

@@ -132,8 +132,8 @@ def _query_day(name: str, value: str | None) -> date | None:
 
 
 async def get_survey_results(request: web.Request) -> web.Response:
-    """A follow-up survey's results: answers outside campaigns, `from` to `to` (both days
-    included, both optional)."""
+    """A survey's results outside campaigns, `from` to `to` (both days included, both optional):
+    answers to follow-ups, or with `origin=public` answers from public starts (never mixed)."""
     runtime, _ = _runtime(request)
     query = request.query
     try:
@@ -147,6 +147,7 @@ async def get_survey_results(request: web.Request) -> web.Response:
             until=until,
             lang=query.get("lang"),
             breakdowns=parse_breakdowns(query.get("breakdown")),
+            origin=query.get("origin", "followup"),
         )
     except SurveyNotFound as e:
         return json_error(404, str(e))

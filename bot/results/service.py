@@ -39,7 +39,7 @@ from bot.results.aggregate import (
 from bot.results.background import RawAttributes, raw_attributes
 from bot.results.export_csv import write_answers_csv
 from bot.results.export_xlsx import write_results_xlsx
-from bot.results.texts import STAFF_LANGUAGES
+from bot.results.texts import STAFF_LANGUAGES, staff_texts
 from flows.model import Survey, base_language
 from storage import repo_audit, repo_results
 from storage.models import Campaign
@@ -507,7 +507,8 @@ async def package_rows(runtime: Runtime, ref: PackageRef) -> tuple[list[list[Any
 
 @dataclass(frozen=True, slots=True)
 class SurveyResults:
-    """A survey's answers outside campaigns (follow-up surveys) from respondents who started in
+    """A survey's answers outside campaigns that came by one door (`origin`: follow-ups, or
+    public starts by the web chat index or a keyword) from respondents who started in
     [since, until), on the newest version of the survey that has answers there."""
 
     survey: Survey
@@ -519,12 +520,21 @@ class SurveyResults:
     other_versions: dict[int, int]
     """Version number -> completed answers on it in the period that these results leave out."""
     lang: str
+    origin: str = "followup"
+    """followup | public: the answers of one door only, never mixed."""
+
+    @property
+    def origin_label(self) -> str:
+        """What these answers are, in the results' language."""
+        return staff_texts(self.lang)[f"origin_{self.origin}"]
 
     def to_json(self) -> dict[str, Any]:
         """What the staff API returns."""
         last = self.until - timedelta(days=1) if self.until else None
         return {
             "survey": {"id": self.survey.id, "version": self.survey.version},
+            "origin": self.origin,
+            "origin_label": self.origin_label,
             "from": self.since.isoformat() if self.since else None,
             "to": last.isoformat() if last else None,
             "followups_sent": self.followups_sent,
@@ -532,6 +542,9 @@ class SurveyResults:
             "results": self.results.to_json(),
         }
 
+
+ORIGINS: Final = ("followup", "public")
+"""The doors by which answers outside campaigns come; results never mix them."""
 
 _EARLIEST: Final = date(1900, 1, 1)
 _LATEST: Final = date(9998, 12, 31)
@@ -560,23 +573,29 @@ async def survey_results(
     lang: str | None = None,
     breakdowns: Sequence[str] = (),
     headings: bool = True,
+    origin: str = "followup",
 ) -> SurveyResults:
-    """Results of a survey's answers outside campaigns (follow-ups) in [since, until).
+    """Results of a survey's answers outside campaigns in [since, until) that came by `origin`:
+    "followup" (follow-ups sent by the rules) or "public" (starts by the web chat index or a
+    keyword), kept apart so that public answers never enter a follow-up survey's figures.
 
-    Invited is the number of follow-ups of the survey sent in the period; as people may answer
-    a follow-up sent before it, the response rate is only given when that is not exceeded."""
+    For follow-ups, invited is the number of follow-ups of the survey sent in the period; as
+    people may answer a follow-up sent before it, the response rate is only given when that is
+    not exceeded. Public starts have no invitations: invited is who started."""
+    if origin not in ORIGINS:
+        raise ResultsError(f"unknown origin {origin!r}: use one of {', '.join(ORIGINS)}")
     if since is not None and until is not None and since >= until:
         raise ResultsError("the period is empty: --from must not be after --to")
     k = runtime.settings.privacy.min_group_size
     tz = runtime.settings.schedule.tz
     async with runtime.db.transaction(read_only=True) as s:
-        counts = await repo_results.outside_campaigns(s, survey_id, since, until)
+        counts = await repo_results.outside_campaigns(s, survey_id, since, until, origin)
         answered = [v for v, (_, completed) in counts.items() if completed]
         if answered:
             version_id = max(answered)
             survey = await runtime.catalog.version(s, version_id)
             records = await repo_results.records(
-                s, RecordFilter(version_id, since=since, until=until)
+                s, RecordFilter(version_id, since=since, until=until, origin=origin)
             )
             started = counts[version_id][0]
         else:
@@ -589,15 +608,23 @@ async def survey_results(
             if other_id != version_id and completed:
                 version = (await runtime.catalog.version(s, other_id)).version
                 others[version] = others.get(version, 0) + completed
-        sent = await repo_results.followups_sent(
-            s,
-            survey_id,
-            datetime.combine(since, time(0), tzinfo=tz) if since else None,
-            datetime.combine(until, time(0), tzinfo=tz) if until else None,
+        sent = (
+            await repo_results.followups_sent(
+                s,
+                survey_id,
+                datetime.combine(since, time(0), tzinfo=tz) if since else None,
+                datetime.combine(until, time(0), tzinfo=tz) if until else None,
+            )
+            if origin == "followup"
+            else 0
         )
     lang = results_language(survey, lang, headings=headings)
+    started = max(started, len(records))
     participation = Participation(
-        invited=sent, started=max(started, len(records)), completed=len(records), opted_out=0
+        invited=sent if origin == "followup" else started,
+        started=started,
+        completed=len(records),
+        opted_out=0,
     )
     results = compute(
         survey,
@@ -608,7 +635,7 @@ async def survey_results(
         lang=lang,
         suppression=runtime.settings.privacy.suppression,
     )
-    return SurveyResults(survey, results, since, until, sent, others, lang)
+    return SurveyResults(survey, results, since, until, sent, others, lang, origin)
 
 
 async def followup_results(

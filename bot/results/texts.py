@@ -226,6 +226,11 @@ STAFF: Final[Mapping[str, Mapping[str, str]]] = {
         "contact_length": "Kontakttid",
         "unit": "Enhet",
         "age": "Ålder",
+        "origin_followup": "Svar på uppföljningar som reglerna skickat",
+        "origin_public": (
+            "Svar från öppna starter (webbchattens lista eller nyckelord), hålls isär från "
+            "uppföljningar och kampanjer"
+        ),
     },
     "en": {
         "summary": "Summary",
@@ -278,6 +283,11 @@ STAFF: Final[Mapping[str, Mapping[str, str]]] = {
         "contact_length": "Length of contact",
         "unit": "Unit",
         "age": "Age",
+        "origin_followup": "Answers to follow-ups sent by the rules",
+        "origin_public": (
+            "Answers from open starts (the web chat list or a keyword), kept apart from "
+            "follow-ups and campaigns"
+        ),
     },
     "ar": {
         "summary": "ملخص",
@@ -327,6 +337,10 @@ STAFF: Final[Mapping[str, Mapping[str, str]]] = {
         "contact_length": "مدة التواصل",
         "unit": "الوحدة",
         "age": "العمر",
+        "origin_followup": "إجابات على رسائل المتابعة التي أرسلتها القواعد",
+        "origin_public": (
+            "إجابات من بدايات مفتوحة (قائمة الدردشة أو كلمة مفتاحية)، منفصلة عن المتابعات والحملات"
+        ),
     },
 }
 STAFF_LANGUAGES: Final = tuple(STAFF)

@@ -375,6 +375,68 @@ def test_show_a_followup_survey_in_a_period(cli: Cli, database_url: str) -> None
     assert re.search(r"Slutförda +–\n", out) and "100 %" not in out
 
 
+def public_answers(database_url: str, n: int, value: str) -> None:
+    """n people who started the survey from the web chat list (a public start) in February."""
+    import uuid
+    from datetime import date
+
+    from storage.models import Answer, Respondent
+
+    async def make() -> None:
+        async with results_runtime(database_url, FixedClock(START)) as runtime:
+            entry = runtime.catalog.latest("nojdhet")
+            assert entry is not None
+            async with runtime.db.transaction() as s:
+                for _ in range(n):
+                    rid = str(uuid.uuid4())
+                    s.add(
+                        Respondent(
+                            id=rid,
+                            survey_id="nojdhet",
+                            survey_version_id=entry.version_id,
+                            campaign_id=None,
+                            attributes={},
+                            channel="webchat",
+                            status="completed",
+                            started_on=date(2026, 2, 12),
+                            completed=True,
+                            origin="public",
+                        )
+                    )
+                    await s.flush()
+                    s.add(
+                        Answer(
+                            respondent_id=rid,
+                            question_id="hjalp",
+                            value=value,
+                            skipped=False,
+                            answered_on=date(2026, 2, 12),
+                        )
+                    )
+
+    run_in_thread(make)
+
+
+def test_public_answers_are_kept_apart_from_follow_ups_and_labelled(
+    cli: Cli, database_url: str
+) -> None:
+    followups(database_url)  # six "ja" to follow-ups in February
+    public_answers(database_url, 7, "nej")  # seven "nej" from public starts in February
+    feb = ("--from", "2026-02-01", "--to", "2026-02-28")
+    code, out, err = cli("results", "show", "--survey", "nojdhet", *feb, "--lang", "en")
+    assert code == 0, err
+    assert "Answers to follow-ups sent by the rules" in out
+    assert re.search(r"Completed +6\n", out) and "100 %" in out  # no public "nej" mixed in
+    code, out, err = cli(
+        "results", "show", "--survey", "nojdhet", *feb, "--origin", "public", "--lang", "en"
+    )
+    assert code == 0, err
+    assert "Answers from open starts" in out and "Follow-ups sent" not in out
+    assert re.search(r"Completed +7\n", out)
+    code, _, err = cli("results", "show", "1", "--origin", "public")
+    assert code == 1 and "--origin go with --survey" in err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -385,7 +447,7 @@ def test_show_a_followup_survey_in_a_period(cli: Cli, database_url: str) -> None
         (("--survey", "nojdhet", "--from", "0001-01-01"), "--from 0001-01-01 is out of range"),
         (("1", "--survey", "nojdhet"), "give a campaign id, or --survey"),
         ((), "give a campaign id, or --survey"),
-        (("1", "--from", "2026-01-01"), "--from and --to go with --survey"),
+        (("1", "--from", "2026-01-01"), "--from, --to and --origin go with --survey"),
     ],
 )
 def test_show_followup_bad_input(

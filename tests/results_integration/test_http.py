@@ -379,6 +379,13 @@ async def test_followup_survey_results_over_the_api(client: Client) -> None:
     assert response.status == 200
     data = await response.json()
     assert (data["from"], data["to"], data["followups_sent"]) == ("2026-02-01", "2026-02-28", 6)
+    assert (data["origin"], data["origin_label"]) == (
+        "followup",
+        "Answers to follow-ups sent by the rules",
+    )
+    public = await (await client.get(f"{path}?origin=public", headers=AUTH)).json()
+    assert public["origin"] == "public" and public["followups_sent"] == 0
+    assert public["results"]["participation"]["completed"]["value"] == 0
     results = data["results"]
     assert results["participation"]["completed"] == {"value": 6, "suppressed": False}
     hjalp = next(q for q in results["questions"] if q["question_id"] == "hjalp")
@@ -394,6 +401,7 @@ async def test_followup_survey_results_over_the_api(client: Client) -> None:
         ("?from=²", 400),
         ("?breakdown=shoe", 400),
         ("?lang=fi", 400),
+        ("?origin=campaign", 400),
     ):
         response = await client.get(f"{path}{query}", headers=AUTH)
         assert response.status == status, query
