@@ -10,6 +10,7 @@ at or after `expires_at` gets the expired notice and ends the conversation as EX
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -265,6 +266,8 @@ def _question_message(
     body = localize(question.text, lang, survey.default_language)
     if question.type is QuestionType.SELECT_MANY:
         body = f"{body}\n{text('select_many_hint', lang)}"
+    elif question.type is QuestionType.NUMERIC:
+        body = _with_range(body, question)
     if lead:
         body = f"{lead}\n{body}"
     buttons, numbered = _options(survey, question, lang)
@@ -276,6 +279,17 @@ def _question_message(
         question_id=question.id,
         multiple=question.type is QuestionType.SELECT_MANY,
     )
+
+
+def _with_range(body: str, question: Question) -> str:
+    """A numeric question with both bounds shows them ("6-17", ASCII hyphen as for a scale)
+    unless its text already names both numbers."""
+    if question.min is None or question.max is None:
+        return body
+    numbers = set(re.findall(r"\d+", body))
+    if {str(question.min), str(question.max)} <= numbers:
+        return body
+    return f"{body}\n{question.min}-{question.max}"
 
 
 def question_message(survey: Survey, question: Question, lang: str) -> OutMessage:

@@ -25,6 +25,7 @@ from flows.engine import (
     opted_in_confirmation,
     opted_out_confirmation,
     pick_language,
+    question_message,
     resume,
     start,
 )
@@ -347,6 +348,30 @@ RENDER_CASES: list[tuple[OutMessage, str]] = [
 def test_render_text(message: OutMessage, expected: str) -> None:
     assert render_text(message) == expected
     assert render_text(message) == render_text(message)
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        (Question("n", QuestionType.NUMERIC, {"sv": "Ålder?"}, min=6, max=17), "Ålder?\n6-17"),
+        (Question("n", QuestionType.NUMERIC, {"sv": "Från 0 till 10?"}, min=0, max=10), None),
+        (Question("n", QuestionType.NUMERIC, {"sv": "Hur många?"}, min=0), None),
+        (
+            Question("n", QuestionType.NUMERIC, {"sv": "1 till 100?"}, min=1, max=10),
+            "1 till 100?\n1-10",
+        ),
+    ],
+)
+def test_a_numeric_question_shows_its_range_unless_its_text_does(
+    question: Question, expected: str | None
+) -> None:
+    survey = _survey(questions=(question,))
+    rendered = render_text(question_message(survey, question, "sv"))
+    assert rendered == (expected or localize_sv(question))
+
+
+def localize_sv(question: Question) -> str:
+    return question.text["sv"]
 
 
 def test_swedish_and_english_texts_stay_in_gsm7() -> None:
