@@ -24,7 +24,7 @@ from bot import campaigns
 from bot.campaigns import CampaignRequest
 from bot.clock import FixedClock
 from bot.config import load_settings
-from bot.runtime import open_runtime
+from bot.features import open_runtime
 from storage.db import Database
 from storage.migrate import upgrade_async
 from storage.models import Contact, Invitation

@@ -31,7 +31,7 @@ from bot.channels.twilio import TwilioChannel, TwilioSettings
 from bot.channels.webchat import WebChatChannel
 from bot.clock import SystemClock
 from bot.config import DispatcherSettings
-from bot.dispatcher import ChannelLimits, Dispatcher
+from bot.outbox.dispatcher import ChannelLimits, Dispatcher
 from storage import repo_messages
 from storage.db import Database
 from storage.migrate import upgrade_async

@@ -15,7 +15,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from bot.contacts_import import import_validated, validate_csv
+from bot.contacts.importer import import_validated, validate_csv
 from bot.privacy import Pseudonymizer
 from storage.db import Database
 from storage.migrate import upgrade_async

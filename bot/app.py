@@ -1,4 +1,5 @@
-"""The web application: provider webhooks, the web chat, health, and (later) the staff API."""
+"""The web application: provider webhooks, the web chat, health, the public pages and the staff
+API (mounted from `bot.features`)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from aiohttp import web
 
 from bot import features
 from bot.channels.base import Channel, RequestRejected, WebRequest
+from bot.channels.twilio import TwilioChannel
 from bot.clock import Clock
 from bot.config import Settings
-from bot.runtime import Runtime, open_runtime
+from bot.runtime import RUNTIME
 from bot.web import chat
 from bot.web.inputs import parse_form, read_body
 from storage.db import DatabaseUnavailable
@@ -25,8 +27,6 @@ MAX_BODY = 64 * 1024
 
 API_MAX_BODY = 16 * 1024 * 1024
 """Bulk contact imports over the staff API may be large; webhooks stay at MAX_BODY."""
-
-RUNTIME = web.AppKey("runtime", Runtime)
 
 
 def create_app(
@@ -48,7 +48,7 @@ def create_app(
     api = web.Application(client_max_size=API_MAX_BODY, middlewares=[error_middleware])
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with open_runtime(
+        async with features.open_runtime(
             settings, clock=clock, channels=channels, migrate=migrate
         ) as runtime:
             app[RUNTIME] = runtime
@@ -224,8 +224,6 @@ async def telegram_inbound(request: web.Request) -> web.Response:
 
 
 async def twilio_status(request: web.Request) -> web.Response:
-    from bot.channels.twilio import TwilioChannel
-
     channel = _channel(request, "sms")
     assert isinstance(channel, TwilioChannel)
     try:

@@ -9,14 +9,9 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.survey_files import load_paths
 from flows.answers import normalize
-from flows.loader import (
-    LoadResult,
-    checksum,
-    load_paths,
-    survey_definition,
-    survey_from_definition,
-)
+from flows.loader import LoadResult, checksum, survey_definition, survey_from_definition
 from flows.model import Survey
 from storage import executor, repo_surveys
 from storage.sqlexec import Exec

@@ -1,34 +1,53 @@
-"""Every feature plugged into the service, in one place: task handlers, staff API routes,
-public pages and commands. Imports are lazy because the features import the app and the CLI."""
+"""Every feature plugged into the service, in one place: task handlers, staff API routes and
+public pages, and the runtime opened with all of them (`open_runtime`). The app and the CLI
+import this module; no feature imports it."""
 
 from __future__ import annotations
 
-import argparse
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-if TYPE_CHECKING:
-    from aiohttp import web
+from aiohttp import web
 
-    from bot.runtime import Runtime
+from bot import campaigns, followups
+from bot import runtime as runtimes
+from bot.api import campaigns as api_campaigns
+from bot.api import contacts as api_contacts
+from bot.api import events as api_events
+from bot.api import results as api_results
+from bot.channels.base import Channel
+from bot.clock import Clock
+from bot.config import Settings
+from bot.results import feedback
+from bot.runtime import Runtime
 
 
 def register(runtime: Runtime) -> None:
     """Task handlers of every feature, on a fresh runtime."""
-    from bot import campaigns, followups
-    from bot.results import feedback
-
     campaigns.register(runtime)
     followups.register(runtime)
     feedback.register(runtime)
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    channels: dict[str, Channel] | None = None,
+    migrate: bool = False,
+) -> AsyncIterator[Runtime]:
+    """A runtime (see `bot.runtime.open_runtime`) with every feature's task handlers."""
+    async with runtimes.open_runtime(
+        settings, clock=clock, channels=channels, migrate=migrate, plug=register
+    ) as runtime:
+        yield runtime
 
 
 async def start(runtime: Runtime) -> None:
     """What the service does once at startup: load the follow-up rules file, then plan this
     period's feedback for the follow-up surveys those rules use, and retime campaign messages
     to the current quiet hours."""
-    from bot import campaigns, followups
-    from bot.results import feedback
-
     await followups.load_rules(runtime)
     await feedback.schedule_periodic(runtime)
     await campaigns.apply_quiet_hours(runtime)
@@ -36,25 +55,12 @@ async def start(runtime: Runtime) -> None:
 
 def add_api_routes(api: web.Application) -> None:
     """Staff API routes, mounted under /api/v1."""
-    from bot.api import campaigns, contacts, events, results
-
-    contacts.add_api_routes(api)
-    campaigns.add_api_routes(api)
-    events.add_api_routes(api)
-    results.add_api_routes(api)
+    api_contacts.add_api_routes(api)
+    api_campaigns.add_api_routes(api)
+    api_events.add_api_routes(api)
+    api_results.add_api_routes(api)
 
 
 def add_public_routes(app: web.Application) -> None:
     """Pages and APIs on the main app: the public results page and the FLOIP results API."""
-    from bot.api import results
-
-    results.add_public_routes(app)
-
-
-def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
-    """Sub-commands of `brukardialog`."""
-    from bot import cli_campaigns, cli_events, cli_results
-
-    cli_campaigns.add_commands(sub)
-    cli_events.add_commands(sub)
-    cli_results.add_commands(sub)
+    api_results.add_public_routes(app)

@@ -1,7 +1,9 @@
 """Everything a running service (or one CLI command) shares: database, surveys, services.
 
-Built once by `open_runtime` and closed when it exits; the web app keeps it under `RUNTIME`, CLI
-commands use it for the length of one command."""
+Built once by `open_runtime` and closed when it exits; the web app keeps it under `RUNTIME`
+(here, not in the app module, so that routes can read it without importing the app), CLI commands
+use it for the length of one command. The features plug in through `bot.features`, which wraps
+`open_runtime`; this module knows none of them."""
 
 from __future__ import annotations
 
@@ -12,14 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot import features
+from aiohttp import web
+
 from bot.catalog import SurveyCatalog
 from bot.channels.base import Channel
+from bot.channels.telegram import TelegramChannel, TelegramSettings
+from bot.channels.twilio import TwilioChannel, TwilioSettings
+from bot.channels.webchat import WebChatChannel
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
-from bot.dispatcher import Dispatcher, limits_from
 from bot.inbound.decide import EXPIRE_TASK, Policy
 from bot.inbound.service import ConversationService
+from bot.outbox.dispatcher import Dispatcher, limits_from
 from bot.privacy import Pseudonymizer, load_or_create_key, parse_key
 from bot.scheduler import TaskRunner
 from storage.db import Database
@@ -54,6 +60,10 @@ class Runtime:
         self.tasks.maintenance.append(self.service.release_answers)
 
 
+RUNTIME = web.AppKey("runtime", Runtime)
+"""Where the web app (and its API sub-app) keep the runtime."""
+
+
 def _payload_handler(
     func: Callable[[str], Awaitable[Any]],
 ) -> Callable[[dict[str, Any]], Awaitable[None]]:
@@ -81,12 +91,8 @@ def sealer_for(settings: Settings) -> Sealer:
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
     """The channels whose credentials are configured; the web chat is always on."""
-    from bot.channels.webchat import WebChatChannel
-
     channels: dict[str, Channel] = {"webchat": WebChatChannel()}
     if settings.twilio.enabled:
-        from bot.channels.twilio import TwilioChannel, TwilioSettings
-
         channels["sms"] = TwilioChannel(
             TwilioSettings(
                 account_sid=settings.twilio.account_sid,
@@ -101,8 +107,6 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     else:
         log.info("SMS (Twilio) is off: twilio.account_sid is not set")
     if settings.telegram.enabled:
-        from bot.channels.telegram import TelegramChannel, TelegramSettings
-
         channels["telegram"] = TelegramChannel(
             TelegramSettings(
                 bot_token=settings.telegram.bot_token,
@@ -122,8 +126,10 @@ async def open_runtime(
     clock: Clock | None = None,
     channels: dict[str, Channel] | None = None,
     migrate: bool = False,
+    plug: Callable[[Runtime], None] | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Open the database, load the surveys, build the services; close it all on exit."""
+    """Open the database, load the surveys, build the services, let `plug` add the features'
+    task handlers; close it all on exit."""
     sealer = sealer_for(settings)
     pseudonymizer = pseudonymizer_for(settings)
     if migrate:
@@ -152,7 +158,8 @@ async def open_runtime(
             clock=clock,
             channels=channels if channels is not None else build_channels(settings),
         )
-        features.register(runtime)
+        if plug is not None:
+            plug(runtime)
         try:
             yield runtime
         finally:

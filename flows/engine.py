@@ -10,7 +10,6 @@ at or after `expires_at` gets the expired notice and ends the conversation as EX
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,12 +21,9 @@ from flows.answers import (
     Invalid,
     ParseContext,
     Parsed,
-    choice_payload,
     lang_payload,
     normalize,
-    parse_answer,
     parse_int,
-    scale_payload,
 )
 from flows.conversation import (
     Awaiting,
@@ -43,8 +39,9 @@ from flows.conversation import (
     Step,
 )
 from flows.expr import Expr, ExprError, compile_expr
-from flows.model import SMILEYS, Question, QuestionType, Survey, base_language, localize
+from flows.model import Question, Survey, base_language, localize
 from flows.texts import LANGUAGE_ALIASES, language_name, text
+from flows.types import kind_of, parse_answer
 
 __all__ = [
     "Keyword",
@@ -231,30 +228,6 @@ def _shown(question: Question, answers: Mapping[str, object]) -> bool:
     return expr is None or expr.evaluate(answers)
 
 
-def _options(
-    survey: Survey, question: Question, lang: str
-) -> tuple[tuple[Button, ...], tuple[str, ...]]:
-    if question.type in (QuestionType.SELECT_ONE, QuestionType.SELECT_MANY):
-        labels = tuple(
-            localize(choice.text, lang, survey.default_language) for choice in question.choices
-        )
-        buttons = tuple(
-            Button(choice_payload(choice.id), label)
-            for choice, label in zip(question.choices, labels, strict=True)
-        )
-        return buttons, labels
-    if question.type is QuestionType.SCALE:
-        low, high = question.scale_range
-        values = range(low, high + 1)
-        smileys = question.style == "smileys" and len(values) == len(SMILEYS)
-        labels = SMILEYS if smileys else tuple(str(v) for v in values)
-        buttons = tuple(
-            Button(scale_payload(v), label) for v, label in zip(values, labels, strict=True)
-        )
-        return buttons, labels
-    return (), ()
-
-
 def _question_message(
     survey: Survey,
     question: Question,
@@ -263,33 +236,19 @@ def _question_message(
     kind: MessageKind = MessageKind.QUESTION,
     lead: str = "",
 ) -> OutMessage:
-    body = localize(question.text, lang, survey.default_language)
-    if question.type is QuestionType.SELECT_MANY:
-        body = f"{body}\n{text('select_many_hint', lang)}"
-    elif question.type is QuestionType.NUMERIC:
-        body = _with_range(body, question)
+    kind_ = kind_of(question)
+    body = kind_.decorate(localize(question.text, lang, survey.default_language), question, lang)
     if lead:
         body = f"{lead}\n{body}"
-    buttons, numbered = _options(survey, question, lang)
+    buttons, numbered = kind_.options(survey, question, lang)
     return OutMessage(
         body,
         kind,
         buttons=buttons,
         numbered=numbered,
         question_id=question.id,
-        multiple=question.type is QuestionType.SELECT_MANY,
+        multiple=kind_.multiple,
     )
-
-
-def _with_range(body: str, question: Question) -> str:
-    """A numeric question with both bounds shows them ("6-17", ASCII hyphen as for a scale)
-    unless its text already names both numbers."""
-    if question.min is None or question.max is None:
-        return body
-    numbers = set(re.findall(r"\d+", body))
-    if {str(question.min), str(question.max)} <= numbers:
-        return body
-    return f"{body}\n{question.min}-{question.max}"
 
 
 def question_message(survey: Survey, question: Question, lang: str) -> OutMessage:
@@ -327,7 +286,7 @@ def _advance(survey: Survey, state: ConversationState, index: int, out: _Out) ->
     for question in survey.questions[index:]:
         if not _shown(question, state.answers):
             continue
-        if question.type is QuestionType.MESSAGE:
+        if not kind_of(question).records:
             out.messages.append(
                 OutMessage(
                     localize(question.text, state.lang, survey.default_language),
@@ -411,7 +370,7 @@ def resume(survey: Survey, state: ConversationState, inp: Input, now: datetime) 
 def _advance_unanswered(survey: Survey, state: ConversationState, out: _Out) -> ConversationState:
     done = set(state.history) | set(state.answers)
     for index, question in enumerate(survey.questions):
-        if question.id not in done and question.type is not QuestionType.MESSAGE:
+        if question.id not in done and kind_of(question).records:
             return _advance(survey, state, index, out)
     return _advance(survey, state, len(survey.questions), out)
 

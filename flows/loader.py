@@ -11,9 +11,8 @@ import difflib
 import hashlib
 import re
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 from flows.answers import normalize
@@ -21,7 +20,6 @@ from flows.durations import parse_duration
 from flows.engine import classify_keyword, question_message
 from flows.expr import ExprError, compile_expr
 from flows.model import (
-    SMILEYS,
     Choice,
     LocalizedText,
     Participation,
@@ -31,17 +29,18 @@ from flows.model import (
 )
 from flows.render import render_text
 from flows.segments import segment_info
+from flows.types import RangeFields, kind_of
 
 __all__ = [
     "MAX_SMS_SEGMENTS",
     "PLACEHOLDERS",
     "LoadResult",
     "Problem",
+    "Source",
     "SurveyFileError",
     "checksum",
     "fill_placeholders",
-    "load_paths",
-    "load_survey_file",
+    "load_sources",
     "load_survey_text",
     "survey_definition",
     "survey_from_definition",
@@ -58,11 +57,10 @@ KEYWORD = re.compile(r"[^\s]{2,30}")
 CARRIER_KEYWORDS: Final = frozenset({"yes", "unstop", "stopall", "info"})
 """Words Twilio and carriers act on themselves (besides the engine's own commands)."""
 
-SELECT_TYPES: Final = frozenset({QuestionType.SELECT_ONE, QuestionType.SELECT_MANY})
-RANGE_TYPES: Final = frozenset({QuestionType.NUMERIC, QuestionType.SCALE})
 SCALE_STYLES: Final = ("smileys", "numbers")
+TYPE_KEYS: Final = ("choices", "positive", "dont_know", "min", "max", "max_length", "style")
+"""Keys of a question's table that only some types take (`flows.types.<type>.KIND.keys`)."""
 BREAKDOWNS: Final = ("gender", "contact_length", "age")
-MAX_SCALE_STEPS: Final = 11
 
 _TOP_REQUIRED: Final = ("id", "version", "languages", "title", "intro", "thanks", "questions")
 _TOP_OPTIONAL: Final = (
@@ -147,11 +145,6 @@ def load_survey_text(
     return survey
 
 
-def load_survey_file(path: Path, placeholders: Mapping[str, str] | None = None) -> Survey:
-    """Load one survey file; raises SurveyFileError (also for unreadable files)."""
-    return load_survey_text(_read(path), str(path), placeholders)
-
-
 def survey_definition(text: str) -> dict[str, Any]:
     """The survey file as a JSON-able dict, to store with a survey version in the database."""
     return {str(k): _jsonable(v) for k, v in _parse_toml(text, "<string>").items()}
@@ -174,17 +167,32 @@ def survey_from_definition(
     return builder.build()
 
 
-def load_paths(paths: Sequence[Path], placeholders: Mapping[str, str] | None = None) -> LoadResult:
-    """Load survey files and folders (every *.toml inside, sorted), checking across files too;
-    `placeholders` as in `load_survey_text`."""
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One survey file's text as read (the reading is the caller's: this module does no I/O),
+    or the problem that kept it from being read."""
+
+    name: str
+    text: str | None = None
+    problem: Problem | None = None
+
+
+def load_sources(
+    sources: Sequence[Source], placeholders: Mapping[str, str] | None = None
+) -> LoadResult:
+    """Load survey files from their texts, checking across files too (ids and versions,
+    keywords); `placeholders` as in `load_survey_text`. Problems of unread files are kept."""
     surveys: list[Survey] = []
     problems: list[Problem] = []
     seen: dict[tuple[str, int], Survey] = {}
     keyword_owner: dict[str, Survey] = {}
-    for file in _expand(paths, problems):
+    for source in sources:
+        if source.text is None:
+            problems.append(source.problem or Problem(source.name, 0, "cannot read"))
+            continue
+        file, text = source.name, source.text
         try:
-            text = _read(file)
-            survey = load_survey_text(text, str(file), placeholders)
+            survey = load_survey_text(text, file, placeholders)
         except SurveyFileError as err:
             problems.extend(err.problems)
             continue
@@ -219,31 +227,6 @@ def load_paths(paths: Sequence[Path], placeholders: Mapping[str, str] | None = N
             keyword_owner.setdefault(normalize(word), survey)
         surveys.append(survey)
     return LoadResult(tuple(surveys), tuple(problems))
-
-
-def _expand(paths: Sequence[Path], problems: list[Problem]) -> Iterator[Path]:
-    seen: set[Path] = set()
-    for path in paths:
-        if path.is_dir():
-            files = sorted(p for p in path.glob("*.toml") if p.is_file())
-        elif path.is_file():
-            files = [path]
-        else:
-            problems.append(Problem(str(path), 0, "no such file or folder"))
-            continue
-        for file in files:
-            if file.resolve() not in seen:  # a file named on its own and inside a folder
-                seen.add(file.resolve())
-                yield file
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise SurveyFileError([Problem(str(path), 0, f"not UTF-8 text: {err.reason}")]) from err
-    except OSError as err:
-        raise SurveyFileError([Problem(str(path), 0, f"cannot read: {err.strerror}")]) from err
 
 
 _TOML_WHERE = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)\s*$")
@@ -812,12 +795,9 @@ class _SurveyBuilder:
             )
         if show_if is not None:
             self._check_show_if(show_if, name, at("show_if"), ids[:index], ids[index:])
-        if qtype is QuestionType.SCALE:
-            lo, hi = (1 if low is None else low), (5 if high is None else high)
-            if hi - lo + 1 > MAX_SCALE_STEPS:
-                self.problem(at("max"), f"{name}: a scale has at most {MAX_SCALE_STEPS} steps")
-            if style == "smileys" and hi - lo + 1 != len(SMILEYS):
-                self.problem(at("style"), f"{name}: the smileys style needs exactly 5 steps")
+        if qtype is not None:
+            for key, problem in kind_of(qtype).check(RangeFields(low, high, style)):
+                self.problem(at(key), f"{name}: {problem}")
 
         if len(self.problems) > before or qtype is None or text is None or qid is None:
             return None
@@ -855,23 +835,16 @@ class _SurveyBuilder:
     def _check_type_keys(
         self, table: Mapping[str, Any], name: str, qtype: QuestionType, at: Any
     ) -> None:
-        allowed = {
-            "choices": qtype in SELECT_TYPES,
-            "positive": qtype in SELECT_TYPES,
-            "dont_know": qtype in SELECT_TYPES,
-            "min": qtype in RANGE_TYPES,
-            "max": qtype in RANGE_TYPES,
-            "max_length": qtype is QuestionType.OPEN,
-            "style": qtype is QuestionType.SCALE,
-            "required": qtype is not QuestionType.MESSAGE,
-        }
-        for key, ok in allowed.items():
-            if key in table and not ok:
+        kind = kind_of(qtype)
+        for key in TYPE_KEYS:
+            if key in table and key not in kind.keys:
                 if key == "choices":
                     self.problem(at(key), f"{name}: choices do not apply to {qtype.value}")
                 elif key not in ("positive", "dont_know"):  # reported as unknown choice ids
                     self.problem(at(key), f"{name}: '{key}' does not apply to {qtype.value}")
-        if qtype in SELECT_TYPES and not table.get("choices"):
+        if "required" in table and not kind.records:
+            self.problem(at("required"), f"{name}: 'required' does not apply to {qtype.value}")
+        if kind.needs_choices and not table.get("choices"):
             self.problem(at("choices"), f"{name}: {qtype.value} needs choices")
 
     def _choices(self, index: int, table: Mapping[str, Any], name: str) -> tuple[Choice, ...]:

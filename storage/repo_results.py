@@ -27,7 +27,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.results.aggregate import Participation, ResponseRecord
 from storage.models import (
     Answer,
     Campaign,
@@ -38,6 +37,7 @@ from storage.models import (
     Respondent,
     SurveyVersion,
 )
+from storage.records import Participation, ResponseRecord
 
 CHUNK = 1000
 """Respondents per chunk (and so the size of the `IN` list for their answers)."""

@@ -16,7 +16,7 @@ from bot.campaigns import (
     CampaignStateError,
     EmptyAudience,
 )
-from bot.runtime import Runtime
+from bot.runtime import RUNTIME, Runtime
 from bot.web.inputs import db_id
 
 MAX_FEEDBACK_DELAY = 366 * 24 * 3600
@@ -25,7 +25,6 @@ _TEXT_FIELDS = ("survey", "audience", "ends", "name", "starts", "participation",
 
 
 def _runtime(request: web.Request) -> tuple[Runtime, str]:
-    from bot.app import RUNTIME
 
     runtime = request.app[RUNTIME]
     return runtime, staff_actor(request, runtime.settings.admin.api_tokens)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot import contact_links
 from bot.api.auth import json_body, json_error, staff_actor
-from bot.contacts_import import ImportRefused, import_validated, validate_records
+from bot.contacts import links as contact_links
+from bot.contacts.importer import ImportRefused, import_validated, validate_records
+from bot.runtime import RUNTIME
 from bot.web.inputs import path_text
 from storage import repo_audit
 
@@ -16,7 +17,6 @@ MAX_IMPORT_BYTES = 16 * 1024 * 1024
 
 async def import_contacts(request: web.Request) -> web.StreamResponse:
     """Insert or update contacts; all-or-nothing unless "skip_invalid" is true (422 lists why)."""
-    from bot.app import RUNTIME
 
     runtime = request.app[RUNTIME]
     actor = staff_actor(request, runtime.settings.admin.api_tokens)
@@ -47,7 +47,6 @@ async def import_contacts(request: web.Request) -> web.StreamResponse:
 
 async def contact_link(request: web.Request) -> web.StreamResponse:
     """One person's web chat link (and Telegram deep link when the bot is known)."""
-    from bot.app import RUNTIME
 
     runtime = request.app[RUNTIME]
     actor = staff_actor(request, runtime.settings.admin.api_tokens)

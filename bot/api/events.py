@@ -12,8 +12,7 @@ from aiohttp import web
 
 from bot import followups
 from bot.api.auth import json_body, json_error, staff_actor
-from bot.app import RUNTIME
-from bot.runtime import Runtime
+from bot.runtime import RUNTIME, Runtime
 from bot.web.inputs import path_text
 from storage import repo_audit, repo_events, repo_tasks
 

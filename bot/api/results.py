@@ -34,6 +34,8 @@ from bot.results.service import (
     period,
     survey_results,
 )
+from bot.runtime import RUNTIME
+from bot.web import results_page
 from bot.web.inputs import db_id
 from flows.durations import format_duration
 from storage import repo_audit
@@ -49,7 +51,6 @@ _OFFSET_SPACE: Final = re.compile(r" (\d{2}:?\d{2})$")
 
 
 def _runtime(request: web.Request) -> tuple[Runtime, str]:
-    from bot.app import RUNTIME
 
     runtime = request.app[RUNTIME]
     return runtime, staff_actor(request, runtime.settings.admin.api_tokens)
@@ -374,7 +375,6 @@ async def floip_responses(request: web.Request) -> web.Response:
 
 def add_public_routes(app: web.Application) -> None:
     """Routes on the main app: the FLOIP API (token-protected) and the public results page."""
-    from bot.web import results_page
 
     app.router.add_get("/flow-results/packages", floip_packages)
     app.router.add_get("/flow-results/packages/{id}", floip_package)

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.contacts_csv import COLUMNS, ContactFields, FieldError
+from bot.contacts.csvfile import COLUMNS, ContactFields, FieldError
 from bot.followups.rules import _TYPE_RE, _unknown_key
 
 _ATTR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
@@ -133,7 +133,7 @@ def _attributes(value: object, key: str, problems: list[str]) -> dict[str, objec
 
 def parse_contact(data: object, *, today: date, region: str = "SE") -> ContactDetails | list[str]:
     """Contact details from an event, normalised by the same rules as a contact list
-    (bot.contacts_csv.ContactFields); or every problem."""
+    (bot.contacts.csvfile.ContactFields); or every problem."""
     if not isinstance(data, dict):
         return [f"contact: must be an object, not {data!r}"]
     problems: list[str] = []

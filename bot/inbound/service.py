@@ -4,7 +4,7 @@ Every turn is one job on the database's turn writer (storage.writer): in its tra
 executor reads the facts (storage.executor), the pure decision makes the plan
 (bot.inbound.decide), and the executor writes it — dedupe on the provider's id, answers, state,
 timers and outbox together — before `handle_inbound` returns and the webhook answers 2xx.
-Sending is the dispatcher's job (bot.dispatcher)."""
+Sending is the dispatcher's job (bot.outbox.dispatcher)."""
 
 from __future__ import annotations
 

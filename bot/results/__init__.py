@@ -1,4 +1,5 @@
-"""Survey results: aggregates with small-number suppression, PII masking and exports (pure)."""
+"""Survey results: aggregates with small-number suppression (`aggregate`, `suppress`: pure), PII
+masking, exports, the results service reading the database, and the feedback loop."""
 
 from __future__ import annotations
 

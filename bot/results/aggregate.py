@@ -11,8 +11,7 @@ import enum
 import math
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
-from datetime import date
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Final
 
 from bot.bands import age_band, contact_length_band
@@ -20,7 +19,9 @@ from bot.results.redact import mask_pii
 from bot.results.suppress import CELLS, GROUPS, RULES, publishable, suppress
 from bot.results.texts import group_texts, target_group_name
 from flows.conversation import AnswerValue
-from flows.model import Question, QuestionType, Survey, localize
+from flows.model import Question, Survey, localize
+from flows.types import Figures, kind_of
+from storage.records import Participation, ResponseRecord
 
 __all__ = [
     "AGE_BANDS",
@@ -68,44 +69,10 @@ _CONTACT_LENGTH_ALIASES: Final = {
     "over_3_ar": ">3y",
 }
 
-_AGGREGATED: Final = frozenset(
-    {
-        QuestionType.SELECT_ONE,
-        QuestionType.SELECT_MANY,
-        QuestionType.NUMERIC,
-        QuestionType.SCALE,
-        QuestionType.DATE,
-    }
-)
 _NUMERIC_PER_VALUE_SPAN: Final = 20
 _NUMERIC_MAX_BINS: Final = 10
 
 # --- Input -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseRecord:
-    """One respondent's answers, as results are computed from them."""
-
-    respondent_id: str
-    completed: bool
-    started_on: date
-    attributes: Mapping[str, str | None]
-    """Copied at start: gender, target_group, unit, contact_length (band), age_group, language."""
-    answers: Mapping[str, AnswerValue]
-    """question_id -> value (choice id, list of ids, int, text, ISO date; None = skipped)."""
-    answered_on: Mapping[str, date] = field(default_factory=dict)
-    """question_id -> day answered, for exports; `started_on` where missing."""
-
-
-@dataclass(frozen=True, slots=True)
-class Participation:
-    """How many were invited, started, completed and opted out (from the campaign)."""
-
-    invited: int
-    started: int
-    completed: int
-    opted_out: int
 
 
 # --- Output ----------------------------------------------------------------------------------
@@ -292,7 +259,7 @@ def compute(
             raise ValueError(f"unknown breakdown {dim!r} (use {', '.join(DIMENSIONS)})")
     if len(set(breakdowns)) != len(breakdowns):
         raise ValueError("a breakdown dimension is given twice")
-    questions = [q for q in survey.questions if q.type in _AGGREGATED]
+    questions = [q for q in survey.questions if kind_of(q).counted]
     tally = _Tally.run(survey, records, breakdowns)
     texts = group_texts(lang)
     labels = [_GroupLabels(survey, dim, lang, texts) for dim in breakdowns]
@@ -404,8 +371,8 @@ class _Tally:
             for dim in dims
             if (source := next((q for q in survey.questions if q.breakdown == dim), None))
         ]
-        collapse = frozenset(q.id for q in survey.questions if q.type is QuestionType.DATE)
-        skip = frozenset(q.id for q in survey.questions if q.type not in _AGGREGATED)
+        collapse = frozenset(q.id for q in survey.questions if kind_of(q).figures is Figures.DATE)
+        skip = frozenset(q.id for q in survey.questions if not kind_of(q).counted)
         profile_ids: dict[tuple[str | None, ...], int] = {}
         # Raw attribute and background-answer values -> profile id, so each distinct
         # combination is resolved into groups once, not once per record.
@@ -468,7 +435,7 @@ def _resolver(survey: Survey, dim: str) -> Resolver:
 
     qid = source.id
     choice_ids = frozenset(c.id for c in source.choices)
-    numeric = source.type in (QuestionType.NUMERIC, QuestionType.SCALE)
+    numeric = kind_of(source).figures is Figures.NUMBER
 
     def from_question(
         answers: Mapping[str, AnswerValue], attributes: Mapping[str, str | None]
@@ -556,12 +523,12 @@ class _QuestionAggregate:
         self.tables = tables
 
     def figures(self) -> list[QuestionFigures]:
-        match self.q.type:
-            case QuestionType.SELECT_ONE:
+        match kind_of(self.q).figures:
+            case Figures.CHOICE:
                 return self._select_one()
-            case QuestionType.SELECT_MANY:
+            case Figures.CHOICES:
                 return self._select_many()
-            case QuestionType.SCALE | QuestionType.NUMERIC:
+            case Figures.NUMBER:
                 return self._numeric()
             case _:
                 return self._date()
@@ -667,7 +634,7 @@ class _QuestionAggregate:
     # scale and numeric -----------------------------------------------------------------------
 
     def _numeric(self) -> list[QuestionFigures]:
-        scale = self.q.type is QuestionType.SCALE
+        scale = kind_of(self.q).each_value
         values: list[dict[int, int]] = []
         for table in self.tables:
             valid: dict[int, int] = {}
@@ -740,7 +707,7 @@ class _QuestionAggregate:
         )
 
     def _label_for(self, key: str) -> str:
-        if self.q.type in (QuestionType.SELECT_ONE, QuestionType.SELECT_MANY):
+        if kind_of(self.q).choices:
             return self._choice_label(key)
         low, _, high = key.partition("..")
         return _bin_label(int(low), int(high or low))
@@ -872,7 +839,7 @@ def open_answers(survey: Survey, records: Iterable[ResponseRecord]) -> list[Open
 
     Within a question they are sorted by text, so the order cannot be used to line up one
     person's answers across questions."""
-    open_ids = [q.id for q in survey.questions if q.type is QuestionType.OPEN]
+    open_ids = [q.id for q in survey.questions if kind_of(q).figures is Figures.TEXT]
     texts: dict[str, list[str]] = {qid: [] for qid in open_ids}
     for record in records:
         for qid in open_ids:

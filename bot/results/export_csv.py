@@ -24,7 +24,8 @@ from bot.results.background import ATTRIBUTE_COLUMNS, RawAttributes, all_attribu
 from bot.results.cells import safe_row
 from bot.results.redact import mask_pii
 from flows.conversation import AnswerValue
-from flows.model import Question, QuestionType, Survey, localize
+from flows.model import Question, Survey, localize
+from flows.types import Figures, kind_of
 
 __all__ = ["ATTRIBUTE_COLUMNS", "answer_rows", "header", "write_answers_csv"]
 
@@ -54,7 +55,7 @@ def answer_rows(
     """One row per answered (not skipped) question, in survey order per respondent.
 
     Cells are plain values (numbers stay numbers); writers escape them with `cells.safe_row`."""
-    questions = [q for q in survey.questions if q.type is not QuestionType.MESSAGE]
+    questions = [q for q in survey.questions if kind_of(q).records]
     for record in records:
         respondent = pseudonym(record.respondent_id)
         extra = [_text(record.attributes.get(name)) for name in attributes]
@@ -80,7 +81,7 @@ def format_value(question: Question, value: AnswerValue) -> str | int:
         return ";".join(str(v) for v in value)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if question.type is QuestionType.OPEN:
+    if kind_of(question).figures is Figures.TEXT:
         return mask_pii(str(value))
     return str(value)
 
@@ -88,7 +89,7 @@ def format_value(question: Question, value: AnswerValue) -> str | int:
 def value_label(survey: Survey, question: Question, value: AnswerValue, lang: str) -> str:
     """What the person saw: choice texts in `lang`; empty for numbers, dates and free text."""
     ids = value if isinstance(value, list) else [value]
-    if question.type in (QuestionType.SELECT_ONE, QuestionType.SELECT_MANY):
+    if kind_of(question).choices:
         labels = []
         for choice_id in ids:
             choice = question.choice(str(choice_id))

@@ -43,8 +43,9 @@ from bot.timewindows import next_allowed
 from flows import engine
 from flows.conversation import MessageKind, OutMessage
 from flows.durations import format_duration, parse_duration
-from flows.model import QuestionType, Survey, base_language, localize
+from flows.model import Survey, base_language, localize
 from flows.segments import SegmentInfo, segment_info
+from flows.types import kind_of
 from storage import repo_audit, repo_contacts, repo_messages, repo_results, repo_tasks
 from storage.models import Campaign
 from storage.repo_results import FeedbackTarget
@@ -116,7 +117,7 @@ def headlines(survey: Survey, results: Results, lang: str) -> list[str]:
     for q in survey.questions:
         if len(out) >= MAX_HEADLINES:
             break
-        if not q.positive or q.type not in (QuestionType.SELECT_ONE, QuestionType.SELECT_MANY):
+        if not q.positive or not kind_of(q).choices:
             continue
         figures = results.question(q.id)
         if figures is None or figures.suppressed:

@@ -33,7 +33,8 @@ from urllib.parse import urlencode
 from bot.results.aggregate import ResponseRecord
 from bot.results.background import RawAttributes
 from bot.results.redact import mask_pii
-from flows.model import Question, QuestionType, Survey, base_language, localize
+from flows.model import Question, Survey, base_language, localize
+from flows.types import Figures, kind_of
 
 __all__ = [
     "FIELDS",
@@ -62,15 +63,6 @@ FIELDS: Final = (
     {"name": "response", "title": "Response", "type": "any"},
     {"name": "response_metadata", "title": "Response Metadata", "type": "object"},
 )
-
-_FLOIP_TYPE: Final = {
-    QuestionType.SELECT_ONE: "select_one",
-    QuestionType.SELECT_MANY: "select_many",
-    QuestionType.NUMERIC: "numeric",
-    QuestionType.SCALE: "numeric",
-    QuestionType.DATE: "date",
-    QuestionType.OPEN: "text",
-}
 
 # ISO 639-1 -> ISO 639-3 for the languages Swedish municipalities most often serve.
 _ISO639_3: Final = {
@@ -120,16 +112,15 @@ def _timestamp(moment: datetime) -> str:
 
 def _question_schema(survey: Survey, question: Question, lang: str) -> dict[str, Any]:
     type_options: dict[str, Any] = {}
-    if question.type in (QuestionType.SELECT_ONE, QuestionType.SELECT_MANY):
+    kind = kind_of(question)
+    if kind.choices:
         type_options["choices"] = [c.id for c in question.choices]
-    elif question.type is QuestionType.SCALE or (
-        question.type is QuestionType.NUMERIC
-        and question.min is not None
-        and question.max is not None
+    elif kind.figures is Figures.NUMBER and (
+        kind.each_value or (question.min is not None and question.max is not None)
     ):
         type_options["range"] = list(question.scale_range)
     return {
-        "type": _FLOIP_TYPE[question.type],
+        "type": kind.floip_type,
         "label": localize(question.text, lang, survey.default_language),
         "type_options": type_options,
     }
@@ -167,7 +158,7 @@ def package_descriptor(
         "questions": {
             q.id: _question_schema(survey, q, lang)
             for q in survey.questions
-            if q.type in _FLOIP_TYPE
+            if kind_of(q).floip_type
         },
     }
     descriptor: dict[str, Any] = {
@@ -198,7 +189,7 @@ def response_rows(
     questions = [
         q
         for q in survey.questions
-        if q.type in _FLOIP_TYPE and (include_open or q.type is not QuestionType.OPEN)
+        if kind_of(q).floip_type and (include_open or kind_of(q).figures is not Figures.TEXT)
     ]
     for record in records:
         metadata = {name: record.attributes.get(name) for name in attributes}
@@ -208,9 +199,9 @@ def response_rows(
                 continue
             day: date = record.answered_on.get(q.id, record.started_on)
             response: Any = value
-            if q.type is QuestionType.OPEN:
+            if kind_of(q).figures is Figures.TEXT:
                 response = mask_pii(str(value))
-            elif q.type is QuestionType.SELECT_MANY and isinstance(value, list):
+            elif isinstance(value, list):
                 response = list(value)
             yield [
                 _timestamp(datetime.combine(day, time(0), UTC)),

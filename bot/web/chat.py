@@ -18,6 +18,7 @@ from aiohttp import web
 
 from bot.channels.base import RequestRejected, WebRequest
 from bot.config import WebSettings
+from bot.runtime import RUNTIME
 from bot.web.inputs import db_id, parse_form, read_body
 from bot.web.limits import SlidingWindow, client_address
 from flows.model import Survey, base_language, localize
@@ -89,7 +90,6 @@ PAGE_TEXT = {
 
 
 def runtime(request: web.Request) -> Runtime:
-    from bot.app import RUNTIME
 
     return request.app[RUNTIME]
 

@@ -21,17 +21,17 @@ from aiohttp import web
 from bot.results.aggregate import Figure, QuestionFigures, Results
 from bot.results.service import CampaignNotFound, CampaignResults, ResultsError, campaign_results
 from bot.results.texts import page_texts
+from bot.runtime import RUNTIME
 from bot.web.inputs import db_id
-from flows.model import QuestionType, Survey, base_language, localize
+from flows.model import Survey, base_language, localize
 from flows.texts import language_name
+from flows.types import Figures, kind_of
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 RTL_LANGUAGES: Final = frozenset({"ar", "fa", "he", "ur", "ps", "ku"})
-_CHARTED: Final = frozenset(
-    {QuestionType.SELECT_ONE, QuestionType.SELECT_MANY, QuestionType.SCALE, QuestionType.NUMERIC}
-)
+_CHARTED: Final = frozenset({Figures.CHOICE, Figures.CHOICES, Figures.NUMBER})
 
 
 def direction(lang: str) -> str:
@@ -155,7 +155,7 @@ def render(data: CampaignResults, lang: str) -> str:
     else:
         for index, q in enumerate(results.questions):
             question = survey.question(q.question_id)
-            if question is None or question.type not in _CHARTED:
+            if question is None or kind_of(question).figures not in _CHARTED:
                 continue
             body.append(_question(survey, q, index, texts))
     rule = "k_rule_cells" if results.suppression == "cells" else "k_rule_groups"
@@ -196,7 +196,6 @@ def not_found(lang: str) -> web.Response:
 
 
 async def results_page(request: web.Request) -> web.Response:
-    from bot.app import RUNTIME
 
     runtime = request.app[RUNTIME]
     wanted = _wanted(request)

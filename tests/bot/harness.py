@@ -17,12 +17,12 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from bot.app import RUNTIME, create_app
+from bot.app import create_app
 from bot.clock import FixedClock
 from bot.config import SHIPPED_SURVEYS, Settings, load_settings
 from bot.inbound.decide import Address, decide_followup
 from bot.inbound.service import new_id
-from bot.runtime import Runtime
+from bot.runtime import RUNTIME, Runtime
 from storage import executor
 from storage.models import Answer, Conversation, Message, Respondent
 from storage.sqlexec import Exec

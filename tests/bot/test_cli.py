@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main, try_survey
+from bot.cli import main
+from bot.cli.command import try_survey
+from bot.survey_files import load_paths
 from flows import engine
 from flows.conversation import Input
-from flows.loader import load_paths
 from flows.model import Question, QuestionType, Survey
 
 ROOT = Path(__file__).resolve().parents[2]

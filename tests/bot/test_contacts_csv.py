@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.contacts_csv import (
+from bot.contacts.csvfile import (
     COLUMNS,
     ContactRow,
     RowError,

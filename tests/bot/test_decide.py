@@ -23,9 +23,9 @@ from bot.inbound.decide import (
     decide_remind,
     expire_task_key,
 )
+from bot.survey_files import load_paths
 from flows import engine
 from flows.conversation import Input
-from flows.loader import load_paths
 from flows.model import Survey
 from storage.plan import (
     NEW_CONTACT,

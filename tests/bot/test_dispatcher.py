@@ -28,7 +28,7 @@ from bot.channels.telegram import TelegramChannel, TelegramSettings
 from bot.channels.twilio import TwilioChannel, TwilioSettings
 from bot.clock import FixedClock
 from bot.config import DispatcherSettings
-from bot.dispatcher import ChannelLimits, Dispatcher, TokenBucket, backoff
+from bot.outbox.dispatcher import ChannelLimits, Dispatcher, TokenBucket, backoff
 from storage import repo_messages
 from storage.db import Database
 from storage.models import Lease, Message
@@ -544,7 +544,7 @@ async def test_the_horizon_gives_up_with_a_warning(
     assert timedelta(hours=2) <= took <= timedelta(hours=2, minutes=6)
     assert row.attempts > 10
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert warning.name == "bot.dispatcher"
+    assert warning.name == "bot.outbox.dispatcher"
     text = warning.getMessage()
     assert f"message {message_id} on sms" in text and "gave up" in text
     logged = caplog.text
@@ -798,7 +798,7 @@ WORKER = textwrap.dedent(
     from bot.channels.twilio import TwilioChannel, TwilioSettings
     from bot.clock import SystemClock
     from bot.config import DispatcherSettings
-    from bot.dispatcher import ChannelLimits, Dispatcher
+    from bot.outbox.dispatcher import ChannelLimits, Dispatcher
     from storage.db import Database
     from tests.conftest import TEST_SEALER
 

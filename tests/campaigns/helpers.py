@@ -15,8 +15,9 @@ from bot import campaigns
 from bot.channels.webchat import WebChatChannel
 from bot.clock import Clock, FixedClock
 from bot.config import Settings, SurveySettings, load_settings
-from bot.contacts_import import import_validated, validate_csv
-from bot.runtime import Runtime, open_runtime
+from bot.contacts.importer import import_validated, validate_csv
+from bot.features import open_runtime
+from bot.runtime import Runtime
 from storage import repo_contacts
 from storage.models import Contact, Invitation, Message
 

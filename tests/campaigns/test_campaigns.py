@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, update
 
-from bot import campaigns, cli_campaigns, features
+from bot import campaigns, features
 from bot.campaigns import (
     CampaignInvalid,
     CampaignRequest,
@@ -16,6 +16,7 @@ from bot.campaigns import (
     compile_audience,
 )
 from bot.channels.base import InboundMessage
+from bot.cli import campaigns as cli_campaigns
 from bot.clock import FixedClock
 from bot.runtime import Runtime
 from flows.engine import closed_notice

@@ -13,11 +13,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 import bot.cli
-from bot import contact_links
 from bot.app import create_app
 from bot.channels.webchat import WebChatChannel
 from bot.clock import FixedClock
 from bot.config import TelegramConfig
+from bot.contacts import links as contact_links
 from storage import repo_contacts
 from tests.campaigns.helpers import (
     ROWS,

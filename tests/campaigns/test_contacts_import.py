@@ -16,11 +16,12 @@ from sqlalchemy import func, select
 import bot.app
 import bot.cli
 import bot.features
-from bot import cli_campaigns
+import bot.runtime
 from bot.app import create_app
 from bot.channels.webchat import WebChatChannel
+from bot.cli import campaigns as cli_campaigns
 from bot.clock import FixedClock
-from bot.contacts_csv import column_rules, columns_markdown
+from bot.contacts.csvfile import column_rules, columns_markdown
 from storage.models import AuditEntry, Campaign, Contact, ContactAddress
 from tests.campaigns.helpers import (
     HEADER,
@@ -40,7 +41,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, database_url: str, *argv: str) -> int:
     settings = settings_for(database_url)
-    monkeypatch.setattr("bot.cli._settings", lambda args: settings)
+    monkeypatch.setattr("bot.cli.common.settings", lambda args: settings)
     parser = argparse.ArgumentParser()
     parser.add_argument("--config")
     cli_campaigns.add_commands(parser.add_subparsers(dest="command", required=True))
@@ -69,7 +70,7 @@ def test_cli_import_refuses_a_file_with_bad_rows_whole(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from bot.cli import CommandError
+    from bot.cli.common import CommandError
 
     path = tmp_path / "contacts.csv"
     bad = [*ROWS[:2], "P9,12345,sv,,,,,,", ROWS[2], "P10,,xx_1,,1800,,,,"]
@@ -218,7 +219,7 @@ async def test_api_contacts_and_campaigns(client: Client) -> None:
     assert shown["status"] == "closed" and shown["counts"]["invited"] == 0
     assert (await client.get("/api/v1/campaigns/999", headers=AUTH)).status == 404
 
-    runtime = client.app[bot.app.RUNTIME]
+    runtime = client.app[bot.runtime.RUNTIME]
     async with runtime.db.transaction(read_only=True) as s:
         actions = list(await s.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
         campaign = await s.get(Campaign, cid)

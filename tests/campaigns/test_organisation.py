@@ -16,9 +16,10 @@ from bot.channels.base import Channel
 from bot.channels.webchat import WebChatChannel
 from bot.clock import FixedClock
 from bot.config import SHIPPED_SURVEYS, OrganisationSettings, SurveySettings
-from bot.runtime import open_runtime
+from bot.features import open_runtime
+from bot.survey_files import load_paths
 from flows.engine import help_message, question_message
-from flows.loader import MAX_SMS_SEGMENTS, load_paths
+from flows.loader import MAX_SMS_SEGMENTS
 from flows.model import Survey
 from flows.render import render_text
 from flows.segments import segment_info

@@ -92,7 +92,7 @@ from sqlalchemy import select
 from tests.campaigns.helpers import settings_for
 from bot.channels.webchat import WebChatChannel
 from bot.clock import SystemClock
-from bot.runtime import open_runtime
+from bot.features import open_runtime
 from storage.models import DueTask
 
 async def main(url):

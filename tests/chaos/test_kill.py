@@ -26,7 +26,7 @@ from tests.chaos.service import (
 from tests.fakes.twilio_server import FakeTwilio
 
 pytestmark = pytest.mark.chaos
-QUIET_LOGGERS = ("bot.dispatcher", "twilio", "httpx", "telegram", "aiohttp.client")
+QUIET_LOGGERS = ("bot.outbox.dispatcher", "twilio", "httpx", "telegram", "aiohttp.client")
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from tests.fakes.twilio_server import FakeTwilio
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
 PG_ENV = "BRUKARDIALOG_TEST_DATABASE_URL"
-HOLDS_SMS = "bot.dispatcher: outbox sms: sending from this process"
+HOLDS_SMS = "bot.outbox.dispatcher: outbox sms: sending from this process"
 
 
 async def _autocommit(url: str, statement: str) -> None:
@@ -118,4 +118,6 @@ async def test_two_processes_share_the_outbox_and_survive_the_senders_kill_9(
     )
     assert counts == Counts(0, 0, 0), counts
     for service in (a, b):
-        assert numbers_in_log(service.log_text(), ("bot.dispatcher", "twilio", "httpx")) == []
+        assert (
+            numbers_in_log(service.log_text(), ("bot.outbox.dispatcher", "twilio", "httpx")) == []
+        )

@@ -4,19 +4,12 @@ from datetime import date
 
 import pytest
 
-from flows.answers import (
-    PARSERS,
-    Invalid,
-    ParseContext,
-    Parsed,
-    normalize,
-    parse_answer,
-    parse_date,
-    parse_int,
-)
+from flows.answers import Invalid, ParseContext, Parsed, normalize, parse_int
 from flows.conversation import AnswerValue, Input
 from flows.model import Choice, Question, QuestionType
 from flows.texts import text
+from flows.types import KINDS, parse_answer
+from flows.types.date import parse_date
 
 CTX = ParseContext("sv", date(2024, 3, 5))
 
@@ -45,8 +38,9 @@ ONE_PARTLY = Question("q", QuestionType.SELECT_ONE, {"sv": "?"}, choices=PARTLY)
 MANY_PARTLY = Question("q", QuestionType.SELECT_MANY, {"sv": "?"}, choices=PARTLY)
 
 
-def test_every_question_type_has_a_parser() -> None:
-    assert set(PARSERS) == set(QuestionType)
+def test_every_question_type_is_registered_once() -> None:
+    assert set(KINDS) == set(QuestionType)
+    assert all(kind.type is qtype for qtype, kind in KINDS.items())
 
 
 ACCEPTED: list[tuple[Question, Input, AnswerValue]] = [

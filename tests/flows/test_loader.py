@@ -10,14 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.survey_files import load_paths, load_survey_file
 from flows.durations import format_duration, parse_duration
 from flows.loader import (
     LoadResult,
     Problem,
     SurveyFileError,
     checksum,
-    load_paths,
-    load_survey_file,
     load_survey_text,
     survey_definition,
     survey_from_definition,

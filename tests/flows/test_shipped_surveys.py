@@ -7,14 +7,10 @@ from pathlib import Path
 import pytest
 
 import flows
+from bot.survey_files import load_paths
 from flows.engine import question_message
 from flows.expr import compile_expr
-from flows.loader import (
-    MAX_SMS_SEGMENTS,
-    load_paths,
-    survey_definition,
-    survey_from_definition,
-)
+from flows.loader import MAX_SMS_SEGMENTS, survey_definition, survey_from_definition
 from flows.model import Participation, QuestionType, Survey
 from flows.render import render_text
 from flows.segments import segment_info

@@ -13,9 +13,10 @@ from bot import followups
 from bot.channels.webchat import WebChatChannel
 from bot.clock import FixedClock
 from bot.config import Settings, load_settings
+from bot.features import open_runtime
 from bot.inbound.decide import Address, decide_followup
 from bot.inbound.service import new_id
-from bot.runtime import Runtime, open_runtime
+from bot.runtime import Runtime
 from storage import executor
 from storage.sqlexec import Exec
 

@@ -9,10 +9,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot import followups
-from bot.app import RUNTIME, create_app
+from bot.app import create_app
 from bot.channels.webchat import WebChatChannel
 from bot.clock import FixedClock
-from bot.runtime import Runtime
+from bot.runtime import RUNTIME, Runtime
 from storage import repo_tasks
 from tests.followups.conftest import PERSON, TOKEN, event, settings_for
 

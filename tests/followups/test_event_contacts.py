@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from bot.contacts_csv import ContactRow, ContactValidator
+from bot.contacts.csvfile import ContactRow, ContactValidator
 from bot.followups.events import CONTACT_KEYS, ContactDetails, parse_contact
 
 TODAY = date(2026, 3, 2)

@@ -101,7 +101,7 @@ def test_every_problem_is_listed_at_once() -> None:
 
 def test_the_shipped_rules_file_is_valid() -> None:
     from bot.config import SHIPPED_SURVEYS
-    from flows.loader import load_paths
+    from bot.survey_files import load_paths
 
     shipped = {s.id for s in load_paths([SHIPPED_SURVEYS]).surveys}
     result = followups.read_rules_file(followups.RULES_FILE, known_surveys=shipped, quiet=QUIET)

@@ -25,7 +25,8 @@ from bot.channels.base import InboundMessage
 from bot.channels.webchat import WebChatChannel
 from bot.clock import FixedClock
 from bot.config import SurveySettings
-from bot.runtime import Runtime, open_runtime
+from bot.features import open_runtime
+from bot.runtime import Runtime
 from storage.models import Contact, Conversation, Message, Respondent
 from tests.campaigns.helpers import START, import_csv, settings_for, webchat_token
 

@@ -17,8 +17,9 @@ import pytest
 from bot.channels.webchat import WebChatChannel
 from bot.clock import FixedClock
 from bot.config import Settings, SurveySettings, load_settings
+from bot.features import open_runtime
 from bot.results import feedback
-from bot.runtime import Runtime, open_runtime
+from bot.runtime import Runtime
 from storage import repo_tasks
 from storage.models import (
     Answer,

@@ -367,7 +367,7 @@ async def test_set_feedback_refuses(
 
 def test_compose_leaves_out_headlines_never_the_staff_text() -> None:
     from bot.results.aggregate import Participation, ResponseRecord, compute
-    from flows.loader import load_paths
+    from bot.survey_files import load_paths
     from tests.results_integration.conftest import SURVEY_ID, SURVEYS
 
     survey = next(s for s in load_paths([SURVEYS]).surveys if s.id == SURVEY_ID)

@@ -12,11 +12,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from openpyxl import load_workbook
 
-from bot.app import RUNTIME, create_app
+from bot.app import create_app
 from bot.channels.webchat import WebChatChannel
 from bot.clock import FixedClock
 from bot.results import feedback
-from bot.runtime import Runtime
+from bot.runtime import RUNTIME, Runtime
 from storage import repo_audit
 from tests.results_integration.conftest import (
     AUTH,

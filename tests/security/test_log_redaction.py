@@ -38,7 +38,7 @@ REDACTED: list[tuple[str, str]] = [
 KEPT = [
     "outbox message 4711 sent on sms",
     "refused sms webhook: HTTP 403 (provider id SM0123456789abcdef0123456789abcdef)",
-    "2026-03-02 10:00:00,123 INFO bot.dispatcher: 12 sent",
+    "2026-03-02 10:00:00,123 INFO bot.outbox.dispatcher: 12 sent",
     "campaign 3 closed at 2026-03-02T10:00:00+00:00",
     "twilio send failed: HTTP 500, Twilio code 20500",
 ]

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import RUNTIME, create_app
+from bot.app import create_app
 from bot.channels.webchat import WebChatChannel
 from bot.clock import FixedClock
-from bot.runtime import Runtime
+from bot.runtime import RUNTIME, Runtime
 from tests.results_integration.conftest import AUTH, START, Person, make_campaign, settings_for
 
 Client = TestClient[Any, Any]

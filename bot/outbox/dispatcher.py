@@ -421,6 +421,7 @@ class Dispatcher:
         self._recorded = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._renewal: asyncio.Future[None] | None = None
 
     # -- running ---------------------------------------------------------------------------
 
@@ -458,6 +459,14 @@ class Dispatcher:
             for task in late:  # its row stays leased: retried (and reconciled) after the lease
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        # The recorder ends by itself once nothing is left to record, and a renewal under way
+        # is let finish: cancelled inside a transaction, either would leave a connection to be
+        # rolled back by the pool.
+        busy: list[asyncio.Future[None]] = [t for t in tasks if t.get_name() == "outbox-recorder"]
+        if self._renewal is not None and not self._renewal.done():
+            busy.append(self._renewal)
+        if busy:
+            await asyncio.wait(busy, timeout=STOP_GRACE)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -636,8 +645,11 @@ class Dispatcher:
         interval = self.settings.lease_seconds / 3
         while not self._stopping:
             await self.timer.sleep(interval)
+            if self._stopping:
+                return
+            self._renewal = asyncio.ensure_future(self.renew())
             try:
-                await self.renew()
+                await self._renewal
             except Exception as e:  # the type only: a database error's text carries SQL
                 log.warning("outbox: renewing leases failed (%s); trying again", type(e).__name__)
 

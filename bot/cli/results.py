@@ -10,7 +10,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from bot.cli import CommandError, _settings, cli_actor, run_with_runtime, warn_public_url
+from bot.cli import common
+from bot.cli.common import CommandError, cli_actor, run_with_runtime, warn_public_url
 from bot.results import feedback
 from bot.results.aggregate import Comparison, Figure, QuestionFigures, Results
 from bot.results.export_xlsx import SUPPRESSED_MARK, note
@@ -403,7 +404,7 @@ def cmd_feedback_set(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback_preview(args: argparse.Namespace) -> int:
-    warn_public_url(_settings(args))
+    warn_public_url(common.settings(args))
 
     async def work(runtime: Runtime) -> str:
         campaign, previews = await feedback.preview(runtime, args.id)

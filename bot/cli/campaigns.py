@@ -19,11 +19,15 @@ from bot.campaigns import (
     CampaignStateError,
     EmptyAudience,
 )
-from bot.cli import CommandError, cli_actor, run_with_runtime
-from bot.contacts_csv import columns_text
-from bot.contacts_import import ImportRefused, ImportReport, import_validated, validate_csv
+from bot.cli import common
+from bot.cli.common import CommandError, cli_actor, run_with_runtime, warn_public_url
+from bot.contacts import links as contact_links
+from bot.contacts.csvfile import columns_text
+from bot.contacts.importer import ImportRefused, ImportReport, import_validated, validate_csv
+from bot.results import feedback
 from bot.runtime import Runtime
 from flows.durations import parse_duration
+from flows.expr import ExprError
 from storage.models import Campaign
 
 T = TypeVar("T")
@@ -50,10 +54,9 @@ def _progress(stream: TextIO) -> Callable[[int, int], None] | None:
 
 
 def cmd_contacts_import(args: argparse.Namespace) -> int:
-    from bot.cli import _settings
 
     path = Path(args.file)
-    tz = _settings(args).schedule.tz
+    tz = common.settings(args).schedule.tz
     try:
         with path.open(encoding="utf-8", newline="") as handle:
             validated = validate_csv(handle, today=datetime.now(tz).date())
@@ -93,11 +96,8 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
 
 
 def cmd_contacts_links(args: argparse.Namespace) -> int:
-    from bot import contact_links
-    from bot.cli import _settings, warn_public_url
-    from flows.expr import ExprError
 
-    warn_public_url(_settings(args))
+    warn_public_url(common.settings(args))
 
     async def work(runtime: Runtime) -> contact_links.LinkList:
         try:
@@ -169,9 +169,8 @@ def resolve_ends(ends: str, starts: str | None, tz: ZoneInfo, now: datetime) -> 
 
 
 def cmd_campaigns_create(args: argparse.Namespace) -> int:
-    from bot.cli import _settings
 
-    tz = _settings(args).schedule.tz
+    tz = common.settings(args).schedule.tz
     request = CampaignRequest(
         survey_id=args.survey,
         audience=args.audience,
@@ -240,7 +239,6 @@ def _held_line(held: campaigns.QuietHold, runtime: Runtime) -> str:
 def cmd_campaigns_show(args: argparse.Namespace) -> int:
     @_campaign_errors
     async def work(runtime: Runtime) -> str:
-        from bot.results import feedback
 
         view = await campaigns.show_campaign(runtime, args.id)
         data = campaigns.campaign_json(view.campaign, view.counts)

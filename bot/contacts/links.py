@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.campaigns import AUDIENCE_PAGE, audience_env, compile_audience
+from bot.channels.base import SendError
+from bot.channels.telegram import TelegramChannel, TelegramSettings
 from flows.expr import Expr
 from storage import repo_audit, repo_campaigns, repo_contacts
 
@@ -74,8 +76,6 @@ async def bot_username(runtime: Runtime) -> str | None:
         return settings.bot_username
     if not settings.enabled:
         return None
-    from bot.channels.base import SendError
-    from bot.channels.telegram import TelegramChannel, TelegramSettings
 
     channel = runtime.channels.get("telegram")
     own = not isinstance(channel, TelegramChannel)

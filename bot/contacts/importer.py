@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from bot.contacts_csv import ContactRow, ContactValidator, RowError, parse_contacts
+from bot.contacts.csvfile import ContactRow, ContactValidator, RowError, parse_contacts
 from bot.privacy import Pseudonymizer
 from storage import repo_audit, repo_contacts
 from storage.db import Database

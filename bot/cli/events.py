@@ -10,8 +10,10 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from bot import followups
-from bot.cli import CommandError, _settings, run_with_runtime
+from bot.cli import common
+from bot.cli.common import CommandError, run_with_runtime
 from bot.runtime import Runtime
+from bot.survey_files import load_paths
 from storage import repo_events
 
 T = TypeVar("T")
@@ -52,7 +54,7 @@ def _local(when: datetime, tz: ZoneInfo) -> str:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = common.settings(args)
     tz = settings.schedule.tz
     path: Path = args.file
     try:
@@ -93,7 +95,7 @@ def _refused(path: Path, problems: list[str]) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = common.settings(args)
     tz = settings.schedule.tz
 
     async def work(runtime: Runtime) -> followups.EventReport | None:
@@ -145,9 +147,8 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
-    from flows.loader import load_paths
 
-    settings = _settings(args)
+    settings = common.settings(args)
     path: Path = args.path or followups.RULES_FILE
     placeholders = settings.organisation.placeholders()
     surveys = {s.id for s in load_paths(settings.surveys.resolved_paths, placeholders).surveys}

@@ -4,138 +4,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import logging
-import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO, TypeVar
+from typing import TextIO, TypeVar
 
-from bot.config import ConfigError, Settings, load_settings
+from aiohttp import web
 
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
+from bot.app import create_app
+from bot.channels.base import SendError
+from bot.channels.telegram import TelegramChannel, TelegramSettings
+from bot.cli import campaigns, common, events, results
+from bot.cli.common import CommandError, config_source, public_url_warning, reason, sqlite_file
+from bot.config import SHIPPED_SURVEYS, ConfigError, Settings
+from bot.logging_setup import setup_logging
+from bot.privacy import Pseudonymizer, load_or_create_key
+from bot.runtime import sealer_for
+from bot.survey_files import load_paths
+from flows import engine
+from flows.conversation import Input
+from flows.model import Survey
+from flows.render import render_text
+from storage.migrate import current, head, upgrade
 
 log = logging.getLogger("brukardialog")
 T = TypeVar("T")
-
-
-class CommandError(Exception):
-    """A problem the person running the command can fix; printed without a traceback."""
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    path = args.config or os.environ.get("BRUKARDIALOG_CONFIG")
-    return load_settings(Path(path) if path else None, os.environ)
-
-
-def _config_source(args: argparse.Namespace) -> str:
-    """Where the settings came from, in words."""
-    if getattr(args, "config", None):
-        return f"{Path(args.config).resolve()} (--config)"
-    from_env = os.environ.get("BRUKARDIALOG_CONFIG", "").strip()
-    if from_env:
-        return f"{Path(from_env).resolve()} (BRUKARDIALOG_CONFIG)"
-    return "none: the defaults and any BRUKARDIALOG__* variables (give one with --config)"
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The file of an SQLite database URL (None for PostgreSQL and in-memory SQLite)."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if not parsed.get_backend_name().startswith("sqlite"):
-        return None
-    if not parsed.database or parsed.database == ":memory:":
-        return None
-    return Path(parsed.database).expanduser()
-
-
-def _require_existing(settings: Settings, source: str | None) -> None:
-    """Refuse to run a command on a database or pseudonym key that does not exist yet: either
-    would be made new and empty, silently, and a new key never matches stored contacts."""
-    missing: list[str] = []
-    database = sqlite_file(settings.database.url)
-    if database is not None and not database.exists():
-        missing.append(f"no database at {database.resolve()}")
-    privacy = settings.privacy
-    if not privacy.pseudonym_key and not privacy.pseudonym_key_file.exists():
-        missing.append(f"no pseudonym key file at {privacy.pseudonym_key_file.resolve()}")
-    if not privacy.address_key and not privacy.address_key_file.exists():
-        missing.append(f"no address key file at {privacy.address_key_file.resolve()}")
-    if not missing:
-        return
-    where = f"; config: {source}" if source else ""
-    if database is not None and database.exists():
-        advice = (
-            "the database exists, so its keys were lost or are elsewhere: restore the key files "
-            "or set privacy.pseudonym_key and privacy.address_key; new keys would not match "
-            "the stored contacts"
-        )
-    else:
-        advice = (
-            "run the command in the service's folder or with its --config; "
-            "`brukardialog db upgrade` creates a new database (and its keys)"
-        )
-    raise CommandError(f"{' and '.join(missing)}{where}\n  {advice}")
-
-
-def cli_actor() -> str:
-    """Who ran a command, for the audit log."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
-def run_with_runtime(
-    args: argparse.Namespace | Settings,
-    work: Callable[[Runtime], Awaitable[T]],
-    *,
-    errors: tuple[type[Exception], ...] = (),
-) -> T:
-    """Run `work` on a runtime for the length of one command (the embedded SQLite database is
-    migrated first). A database or pseudonym key that does not exist yet is refused (only
-    `serve` and `db upgrade` create them); a database that cannot be reached, and any of
-    `errors`, become a CommandError with their message."""
-    from bot.runtime import open_runtime
-    from storage.db import DatabaseUnavailable
-
-    settings = args if isinstance(args, Settings) else _settings(args)
-    _require_existing(settings, None if isinstance(args, Settings) else _config_source(args))
-
-    async def main() -> T:
-        migrate = settings.database.url.startswith("sqlite")
-        # Commands only store work for the service; sending is the service's, so no channels.
-        async with open_runtime(settings, migrate=migrate, channels={}) as runtime:
-            return await work(runtime)
-
-    caught: tuple[type[Exception], ...] = (DatabaseUnavailable, *errors)
-    try:
-        return asyncio.run(main())
-    except caught as e:
-        raise CommandError(str(e)) from None
-
-
-def _setup_logging(verbose: bool = False) -> None:
-    from bot.logging_setup import setup_logging
-
-    setup_logging(verbose)
 
 
 # -- serve ---------------------------------------------------------------------------------------
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from bot.app import create_app
-    from storage.migrate import current, head
-
-    settings = _settings(args)
-    _setup_logging(args.verbose)
+    settings = common.settings(args)
+    setup_logging(args.verbose)
     warning = public_url_warning(settings)
     if warning:
         log.warning(warning)
@@ -151,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         try:
             up_to_date = current(settings.database.url) == head()
         except Exception as e:
-            raise CommandError(f"cannot reach the database: {_reason(e)}") from None
+            raise CommandError(f"cannot reach the database: {reason(e)}") from None
         if not up_to_date:
             raise CommandError(
                 "the database schema is not up to date: run `brukardialog db upgrade` first"
@@ -170,38 +73,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def public_url_warning(settings: Settings) -> str | None:
-    """A warning when server.public_url is not set: links in messages would point here."""
-    if settings.server.public_url_set:
-        return None
-    return (
-        f"server.public_url is not set: links in messages (web chat, results page) point at "
-        f"{settings.server.public_url}, which only this machine can open; set it to the "
-        "address people reach the service at"
-    )
-
-
-def warn_public_url(settings: Settings) -> None:
-    """Print the public_url warning, if any, to standard error."""
-    warning = public_url_warning(settings)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr)
-
-
-def _reason(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
 # -- db ------------------------------------------------------------------------------------------
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from bot.privacy import Pseudonymizer, load_or_create_key
-    from bot.runtime import sealer_for
-    from storage.migrate import current, upgrade
 
-    settings = _settings(args)
+    settings = common.settings(args)
     url = settings.database.url
     privacy = settings.privacy
     try:
@@ -234,7 +111,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     except CommandError:
         raise
     except Exception as e:
-        raise CommandError(f"database upgrade failed: {_reason(e)}") from None
+        raise CommandError(f"database upgrade failed: {reason(e)}") from None
     print("database is up to date")
     if not privacy.pseudonym_key and not has_pseudonym_key:
         if new:
@@ -253,7 +130,6 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _schema(settings: Settings, database: Path | None) -> str:
-    from storage.migrate import current, head
 
     newest = head()
     if database is not None and not database.exists():
@@ -261,7 +137,7 @@ def _schema(settings: Settings, database: Path | None) -> str:
     try:
         revision = current(settings.database.url)
     except Exception as e:
-        return f"unknown: cannot read the database: {_reason(e)}"
+        return f"unknown: cannot read the database: {reason(e)}"
     if revision is None:
         return f"none: an empty database (run `brukardialog db upgrade` to reach {newest})"
     if revision != newest:
@@ -270,8 +146,6 @@ def _schema(settings: Settings, database: Path | None) -> str:
 
 
 def _surveys_line(settings: Settings) -> list[str]:
-    from bot.config import SHIPPED_SURVEYS
-    from flows.loader import load_paths
 
     paths = settings.surveys.resolved_paths
     lines = [f"{p.resolve()}{' (shipped)' if p == SHIPPED_SURVEYS else ''}" for p in paths]
@@ -320,7 +194,7 @@ def status_lines(args: argparse.Namespace, settings: Settings) -> list[tuple[str
         public += " (server.public_url is not set: links point at this machine)"
     quiet = settings.schedule.quiet_hours or "none"
     rows = [
-        ("config", _config_source(args)),
+        ("config", config_source(args)),
         ("database", shown_url),
         ("schema", _schema(settings, database)),
         ("pseudonym key", key),
@@ -334,7 +208,7 @@ def status_lines(args: argparse.Namespace, settings: Settings) -> list[tuple[str
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = common.settings(args)
     previous = ""
     for label, value in status_lines(args, settings):
         print(f"{label if label != previous else '':14} {value}")
@@ -346,9 +220,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_flows_check(args: argparse.Namespace) -> int:
-    from flows.loader import load_paths
 
-    settings = _settings(args)
+    settings = common.settings(args)
     paths = [Path(p) for p in args.paths] if args.paths else settings.surveys.resolved_paths
     missing = [p for p in paths if not p.exists()]
     for p in missing:
@@ -365,9 +238,8 @@ def cmd_flows_check(args: argparse.Namespace) -> int:
 
 
 def cmd_flows_try(args: argparse.Namespace) -> int:
-    from flows.loader import load_paths
 
-    settings = _settings(args)
+    settings = common.settings(args)
     result = load_paths(
         settings.surveys.resolved_paths, placeholders=settings.organisation.placeholders()
     )
@@ -386,10 +258,6 @@ def try_survey(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> int:
     """Chat with a survey in the terminal on the real engine; works in a pipe too."""
-    from flows import engine
-    from flows.conversation import Input
-    from flows.model import Survey
-    from flows.render import render_text
 
     assert isinstance(survey, Survey)
     interactive = stdin.isatty()
@@ -423,10 +291,8 @@ def try_survey(
 
 
 def cmd_telegram_set_webhook(args: argparse.Namespace) -> int:
-    from bot.channels.base import SendError
-    from bot.channels.telegram import TelegramChannel, TelegramSettings
 
-    settings = _settings(args)
+    settings = common.settings(args)
     if not settings.telegram.enabled:
         raise CommandError("telegram.bot_token is not set")
     url = f"{settings.server.public_url}/webhooks/telegram"
@@ -495,9 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
         "set-webhook", help="register server.public_url/webhooks/telegram with Telegram"
     ).set_defaults(func=cmd_telegram_set_webhook)
 
-    from bot import features
-
-    features.add_commands(sub)
+    for commands in (campaigns, events, results):
+        commands.add_commands(sub)
     return parser
 
 
@@ -518,11 +383,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
-
-
-if __name__ == "__main__":
-    # Run as `python -m bot.cli`, this file is `__main__`; the feature commands raise
-    # `bot.cli.CommandError`, so hand over to that module's main.
-    from bot.cli import main as package_main
-
-    raise SystemExit(package_main())

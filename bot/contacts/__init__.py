@@ -1,0 +1,1 @@
+"""Contacts: the CSV format, importing files of them, and their personal links."""

@@ -1,0 +1,1 @@
+"""The outbox: each channel's sender, with rate limits and retries that outlast an outage."""
