@@ -25,13 +25,13 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from bot.channels.base import Channel
-from bot.channels.telegram import TelegramChannel, TelegramSettings
-from bot.channels.twilio import TwilioChannel, TwilioSettings
+from bot.channels.base import Channel, ChannelLimits
+from bot.channels.telegram.channel import TelegramChannel, TelegramSettings
+from bot.channels.twilio.channel import TwilioChannel, TwilioSettings
 from bot.channels.webchat import WebChatChannel
 from bot.clock import SystemClock
 from bot.config import DispatcherSettings
-from bot.outbox.dispatcher import ChannelLimits, Dispatcher
+from bot.outbox.dispatcher import Dispatcher
 from storage import repo_messages
 from storage.db import Database
 from storage.migrate import upgrade_async

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from bot import features
-from bot.channels.base import Channel, RequestRejected, WebRequest
-from bot.channels.twilio import TwilioChannel
+from bot.channels import PROVIDERS
+from bot.channels.base import Channel, ReportsStatus, RequestRejected, Webhook, WebRequest
 from bot.clock import Clock
 from bot.config import Settings
 from bot.runtime import RUNTIME
@@ -67,9 +67,9 @@ def create_app(
     app.cleanup_ctx.append(runtime_ctx)
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/healthz", healthz)
-    app.router.add_post("/webhooks/twilio", twilio_inbound)
-    app.router.add_post("/webhooks/twilio/status", twilio_status)
-    app.router.add_post("/webhooks/telegram", telegram_inbound)
+    for provider in PROVIDERS:
+        for hook in provider.webhooks:
+            app.router.add_post(hook.path, webhook_handler(provider.name, hook))
     chat.add_routes(app, settings.web)
     features.add_public_routes(app)
     features.add_api_routes(api)
@@ -145,7 +145,6 @@ def _channel(request: web.Request, name: str) -> Channel:
     return channel
 
 
-TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 FORM = "application/x-www-form-urlencoded"
 _PROVIDER_ID = re.compile(
     rb'(?:^|&)(?:MessageSid|SmsSid)=([A-Za-z0-9]{2,64})(?:&|$)|"update_id"\s*:\s*(-?[0-9]{1,20})\b'
@@ -191,50 +190,33 @@ async def verified_request(
     return req
 
 
-async def receive(
-    request: web.Request, name: str, content_type: str, ok: web.Response
-) -> web.Response:
-    """A provider's inbound webhook: verify, parse, store every message (one transaction each),
-    and only then answer `ok`."""
-    channel = _channel(request, name)
-    try:
-        req = await verified_request(request, channel, content_type, name)
-    except RequestRejected as e:
-        return web.Response(status=e.status, text=e.reason)
-    try:
-        messages = channel.parse(req)
-    except RequestRejected as e:
-        refused(request, name, e, req.body)
-        return web.Response(status=e.status, text=e.reason)
-    runtime = request.app[RUNTIME]
-    for message in messages:
-        await runtime.service.handle_inbound(message)
-    runtime.dispatcher.wake()
-    return ok
+def webhook_handler(name: str, hook: Webhook) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The route of one provider webhook: verify, parse, store every message (one turn each),
+    and only then answer with the provider's reply."""
+    label = hook.label or name
+    body, content_type = hook.reply
 
+    async def handle(request: web.Request) -> web.Response:
+        channel = _channel(request, name)
+        try:
+            req = await verified_request(request, channel, hook.content_type, label)
+        except RequestRejected as e:
+            return web.Response(status=e.status, text=e.reason)
+        runtime = request.app[RUNTIME]
+        try:
+            if hook.status:
+                if not isinstance(channel, ReportsStatus):
+                    raise web.HTTPNotFound(text=f"the {name} channel has no status webhook")
+                update = channel.parse_status(req)
+                if update is not None:
+                    await runtime.service.handle_status(update)
+            else:
+                for message in channel.parse(req):
+                    await runtime.service.handle_inbound(message)
+                runtime.dispatcher.wake()
+        except RequestRejected as e:
+            refused(request, label, e, req.body)
+            return web.Response(status=e.status, text=e.reason)
+        return web.Response(text=body, content_type=content_type)
 
-async def twilio_inbound(request: web.Request) -> web.Response:
-    return await receive(
-        request, "sms", FORM, web.Response(text=TWIML_EMPTY, content_type="text/xml")
-    )
-
-
-async def telegram_inbound(request: web.Request) -> web.Response:
-    return await receive(request, "telegram", "application/json", web.Response(text="ok"))
-
-
-async def twilio_status(request: web.Request) -> web.Response:
-    channel = _channel(request, "sms")
-    assert isinstance(channel, TwilioChannel)
-    try:
-        req = await verified_request(request, channel, FORM, "sms status")
-    except RequestRejected as e:
-        return web.Response(status=e.status, text=e.reason)
-    try:
-        update = channel.parse_status(req)
-    except RequestRejected as e:
-        refused(request, "sms status", e, req.body)
-        return web.Response(status=e.status, text=e.reason)
-    if update is not None:
-        await request.app[RUNTIME].service.handle_status(update)
-    return web.Response(text=TWIML_EMPTY, content_type="text/xml")
+    return handle

@@ -17,15 +17,13 @@ from typing import Any
 from aiohttp import web
 
 from bot.catalog import SurveyCatalog
+from bot.channels import build_channels, limits_from
 from bot.channels.base import Channel
-from bot.channels.telegram import TelegramChannel, TelegramSettings
-from bot.channels.twilio import TwilioChannel, TwilioSettings
-from bot.channels.webchat import WebChatChannel
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.inbound.decide import EXPIRE_TASK, Policy
 from bot.inbound.service import ConversationService
-from bot.outbox.dispatcher import Dispatcher, limits_from
+from bot.outbox.dispatcher import Dispatcher
 from bot.privacy import Pseudonymizer, load_or_create_key, parse_key
 from bot.scheduler import TaskRunner
 from storage.db import Database
@@ -87,36 +85,6 @@ def sealer_for(settings: Settings) -> Sealer:
     if key:
         return Sealer(parse_key(key))
     return Sealer(load_or_create_key(Path(settings.privacy.address_key_file)))
-
-
-def build_channels(settings: Settings) -> dict[str, Channel]:
-    """The channels whose credentials are configured; the web chat is always on."""
-    channels: dict[str, Channel] = {"webchat": WebChatChannel()}
-    if settings.twilio.enabled:
-        channels["sms"] = TwilioChannel(
-            TwilioSettings(
-                account_sid=settings.twilio.account_sid,
-                auth_token=settings.twilio.auth_token,
-                from_number=settings.twilio.from_number or None,
-                messaging_service_sid=settings.twilio.messaging_service_sid or None,
-                api_base_url=settings.twilio.api_base_url,
-                status_callback_url=f"{settings.server.public_url}/webhooks/twilio/status",
-                timeout=settings.twilio.timeout,
-            )
-        )
-    else:
-        log.info("SMS (Twilio) is off: twilio.account_sid is not set")
-    if settings.telegram.enabled:
-        channels["telegram"] = TelegramChannel(
-            TelegramSettings(
-                bot_token=settings.telegram.bot_token,
-                webhook_secret=settings.telegram.webhook_secret,
-                api_base_url=settings.telegram.api_base_url,
-            )
-        )
-    else:
-        log.info("Telegram is off: telegram.bot_token is not set")
-    return channels
 
 
 @asynccontextmanager

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from bot.config import Settings
 from flows.conversation import Button
 
 _CONTROL = {c: None for c in range(32) if chr(c) not in "\t\n\r"} | {0x7F: None}
@@ -177,6 +178,8 @@ class RequestRejected(Exception):
 
 
 class Channel(Protocol):
+    """What every channel does: check and translate the provider's requests, send, close."""
+
     name: str
 
     def verify(self, request: WebRequest) -> bool:
@@ -204,3 +207,51 @@ class Reconciling(Protocol):
         """Messages the provider accepted for this recipient with exactly this text, created
         since `since`, newest first; raises SendError when the provider cannot be asked."""
         ...
+
+
+@runtime_checkable
+class ReportsStatus(Protocol):
+    """A channel whose provider posts delivery receipts to a status webhook."""
+
+    def parse_status(self, request: WebRequest) -> StatusUpdate | None:
+        """The delivery status in a verified status request (None: acknowledged, not mapped);
+        raises RequestRejected on malformed input."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """One route a provider posts to: the app verifies the request with the channel, has it
+    parsed and handled, and answers `reply` (body, content type) once that is stored."""
+
+    path: str
+    content_type: str
+    reply: tuple[str, str]
+    status: bool = False
+    """Delivery receipts (`ReportsStatus.parse_status`) rather than inbound messages."""
+    label: str = ""
+    """How the log names it; the channel's name when empty."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelLimits:
+    """How fast the outbox may send on a channel."""
+
+    rate: float
+    """Messages a second across the channel."""
+    per_address: float | None = None
+    """Messages a second to one recipient (Telegram: 1 per chat)."""
+    concurrency: int = 8
+    """Sends in flight at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A channel as the service plugs it in: its name, its webhooks, how it is built from the
+    settings (None: not configured) and how fast it may send. Registered once in
+    `bot.channels.PROVIDERS`."""
+
+    name: str
+    webhooks: tuple[Webhook, ...]
+    build: Callable[[Settings], Channel | None]
+    limits: Callable[[Settings], ChannelLimits]

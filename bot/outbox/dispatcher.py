@@ -44,15 +44,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from bot.channels.base import Channel, OutboundMessage, Reconciling, SendError, SendResult
+from bot.channels import limits_from
+from bot.channels.base import (
+    Channel,
+    ChannelLimits,
+    OutboundMessage,
+    Reconciling,
+    SendError,
+    SendResult,
+)
 from bot.clock import Clock
+from bot.config import DispatcherSettings, Settings
 from flows.conversation import Button
 from storage import repo_contacts, repo_leases, repo_messages
 from storage.db import Database
 from storage.repo_messages import Outgoing, Release, SentMark
 
 if TYPE_CHECKING:
-    from bot.config import DispatcherSettings, Settings
     from bot.inbound.service import ConversationService
 
 log = logging.getLogger(__name__)
@@ -72,7 +80,6 @@ RECORD_LINGER = 0.005
 """Seconds the recorder waits after the first outcome, so one transaction takes many."""
 STOP_GRACE = 5.0
 """Seconds a stop waits for sends in flight."""
-WEBCHAT_LIMITS_RATE = 1000.0
 OUTAGE_FAILURES = 3
 """Transient failures in a row after which the next success brings every waiting retry forward
 (at most every 30 s): after an outage the backlog goes out at once, not as its backoffs end."""
@@ -141,30 +148,6 @@ class TokenBucket:
         """Wait for a token and take it."""
         while not self.take():
             await self._timer.sleep(self.wait_time())
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelLimits:
-    rate: float
-    """Messages a second across the channel."""
-    per_address: float | None = None
-    """Messages a second to one recipient (Telegram: 1 per chat)."""
-    concurrency: int = 8
-    """Sends in flight at once."""
-
-
-def limits_from(settings: Settings) -> dict[str, ChannelLimits]:
-    """Each channel's rate and concurrency from the settings."""
-    d = settings.dispatcher
-    return {
-        "sms": ChannelLimits(settings.twilio.mps, concurrency=d.sms_concurrency),
-        "telegram": ChannelLimits(
-            d.telegram_rate,
-            per_address=d.telegram_per_chat_rate,
-            concurrency=d.telegram_concurrency,
-        ),
-        "webchat": ChannelLimits(WEBCHAT_LIMITS_RATE, concurrency=64),
-    }
 
 
 def backoff(
@@ -397,17 +380,9 @@ class Dispatcher:
         self.timer: Timer = timer or RealTimer()
         self.rng = rng or random.Random()
         self.worker = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
-        self.limits = dict(limits or {})
-        self.limits.setdefault("webchat", ChannelLimits(WEBCHAT_LIMITS_RATE, concurrency=64))
-        self.limits.setdefault(
-            "telegram",
-            ChannelLimits(
-                settings.telegram_rate,
-                per_address=settings.telegram_per_chat_rate,
-                concurrency=settings.telegram_concurrency,
-            ),
-        )
-        self.limits.setdefault("sms", ChannelLimits(1.0, concurrency=settings.sms_concurrency))
+        # The channels' own limits (`bot.channels`), with these dispatcher settings; `limits`
+        # overrides them channel by channel.
+        self.limits = {**limits_from(Settings(dispatcher=settings)), **(limits or {})}
         self.lanes = {
             name: _Lane(
                 name,

@@ -23,12 +23,19 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.channels.base import InboundMessage, OutboundMessage, SendError, SendResult, WebRequest
-from bot.channels.telegram import TelegramChannel, TelegramSettings
-from bot.channels.twilio import TwilioChannel, TwilioSettings
+from bot.channels.base import (
+    ChannelLimits,
+    InboundMessage,
+    OutboundMessage,
+    SendError,
+    SendResult,
+    WebRequest,
+)
+from bot.channels.telegram.channel import TelegramChannel, TelegramSettings
+from bot.channels.twilio.channel import TwilioChannel, TwilioSettings
 from bot.clock import FixedClock
 from bot.config import DispatcherSettings
-from bot.outbox.dispatcher import ChannelLimits, Dispatcher, TokenBucket, backoff
+from bot.outbox.dispatcher import Dispatcher, TokenBucket, backoff
 from storage import repo_messages
 from storage.db import Database
 from storage.models import Lease, Message
@@ -795,10 +802,11 @@ async def test_the_heartbeat_and_the_recorder_never_deadlock(
 WORKER = textwrap.dedent(
     """
     import asyncio, sys
-    from bot.channels.twilio import TwilioChannel, TwilioSettings
+    from bot.channels.twilio.channel import TwilioChannel, TwilioSettings
     from bot.clock import SystemClock
     from bot.config import DispatcherSettings
-    from bot.outbox.dispatcher import ChannelLimits, Dispatcher
+    from bot.channels.base import ChannelLimits
+    from bot.outbox.dispatcher import Dispatcher
     from storage.db import Database
     from tests.conftest import TEST_SEALER
 

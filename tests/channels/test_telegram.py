@@ -17,7 +17,7 @@ from bot.channels.base import (
     SendError,
     WebRequest,
 )
-from bot.channels.telegram import (
+from bot.channels.telegram.channel import (
     ALLOWED_UPDATES,
     SECRET_HEADER,
     TelegramChannel,

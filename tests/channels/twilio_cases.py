@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from bot.channels.base import InboundMessage, StatusUpdate
-from bot.channels.twilio import IGNORED_NOT_A_NUMBER, IGNORED_WHATSAPP
+from bot.channels.twilio.channel import IGNORED_NOT_A_NUMBER, IGNORED_WHATSAPP
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 SERVICE_SID = "MG" + "fedcba9876543210" * 2
