@@ -14,24 +14,26 @@ if TYPE_CHECKING:
 
 def register(runtime: Runtime) -> None:
     """Task handlers of every feature, on a fresh runtime."""
-    from bot import campaigns, followups
+    from bot import campaigns, followups, lifecycle
     from bot.results import feedback
 
     campaigns.register(runtime)
     followups.register(runtime)
     feedback.register(runtime)
+    lifecycle.register(runtime)
 
 
 async def start(runtime: Runtime) -> None:
-    """What the service does once at startup: load the follow-up rules file, then plan this
-    period's feedback for the follow-up surveys those rules use, and retime campaign messages
-    to the current quiet hours."""
-    from bot import campaigns, followups
+    """What the service does once at startup: load the follow-up rules files, then plan this
+    period's feedback for the follow-up surveys those rules use, retime campaign messages
+    to the current quiet hours, and plan today's retention run."""
+    from bot import campaigns, followups, lifecycle
     from bot.results import feedback
 
     await followups.load_rules(runtime)
     await feedback.schedule_periodic(runtime)
     await campaigns.apply_quiet_hours(runtime)
+    await lifecycle.schedule_daily(runtime)
 
 
 def add_api_routes(api: web.Application) -> None:
@@ -54,7 +56,9 @@ def add_public_routes(app: web.Application) -> None:
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     """Sub-commands of `brukardialog`."""
     from bot import cli_campaigns, cli_events, cli_results
+    from bot.lifecycle import commands as lifecycle_commands
 
     cli_campaigns.add_commands(sub)
     cli_events.add_commands(sub)
     cli_results.add_commands(sub)
+    lifecycle_commands.add_commands(sub)
