@@ -163,12 +163,12 @@ async def person_rows(s: AsyncSession, contact_id: int) -> PersonRows | None:
     return PersonRows(
         contact=contact,
         addresses=tuple(addresses),
-        invitations=tuple((i, c) for i, c in invitations.tuples()),
+        invitations=tuple((i, c) for i, c in invitations.all()),
         participations=tuple(participations),
         conversations=tuple(conversations),
         messages=tuple(messages),
         case_events=tuple(events),
-        followups=tuple((f, r) for f, r in followups.tuples()),
+        followups=tuple((f, r) for f, r in followups.all()),
         respondents=tuple((r, tuple(answers[r.id])) for r in respondents),
     )
 
