@@ -7,13 +7,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
 from bot import features
+from bot.clock import FixedClock
 from tests.bot.harness import Harness, running, settings_for
 from tests.fakes.twilio_server import FakeTwilio, new_sid
 
@@ -46,12 +48,25 @@ def lifecycle_settings(database_url: str, twilio: FakeTwilio, **extra: str) -> A
     return settings_for(database_url, twilio=twilio, extra=env | extra, public_surveys=False)
 
 
+def today_at_noon() -> FixedClock:
+    """A fixed clock at noon today (Stockholm): some rows are stamped by the wall clock (inbound
+    messages, imported contacts), and retention compares them with the service's clock."""
+    noon = datetime.now(ZoneInfo("Europe/Stockholm")).replace(
+        hour=12, minute=0, second=0, microsecond=0
+    )
+    return FixedClock(noon.astimezone(UTC))
+
+
 @asynccontextmanager
 async def service(
-    database_url: str, twilio: FakeTwilio, extra: Mapping[str, str] | None = None
+    database_url: str,
+    twilio: FakeTwilio,
+    extra: Mapping[str, str] | None = None,
+    clock: FixedClock | None = None,
 ) -> AsyncIterator[Harness]:
     """The whole app on `database_url` with the lifecycle test surveys and rules."""
-    async with running(lifecycle_settings(database_url, twilio, **dict(extra or {}))) as h:
+    settings = lifecycle_settings(database_url, twilio, **dict(extra or {}))
+    async with running(settings, clock) as h:
         yield h
 
 
