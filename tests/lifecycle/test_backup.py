@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -46,7 +47,7 @@ async def test_a_backup_taken_while_the_service_writes_holds_every_row(
     tmp_path: Path, twilio: FakeTwilio, sqlite_template: Path
 ) -> None:
     source = tmp_path / "live.db"
-    source.write_bytes(sqlite_template.read_bytes())
+    shutil.copyfile(sqlite_template, source)
     url = f"sqlite+aiosqlite:///{source}"
     target = tmp_path / "copy.db"
     async with service(url, twilio) as h:
