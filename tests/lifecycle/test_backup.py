@@ -118,4 +118,4 @@ def test_the_command_backs_up_and_refuses_what_it_cannot(
     assert main(["db", "backup", "x.dump"]) == 1
     err = capsys.readouterr().err
     assert "pg_dump --format=custom" in err and "README" in err and "secret" not in err
-    assert make_url(pg).database in err
+    assert f" {make_url(pg).database}" in err

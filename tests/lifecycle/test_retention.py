@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -54,7 +55,7 @@ async def harness(database_url: str, twilio: FakeTwilio) -> AsyncIterator[Harnes
         yield h
 
 
-async def count(h: Harness, model: type, *where: object) -> int:
+async def count(h: Harness, model: Any, *where: Any) -> int:
     async with h.runtime.db.transaction(read_only=True) as s:
         return int(await s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
