@@ -28,6 +28,8 @@ from flows.durations import parse_duration
 ENV_PREFIX = "BRUKARDIALOG__"
 CONFIG_ENV = "BRUKARDIALOG_CONFIG"
 SHIPPED_SURVEYS = Path(flows.__file__).parent / "surveys"
+SHIPPED_FOLLOWUPS = Path(flows.__file__).parent / "followups.toml"
+"""The example follow-up rules, used only when `followups.paths` is empty."""
 
 _SECRET = {"secret": "value"}
 _SECRET_URL = {"secret": "url"}
@@ -89,6 +91,38 @@ class SurveySettings:
     def resolved_paths(self) -> tuple[Path, ...]:
         """The paths to load: the configured ones, or the shipped surveys when there are none."""
         return self.paths or (SHIPPED_SURVEYS,)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowupSettings:
+    """Follow-up rules files or folders of them; the shipped example when none are given."""
+
+    paths: tuple[Path, ...] = ()
+
+    @property
+    def resolved_paths(self) -> tuple[Path, ...]:
+        """The paths to load: the configured ones, or the shipped example when there are none."""
+        return self.paths or (SHIPPED_FOLLOWUPS,)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """How many days each kind of personal data is kept; 0 keeps it for good."""
+
+    message_text_days: int = 90
+    """Message texts (and button payloads) are blanked; the row stays, for dedupe and counts."""
+    inbound_message_days: int = 365
+    outbound_message_days: int = 365
+    inactive_contact_days: int = 3 * 365
+    """A contact with no import, invitation, conversation, message or case event for this long
+    is erased with everything about them (released anonymous answers stay)."""
+    case_event_days: int = 2 * 365
+    """Case events (and the follow-ups they planned) after their last change."""
+    audit_log_days: int = 5 * 365
+    batch_size: int = 500
+    """Rows per transaction, so the service keeps serving while retention runs."""
+    run_at: str = "03:30"
+    """Local time (schedule.timezone) of the daily run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +274,8 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     surveys: SurveySettings = field(default_factory=SurveySettings)
+    followups: FollowupSettings = field(default_factory=FollowupSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     twilio: TwilioConfig = field(default_factory=TwilioConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
@@ -499,6 +535,20 @@ def _positive(settings: object, section: str, *keys: str) -> list[str]:
     ]
 
 
+def _retention_problems(r: RetentionSettings) -> list[str]:
+    problems = [
+        f"retention.{f.name} must be 0 (keep for good) or a number of days, "
+        f"got {getattr(r, f.name)}"
+        for f in fields(r)
+        if f.name.endswith("_days") and getattr(r, f.name) < 0
+    ]
+    if not 1 <= r.batch_size <= 10_000:
+        problems.append(f"retention.batch_size must be from 1 to 10000, got {r.batch_size}")
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", r.run_at.strip()):
+        problems.append(f'retention.run_at must be a local time like "03:30", got {r.run_at!r}')
+    return problems
+
+
 def _validate(s: Settings) -> list[str]:
     problems: list[str] = []
 
@@ -516,6 +566,10 @@ def _validate(s: Settings) -> list[str]:
     problems += [
         f"surveys.paths: {str(p)!r} does not exist" for p in s.surveys.paths if not p.exists()
     ]
+    problems += [
+        f"followups.paths: {str(p)!r} does not exist" for p in s.followups.paths if not p.exists()
+    ]
+    problems += _retention_problems(s.retention)
 
     tw = s.twilio
     if tw.enabled:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from bot import campaigns, followups
+from bot import campaigns, followups, lifecycle
 from bot import runtime as runtimes
 from bot.api import campaigns as api_campaigns
 from bot.api import contacts as api_contacts
@@ -27,6 +27,7 @@ def register(runtime: Runtime) -> None:
     campaigns.register(runtime)
     followups.register(runtime)
     feedback.register(runtime)
+    lifecycle.register(runtime)
 
 
 @asynccontextmanager
@@ -45,12 +46,13 @@ async def open_runtime(
 
 
 async def start(runtime: Runtime) -> None:
-    """What the service does once at startup: load the follow-up rules file, then plan this
-    period's feedback for the follow-up surveys those rules use, and retime campaign messages
-    to the current quiet hours."""
+    """What the service does once at startup: load the follow-up rules files, then plan this
+    period's feedback for the follow-up surveys those rules use, retime campaign messages
+    to the current quiet hours, and plan today's retention run."""
     await followups.load_rules(runtime)
     await feedback.schedule_periodic(runtime)
     await campaigns.apply_quiet_hours(runtime)
+    await lifecycle.schedule_daily(runtime)
 
 
 def add_api_routes(api: web.Application) -> None:

@@ -1,10 +1,13 @@
-"""Staff API: bulk contact import (`POST /api/v1/contacts`) and a person's personal links
-(`GET /api/v1/contacts/{external_ref}/link`)."""
+"""Staff API: bulk contact import (`POST /api/v1/contacts`), a person's personal links
+(`GET /api/v1/contacts/{external_ref}/link`), and a person's rights: everything held about
+them (`GET /api/v1/contacts/{external_ref}/export`) and erasure
+(`DELETE /api/v1/contacts/{external_ref}`)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from bot import lifecycle
 from bot.api.auth import json_body, json_error, staff_actor
 from bot.contacts import links as contact_links
 from bot.contacts.importer import ImportRefused, import_validated, validate_records
@@ -65,7 +68,41 @@ async def contact_link(request: web.Request) -> web.StreamResponse:
     return web.json_response(link.to_json())
 
 
+async def export_contact(request: web.Request) -> web.StreamResponse:
+    """Everything held about one person, as a JSON download (a subject access request)."""
+    runtime = request.app[RUNTIME]
+    actor = staff_actor(request, runtime.settings.admin.api_tokens)
+    external_ref = request.match_info["external_ref"]
+    if path_text(external_ref, 100) is None:
+        return json_error(404, f"no contact with external_ref {external_ref!r}")
+    try:
+        export = await lifecycle.export_person(runtime, external_ref, actor=actor)
+    except lifecycle.PersonNotFound as e:
+        return json_error(404, str(e))
+    name = lifecycle.ref_pseudonym(runtime, external_ref).replace("#", "-")
+    return web.json_response(
+        export,
+        headers={"Content-Disposition": f'attachment; filename="person-{name}.json"'},
+    )
+
+
+async def erase_contact(request: web.Request) -> web.StreamResponse:
+    """Erase everything held about one person; released anonymous answers stay."""
+    runtime = request.app[RUNTIME]
+    actor = staff_actor(request, runtime.settings.admin.api_tokens)
+    external_ref = request.match_info["external_ref"]
+    if path_text(external_ref, 100) is None:
+        return json_error(404, f"no contact with external_ref {external_ref!r}")
+    try:
+        erasure = await lifecycle.erase_person(runtime, external_ref, actor=actor)
+    except lifecycle.PersonNotFound as e:
+        return json_error(404, str(e))
+    return web.json_response(erasure.to_json())
+
+
 def add_api_routes(api: web.Application) -> None:
     """Mount the contact routes on the /api/v1 sub-app."""
     api.router.add_post("/contacts", import_contacts)
     api.router.add_get("/contacts/{external_ref}/link", contact_link)
+    api.router.add_get("/contacts/{external_ref}/export", export_contact)
+    api.router.add_delete("/contacts/{external_ref}", erase_contact)

@@ -42,9 +42,12 @@ def add_commands(sub: Any) -> None:
         dest="rules", required=True, metavar="COMMAND"
     )
     rules.add_parser("list", help="list the rules (file and API)").set_defaults(func=cmd_rules_list)
-    check = rules.add_parser("check", help="validate a rules file")
+    check = rules.add_parser("check", help="validate rules files")
     check.add_argument(
-        "path", nargs="?", type=Path, help=f"rules file (default: {followups.RULES_FILE})"
+        "paths",
+        nargs="*",
+        type=Path,
+        help=f"rules files or folders (default: followups.paths, else {followups.RULES_FILE})",
     )
     check.set_defaults(func=cmd_rules_check)
 
@@ -147,15 +150,14 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
-
     settings = common.settings(args)
-    path: Path = args.path or followups.RULES_FILE
+    paths: list[Path] = args.paths or list(settings.followups.resolved_paths)
     placeholders = settings.organisation.placeholders()
     surveys = {s.id for s in load_paths(settings.surveys.resolved_paths, placeholders).surveys}
-    result = followups.read_rules_file(path, known_surveys=surveys, quiet=settings.schedule.quiet)
+    result = followups.read_rules_files(paths, known_surveys=surveys, quiet=settings.schedule.quiet)
     for problem in result.problems:
         print(problem)
     if result.problems:
         return 1
-    print(f"ok: {len(result.rules)} rules in {path}")
+    print(f"ok: {len(result.rules)} rules in {', '.join(str(p) for p in paths)}")
     return 0

@@ -43,7 +43,9 @@ from bot.followups.rules import (
     load_rules,
     parse_rule,
     read_rules_file,
+    read_rules_files,
     rule_json,
+    rules_files,
 )
 from bot.followups.scheduling import (
     BUSY_MIN_RETRY,
@@ -107,9 +109,11 @@ __all__ = [
     "parse_rule",
     "parse_time",
     "read_rules_file",
+    "read_rules_files",
     "register",
     "rule_json",
     "rule_matches",
+    "rules_files",
     "send_followup",
     "task_key",
 ]

@@ -1,6 +1,7 @@
 """Follow-up rules: which event type, after what delay, inside which window, for which survey.
 
-Read from flows/followups.toml (source "file") or set over the API (source "api")."""
+Read from the files in `followups.paths` (source "file"; the shipped example flows/followups.toml
+when none are configured) or set over the API (source "api")."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import flows
+from bot.config import SHIPPED_FOLLOWUPS
 from bot.reach import DEFAULT_ORDER
 from bot.runtime import Runtime
 from bot.timewindows import DailyWindow, next_allowed
@@ -27,7 +28,8 @@ from storage.repo_events import RuleValues
 
 log = logging.getLogger(__name__)
 
-RULES_FILE = Path(flows.__file__).parent / "followups.toml"
+RULES_FILE = SHIPPED_FOLLOWUPS
+"""The shipped example rules, loaded only when `followups.paths` is empty."""
 CHANNELS = DEFAULT_ORDER
 MAX_DELAY = 400 * 86_400
 MAX_EXPIRES_AFTER = 90 * 86_400
@@ -233,19 +235,54 @@ def read_rules_file(
     return RulesFile(tuple(rules), tuple(problems))
 
 
+def rules_files(paths: Sequence[Path]) -> list[Path]:
+    """The rules files of configured paths: a file as it is, a folder's *.toml files in order."""
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(path.glob("*.toml")) if path.is_dir() else [path])
+    return files
+
+
+def read_rules_files(
+    paths: Sequence[Path], *, known_surveys: Collection[str] | None, quiet: DailyWindow | None
+) -> RulesFile:
+    """The rules of several files or folders as one set; a name used in an earlier file is a
+    problem of the later one, and a folder without rules files is a problem too."""
+    rules: list[RuleValues] = []
+    problems: list[str] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.is_dir() and not any(path.glob("*.toml")):
+            problems.append(f"{path}: no *.toml rules files in this folder")
+    for path in rules_files(paths):
+        result = read_rules_file(path, known_surveys=known_surveys, quiet=quiet)
+        problems.extend(result.problems)
+        for rule in result.rules:
+            if rule.name in seen:
+                problems.append(
+                    f"{path}: rule {rule.name!r}: name: the name is used in {seen[rule.name]}"
+                )
+                continue
+            seen[rule.name] = path
+            rules.append(rule)
+    return RulesFile(tuple(rules), tuple(problems))
+
+
 def known_surveys(runtime: Runtime) -> set[str]:
     """Ids of the surveys the runtime serves."""
     return {survey.id for survey in runtime.catalog.surveys}
 
 
 async def load_rules(runtime: Runtime, path: Path | None = None) -> RulesFile:
-    """Upsert the rules file's valid rules (source "file") and disable file rules that left it.
+    """Upsert the valid rules of the rules files (`path`, else `followups.paths`, else the
+    shipped example) as source "file", and disable file rules that left them.
 
     Problems are logged and returned; the rules that are valid still load."""
-    path = path or RULES_FILE
-    result = read_rules_file(
-        path, known_surveys=known_surveys(runtime), quiet=runtime.settings.schedule.quiet
+    paths = (path,) if path is not None else runtime.settings.followups.resolved_paths
+    result = read_rules_files(
+        paths, known_surveys=known_surveys(runtime), quiet=runtime.settings.schedule.quiet
     )
+    where = ", ".join(str(p) for p in paths)
     for problem in result.problems:
         log.error("follow-up rule problem: %s", problem)
     now = runtime.clock.now()
@@ -253,13 +290,13 @@ async def load_rules(runtime: Runtime, path: Path | None = None) -> RulesFile:
         for values in result.rules:
             existing = await repo_events.get_rule(s, values.name)
             if existing is not None and existing.source != repo_events.SOURCE_FILE:
-                log.warning("follow-up rule %r from %s replaces the API rule", values.name, path)
+                log.warning("follow-up rule %r from %s replaces the API rule", values.name, where)
             await repo_events.save_rule(s, values, source=repo_events.SOURCE_FILE, now=now)
         # A file that failed to parse as a whole leaves the loaded rules alone.
         if result.rules or not result.problems:
             gone = await repo_events.disable_file_rules_except(s, [r.name for r in result.rules])
             for name in gone:
-                log.info("follow-up rule %r is no longer in %s: disabled", name, path)
+                log.info("follow-up rule %r is no longer in %s: disabled", name, where)
     return result
 
 
