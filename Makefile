@@ -47,6 +47,7 @@ chaos: install-dev
 
 bench: install-dev
 	$(BIN)/python bench/inbound.py
+	$(BIN)/python bench/telegram.py
 	$(BIN)/python bench/results.py
 
 clean:
