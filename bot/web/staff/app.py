@@ -14,7 +14,7 @@ import jinja2
 from aiohttp import web
 
 from bot.app import RUNTIME
-from bot.web.staff import accounts, campaigns_page, overview, signin
+from bot.web.staff import accounts, campaigns_page, contacts_page, overview, signin
 from bot.web.staff.framework import (
     PREFIX,
     csrf_middleware,
@@ -28,7 +28,7 @@ HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 
-PAGES: tuple[ModuleType, ...] = (signin, overview, campaigns_page)
+PAGES: tuple[ModuleType, ...] = (signin, overview, campaigns_page, contacts_page)
 """Page modules; each has `add_routes(app)`. Add a new page module here."""
 
 NO_USER_HINT = (
