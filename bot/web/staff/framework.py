@@ -401,12 +401,15 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
     expected = current.csrf_token if current else request.cookies.get(LOGIN_CSRF_COOKIE, "")
     given = request.headers.get(CSRF_HEADER, "")
     if not given:
-        if request.content_type == "multipart/form-data":
-            given = await _multipart_token(request)
-        elif request.content_type == "application/x-www-form-urlencoded":
-            form = await request.post()
-            value = form.get(CSRF_FIELD, "")
-            given = value if isinstance(value, str) else ""
+        try:
+            if request.content_type == "multipart/form-data":
+                given = await _multipart_token(request)
+            elif request.content_type == "application/x-www-form-urlencoded":
+                form = await request.post()
+                value = form.get(CSRF_FIELD, "")
+                given = value if isinstance(value, str) else ""
+        except (ValueError, UnicodeDecodeError, AssertionError):
+            given = ""  # a malformed body: refused below like a missing token
     if not expected or not given or not hmac.compare_digest(given.encode(), expected.encode()):
         log.warning(
             "staff: %s %s refused: missing or wrong CSRF token", request.method, request.path

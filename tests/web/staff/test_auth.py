@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -10,6 +13,7 @@ from sqlalchemy import func, select
 from bot.clock import FixedClock
 from bot.web.staff import accounts
 from storage.models import AuditEntry, StaffSession
+from tests.web.staff.browser import ROOT
 from tests.web.staff.helpers import PASSWORD, Client, add_user, csrf_of, runtime_of, sign_in
 
 
@@ -145,3 +149,44 @@ async def test_cookie_is_secure_over_https(client: Client) -> None:
     header = response.headers["Set-Cookie"]
     assert "bd_staff=" in header and "Secure" in header and "HttpOnly" in header
     assert "SameSite=Lax" in header
+
+
+def test_users_commands(tmp_path: Path) -> None:
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot.cli", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        )
+
+    assert run("db", "upgrade").returncode == 0
+    assert "no users" in run("users", "list").stdout
+    added = run(
+        "users", "add", "anna", "--role", "analyst", "--password-stdin", stdin=PASSWORD + "\n"
+    )
+    assert added.returncode == 0 and "added anna (analyst)" in added.stdout, added.stderr
+    again = run(
+        "users", "add", "anna", "--role", "admin", "--password-stdin", stdin=PASSWORD + "\n"
+    )
+    assert again.returncode == 1 and "already exists" in again.stderr
+    short = run("users", "add", "bo", "--role", "viewer", "--password-stdin", stdin="kort\n")
+    assert short.returncode == 1 and "at least 10" in short.stderr
+    no_tty = run("users", "add", "bo", "--role", "viewer")
+    assert no_tty.returncode == 1 and "Traceback" not in no_tty.stderr
+    bad_role = run("users", "add", "bo", "--role", "boss", "--password-stdin", stdin=PASSWORD)
+    assert bad_role.returncode == 2
+    assert (
+        run(
+            "users", "reset-password", "anna", "--password-stdin", stdin="another long one\n"
+        ).returncode
+        == 0
+    )
+    assert run("users", "disable", "anna").returncode == 0
+    listed = run("users", "list").stdout
+    assert "anna" in listed and "analyst" in listed and "disabled" in listed
+    missing = run("users", "disable", "nobody")
+    assert missing.returncode == 1 and "no user named 'nobody'" in missing.stderr
