@@ -175,7 +175,8 @@ async def _form_page(
 async def new_form(request: web.Request) -> web.StreamResponse:
     """The create form."""
     rt = runtime(request)
-    return await _form_page(request, _defaults(rt), list(CHANNELS))
+    configured = [c for c in CHANNELS if c in rt.channels]
+    return await _form_page(request, _defaults(rt), configured or list(CHANNELS))
 
 
 def _text(form: Any, name: str) -> str:
