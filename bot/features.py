@@ -20,6 +20,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.results import feedback
 from bot.runtime import Runtime
+from bot.web.staff import app as staff_app
 
 
 def register(runtime: Runtime) -> None:
@@ -66,3 +67,8 @@ def add_api_routes(api: web.Application) -> None:
 def add_public_routes(app: web.Application) -> None:
     """Pages and APIs on the main app: the public results page and the FLOIP results API."""
     api_results.add_public_routes(app)
+
+
+def add_staff_app(app: web.Application) -> None:
+    """The staff web app, mounted under /staff."""
+    staff_app.mount(app)

@@ -16,7 +16,7 @@ from aiohttp import web
 from bot.app import create_app
 from bot.channels.base import SendError
 from bot.channels.telegram import TelegramChannel, TelegramSettings
-from bot.cli import campaigns, common, events, lifecycle, results
+from bot.cli import campaigns, common, events, lifecycle, results, users
 from bot.cli.common import CommandError, config_source, public_url_warning, reason, sqlite_file
 from bot.config import SHIPPED_SURVEYS, ConfigError, Settings
 from bot.logging_setup import setup_logging
@@ -362,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(func=cmd_telegram_set_webhook)
 
     # lifecycle adds to the contacts and db groups made above and by campaigns: it goes last.
-    for commands in (campaigns, events, results, lifecycle):
+    for commands in (campaigns, events, results, users, lifecycle):
         commands.add_commands(sub)
     return parser
 
