@@ -18,23 +18,37 @@ def _parse(markup: str) -> ET.Element:
     return ET.fromstring(str(markup))
 
 
+def _find(element: ET.Element, path: str) -> ET.Element:
+    found = element.find(path)
+    assert found is not None, path
+    return found
+
+
+def _text(element: ET.Element, path: str) -> str:
+    return _find(element, path).text or ""
+
+
+def _attr(element: ET.Element, path: str, name: str) -> str:
+    return _find(element, path).get(name) or ""
+
+
 def test_bars_carry_labels_values_and_widths() -> None:
     bars = [Bar("Nöjd", 0.625, "63 %"), Bar("Missnöjd", 0.375, "38 %")]
     svg = _parse(bar_chart(bars, chart_id="q1", title="Hur nöjd är du?"))
     assert svg.get("role") == "img"
     assert svg.get("aria-labelledby") == "q1-title"
     assert svg.get("aria-describedby") == "q1-desc"
-    assert svg.find(f"{SVG}title").text == "Hur nöjd är du?"
-    assert svg.find(f"{SVG}title").get("id") == "q1-title"
-    desc = svg.find(f"{SVG}desc").text
+    assert _text(svg, f"{SVG}title") == "Hur nöjd är du?"
+    assert _attr(svg, f"{SVG}title", "id") == "q1-title"
+    desc = _text(svg, f"{SVG}desc")
     assert desc == "Nöjd: 63 %; Missnöjd: 38 %"
     rows = svg.findall(f"{SVG}g")
     assert len(rows) == 2
-    labels = [r.find(f"{SVG}text[@class='label']").text for r in rows]
+    labels = [_text(r, f"{SVG}text[@class='label']") for r in rows]
     assert labels == ["Nöjd", "Missnöjd"]
-    values = [r.find(f"{SVG}text[@class='value']").text for r in rows]
+    values = [_text(r, f"{SVG}text[@class='value']") for r in rows]
     assert values == ["63 %", "38 %"]
-    fills = [r.find(f"{SVG}rect[@class='fill']").get("width") for r in rows]
+    fills = [_attr(r, f"{SVG}rect[@class='fill']", "width") for r in rows]
     # The full span is 78 % of the chart; the value text sits after it.
     assert fills == ["48.8%", "29.2%"]
 
@@ -53,8 +67,8 @@ def test_withheld_bar_is_hidden_text_not_a_number() -> None:
     hidden_row = svg.findall(f"{SVG}g")[1]
     assert hidden_row.get("class") == "row hidden"
     assert hidden_row.find(f"{SVG}rect[@class='fill']") is None
-    assert hidden_row.find(f"{SVG}text[@class='value hidden-note']").text == HIDDEN
-    assert svg.find(f"{SVG}desc").text == f"Andel per svar, n = 15. Ja: 80 %; Nej: {HIDDEN}"
+    assert _text(hidden_row, f"{SVG}text[@class='value hidden-note']") == HIDDEN
+    assert _text(svg, f"{SVG}desc") == f"Andel per svar, n = 15. Ja: 80 %; Nej: {HIDDEN}"
 
 
 def test_text_is_escaped_and_long_labels_shortened() -> None:
@@ -62,10 +76,10 @@ def test_text_is_escaped_and_long_labels_shortened() -> None:
     markup = str(bar_chart([Bar(label, 0.5, "50 %")], chart_id="e", title="a < b"))
     assert "<script>" not in markup
     svg = _parse(markup)
-    drawn = svg.find(f"{SVG}g/{SVG}text[@class='label']").text
+    drawn = _text(svg, f"{SVG}g/{SVG}text[@class='label']")
     assert drawn.endswith("…") and len(drawn) == 48
     # The description keeps the whole label.
-    assert label in svg.find(f"{SVG}desc").text
+    assert label in _text(svg, f"{SVG}desc")
 
 
 @pytest.mark.parametrize(
@@ -74,13 +88,13 @@ def test_text_is_escaped_and_long_labels_shortened() -> None:
 )
 def test_scale_sets_full_length(value: float, scale: float, width: str) -> None:
     svg = _parse(bar_chart([Bar("m", value, str(value))], chart_id="s", title="t", scale=scale))
-    assert svg.find(f"{SVG}g/{SVG}rect[@class='fill']").get("width") == width
+    assert _attr(svg, f"{SVG}g/{SVG}rect[@class='fill']", "width") == width
 
 
 def test_height_grows_with_rows_and_bad_scale_is_refused() -> None:
     one = _parse(bar_chart([Bar("a", 0.1, "10 %")], chart_id="h1", title="t"))
     three = _parse(bar_chart([Bar("a", 0.1, "10 %")] * 3, chart_id="h3", title="t"))
-    assert int(three.get("height")) > int(one.get("height"))
+    assert int(three.get("height") or 0) > int(one.get("height") or 0)
     with pytest.raises(ValueError):
         bar_chart([], chart_id="x", title="t", scale=0)
 

@@ -267,7 +267,7 @@ def test_trial_refuses_tampering_and_other_surveys() -> None:
         surveys_view.trial_answer(survey, run.token, payload="choice:nope", now=START)
 
 
-async def test_surveys_and_file_problems(runtime: Runtime, tmp_path) -> None:
+async def test_surveys_and_file_problems(runtime: Runtime) -> None:
     rows = surveys_view.survey_rows(runtime, "en")
     ids = [r.survey.id for r in rows]
     assert "nojdhet" in ids and "ifo-brukarundersokning" in ids
