@@ -99,7 +99,7 @@ def bar_chart(
     description = f"{desc} {spoken}".strip() if desc else spoken
     height = ROW_HEIGHT * len(bars) + 4
     parts = [
-        f'<svg class="chart" id="{ident}" role="img" width="100%" height="{height}" '
+        f'<svg class="bar-chart" id="{ident}" role="img" width="100%" height="{height}" '
         f'aria-labelledby="{ident}-title" aria-describedby="{ident}-desc" '
         'xmlns="http://www.w3.org/2000/svg">',
         f'<title id="{ident}-title">{escape(title)}</title>',

@@ -19,7 +19,7 @@ from bot.web.staff.results_view import results_view
 from storage import repo_audit
 from storage.models import Answer, AuditEntry, Conversation, Message, Respondent
 from tests.results_integration.conftest import START, Person, make_campaign, people
-from tests.web.staff.helpers import staff_runtime
+from tests.web.staff.pages_support import staff_runtime
 
 HIDDEN = "hidden (fewer than 5)"
 
