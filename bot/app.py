@@ -72,6 +72,7 @@ def create_app(
     app.router.add_post("/webhooks/telegram", telegram_inbound)
     chat.add_routes(app, settings.web)
     features.add_public_routes(app)
+    features.add_staff_app(app)
     features.add_api_routes(api)
     app.add_subapp("/api/v1", api)
     return app

@@ -234,6 +234,16 @@ class WebSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StaffSettings:
+    """The staff web app's sign-in sessions."""
+
+    idle_minutes: int = 30
+    """A session unused this long ends (the person signs in again)."""
+    lifetime_hours: int = 12
+    """A session ends this long after sign-in, however busy."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service reads from configuration."""
 
@@ -248,6 +258,7 @@ class Settings:
     dispatcher: DispatcherSettings = field(default_factory=DispatcherSettings)
     organisation: OrganisationSettings = field(default_factory=OrganisationSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    staff: StaffSettings = field(default_factory=StaffSettings)
 
     def redacted(self) -> dict[str, dict[str, Any]]:
         """The settings as plain data for logging, secrets shown as "***" (empty ones as "")."""
@@ -617,6 +628,7 @@ def _validate(s: Settings) -> list[str]:
         "telegram_concurrency",
     )
     problems += _positive(s.web, "web", "start_limit", "start_window")
+    problems += _positive(s.staff, "staff", "idle_minutes", "lifetime_hours")
     try:
         parse_duration(dp.retry_horizon)
     except ValueError as exc:

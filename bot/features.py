@@ -51,10 +51,19 @@ def add_public_routes(app: web.Application) -> None:
     results.add_public_routes(app)
 
 
+def add_staff_app(app: web.Application) -> None:
+    """The staff web app, mounted under /staff."""
+    from bot.web.staff import app as staff
+
+    staff.mount(app)
+
+
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     """Sub-commands of `brukardialog`."""
     from bot import cli_campaigns, cli_events, cli_results
+    from bot.web.staff import commands as staff_commands
 
     cli_campaigns.add_commands(sub)
     cli_events.add_commands(sub)
     cli_results.add_commands(sub)
+    staff_commands.add_commands(sub)

@@ -93,7 +93,10 @@ class Contact(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (Index("ix_contacts_target_group", "target_group"),)
+    __table_args__ = (
+        Index("ix_contacts_target_group", "target_group"),
+        Index("ix_contacts_unit", "unit"),
+    )
 
 
 class ContactAddress(Base):
@@ -470,3 +473,36 @@ class Participation(Base):
     survey_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     period: Mapped[str] = mapped_column(String(20), primary_key=True)
     completed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class StaffUser(Base):
+    """A person who signs in to the staff web app (bot/web/staff), with one role."""
+
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    """viewer, analyst or admin."""
+    password_hash: Mapped[str] = mapped_column(String(200))
+    """argon2id, in the PHC string format."""
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    """Failed sign-ins since the last success or lockout."""
+    locked_until: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StaffSession(Base):
+    """A signed-in browser: the cookie holds a random id, the row only its SHA-256."""
+
+    __tablename__ = "staff_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_staff_sessions_user", "user_id"),)
