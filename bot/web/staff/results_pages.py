@@ -8,6 +8,7 @@ import io
 import tempfile
 import zipfile
 from pathlib import Path
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -23,7 +24,7 @@ from bot.results.service import (
 from bot.web.inputs import db_id
 from bot.web.staff import i18n
 from bot.web.staff.figures import local_time
-from bot.web.staff.framework import lang, render, require, runtime, t, user
+from bot.web.staff.framework import lang, render, require, runtime, t, url, user
 from bot.web.staff.results_view import BREAKDOWNS, campaign_list, results_view
 
 DOWNLOADS = ("csv", "xlsx", "floip")
@@ -72,7 +73,7 @@ async def index(request: web.Request) -> web.StreamResponse:
 def _wanted_breakdowns(request: web.Request) -> tuple[list[str], list[str]]:
     """The breakdowns asked for (known ones, once each) and the unknown ones."""
     asked = [v.strip() for v in request.query.getall("breakdown", []) if v.strip()]
-    known = [d for d in BREAKDOWNS if d in asked]
+    known: list[str] = [d for d in BREAKDOWNS if d in asked]
     unknown = [v[:40] for v in asked if v not in BREAKDOWNS]
     return known, unknown
 
@@ -111,7 +112,7 @@ async def page(request: web.Request) -> web.StreamResponse:
             raise
         except ResultsError:
             if wanted_lang is not None:
-                problems.append(t(request, "res.bad_language", lang=wanted_lang))
+                problems.append(t(request, "res.bad_language", code=wanted_lang))
             view = await results_view(
                 rt,
                 campaign_id,
@@ -123,10 +124,21 @@ async def page(request: web.Request) -> web.StreamResponse:
             )
     except CampaignNotFound:
         return await not_found(request, raw_id)
+    base = f"/campaigns/{campaign_id}/results"
+    chosen = {"lang": view.lang, "breakdown": list(view.breakdowns)}
+
+    def download_url(fmt: str) -> str:
+        return url(f"{base}/download/{fmt}", lang=view.lang, partial=None if view.final else "1")
+
     return await render(
         request,
         "results.html",
         {
+            "open_url": url(base)
+            + "?"
+            + urlencode({**chosen, "open": "1"}, doseq=True)
+            + "#open-heading",
+            "download_url": download_url,
             "title": t(request, "res.title", name=view.campaign.name),
             "view": view,
             "problems": problems,
@@ -230,17 +242,17 @@ i18n.add_messages(
             "res.not_found_title": "Kampanjen finns inte",
             "res.not_found": "Det finns ingen kampanj med nummer {id}. Välj en i listan.",
             "res.bad_language": (
-                "Resultaten finns inte på språket {lang}; de visas på enkätens förvalda språk."
+                "Resultaten finns inte på språket {code}; de visas på enkätens förvalda språk."
             ),
-            "res.bad_breakdown": "Det går inte att dela upp efter {name}; den delningen hoppades över.",
+            "res.bad_breakdown": (
+                "Det går inte att dela upp efter {name}; den delningen hoppades över."
+            ),
             "res.bad_format": "Det finns ingen nedladdning i formatet {fmt}.",
             "res.not_final": (
                 "Kampanjen pågår fortfarande, så resultaten är inte slutliga. Ladda ner en "
                 "preliminär kopia i stället."
             ),
-            "res.preliminary": (
-                "Kampanjen pågår: siffrorna är preliminära tills den stängs."
-            ),
+            "res.preliminary": ("Kampanjen pågår: siffrorna är preliminära tills den stängs."),
             "res.k_rule": (
                 "Grupper där färre än {k} personer svarat visas inte (\u201ddold\u201d), och "
                 "inte heller det som skulle gå att räkna ut ur dem."
@@ -327,7 +339,7 @@ i18n.add_messages(
             "res.not_found_title": "No such campaign",
             "res.not_found": "There is no campaign number {id}. Pick one from the list.",
             "res.bad_language": (
-                "The results are not available in {lang}; they are shown in the survey's "
+                "The results are not available in {code}; they are shown in the survey's "
                 "default language."
             ),
             "res.bad_breakdown": "Results cannot be broken down by {name}; that was left out.",
