@@ -14,7 +14,16 @@ import jinja2
 from aiohttp import web
 
 from bot.app import RUNTIME
-from bot.web.staff import accounts, feedback_pages, overview, results_pages, signin
+from bot.web.staff import (
+    accounts,
+    audit_pages,
+    feedback_pages,
+    overview,
+    results_pages,
+    rules_pages,
+    signin,
+    surveys_pages,
+)
 from bot.web.staff.framework import (
     PREFIX,
     csrf_middleware,
@@ -30,7 +39,7 @@ STATIC = HERE / "static"
 
 PAGES: tuple[ModuleType, ...] = (signin, overview)
 """Page modules; each has `add_routes(app)`. Add a new page module here."""
-PAGES += (results_pages, feedback_pages)
+PAGES += (results_pages, feedback_pages, rules_pages, surveys_pages, audit_pages)
 
 NO_USER_HINT = (
     "no staff user exists yet: add one with `brukardialog users add NAME --role admin`, "

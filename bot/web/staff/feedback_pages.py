@@ -178,9 +178,7 @@ async def preview_json(request: web.Request) -> web.StreamResponse:
     try:
         drafts = await draft_preview(runtime(request), campaign_id, texts, plans)
     except CampaignNotFound:
-        return web.json_response(
-            {"error": t(request, "res.not_found", id=campaign_id)}, status=404
-        )
+        return web.json_response({"error": t(request, "res.not_found", id=campaign_id)}, status=404)
     except ResultsError as e:
         return web.json_response({"error": str(e)}, status=400)
     return web.json_response(

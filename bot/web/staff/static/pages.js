@@ -1,8 +1,13 @@
-// The feedback page's live preview: as a text is written, ask the server for the exact message
+// Pages 4-8: forms with data-confirm ask first; the feedback page's live preview: as a text is written, ask the server for the exact message
 // each language would get and what it costs as SMS (the same code that sends it). Nothing is
 // stored until the form is saved; without this script the page shows the saved texts' preview.
 "use strict";
 (function () {
+  document.querySelectorAll("form[data-confirm]").forEach(function (f) {
+    f.addEventListener("submit", function (event) {
+      if (!window.confirm(f.getAttribute("data-confirm"))) { event.preventDefault(); }
+    });
+  });
   var form = document.getElementById("feedback-form");
   if (!form) { return; }
   var url = form.getAttribute("data-preview-url");
@@ -51,10 +56,5 @@
   form.addEventListener("change", function () {
     window.clearTimeout(timer);
     timer = window.setTimeout(refresh, 50);
-  });
-  document.querySelectorAll("form[data-confirm]").forEach(function (f) {
-    f.addEventListener("submit", function (event) {
-      if (!window.confirm(f.getAttribute("data-confirm"))) { event.preventDefault(); }
-    });
   });
 }());
