@@ -125,11 +125,11 @@ def form_to_rule(
 ) -> dict[str, object]:
     """Form fields -> the rule object `parse_rule` takes (the API's vocabulary)."""
     data: dict[str, object] = {}
-    if name is None:
-        data["name"] = fields.get("name", "").strip()
-    for key in ("event", "survey", "filter", "window", "delay", "expires_after"):
+    # Empty fields are left out, so a required one is reported as "required".
+    keys = ("event", "survey", "filter", "window", "delay", "expires_after")
+    for key in ("name", *keys) if name is None else keys:
         value = fields.get(key, "").strip()
-        if value or key in ("event", "survey", "delay"):
+        if value:
             data[key] = value
     fatigue = fields.get("fatigue_days", "").strip() or "0"
     data["fatigue_days"] = int(fatigue) if fatigue.isdigit() and len(fatigue) < 6 else fatigue
@@ -139,8 +139,6 @@ def form_to_rule(
 
 
 def _parse(runtime: Runtime, data: Mapping[str, object], name: str | None) -> RuleValues:
-    if not data.get("delay"):
-        data = {k: v for k, v in data.items() if k != "delay"}
     parsed = followups.parse_rule(
         data,
         known_surveys=followups.known_surveys(runtime),
