@@ -12,7 +12,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import dialect_name
-from storage.models import Campaign, Contact, Followup, Respondent
+from storage.models import (
+    Campaign,
+    Contact,
+    Conversation,
+    Followup,
+    Invitation,
+    Message,
+    Respondent,
+)
 
 CLOSED = "closed"
 WAITING_FEEDBACK = ("pending", "held")
@@ -146,3 +154,75 @@ async def contacts_by_ids(s: AsyncSession, ids: Sequence[int]) -> list[Contact]:
     return list(
         await s.scalars(select(Contact).where(Contact.id.in_(list(ids))).order_by(Contact.id))
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelFunnel:
+    """One channel's part of a campaign's funnel (people, not messages)."""
+
+    channel: str
+    invited: int
+    delivered: int
+    started: int
+    completed: int
+    opted_out: int
+
+
+async def funnel_by_channel(s: AsyncSession, campaign_id: int) -> list[ChannelFunnel]:
+    """The funnel per channel people were invited on."""
+    rows = (
+        await s.execute(
+            select(Invitation.channel, Invitation.status, func.count())
+            .where(Invitation.campaign_id == campaign_id, Invitation.invited_at.is_not(None))
+            .group_by(Invitation.channel, Invitation.status)
+        )
+    ).all()
+    delivered = dict(
+        (
+            await s.execute(
+                select(Message.channel, func.count(func.distinct(Message.contact_id)))
+                .where(
+                    Message.campaign_id == campaign_id,
+                    Message.direction == "out",
+                    Message.kind == "invitation",
+                    Message.status.in_(("delivered", "read")),
+                )
+                .group_by(Message.channel)
+            )
+        ).all()
+    )
+    per: dict[str, dict[str, int]] = {}
+    for channel, status, n in rows:
+        per.setdefault(str(channel or "-"), {})[str(status)] = int(n)
+    out = []
+    for channel, statuses in sorted(per.items()):
+        completed = statuses.get("completed", 0)
+        out.append(
+            ChannelFunnel(
+                channel=channel,
+                invited=sum(statuses.values()),
+                delivered=int(delivered.get(channel, 0)),
+                started=statuses.get("started", 0) + completed,
+                completed=completed,
+                opted_out=statuses.get("opted_out", 0),
+            )
+        )
+    return out
+
+
+async def waiting_for(s: AsyncSession, campaign_id: int) -> list[tuple[int | None, int]]:
+    """For the campaign's invitations waiting on a person's other conversation: which campaign
+    (None: a survey outside campaigns) they are still answering, and how many."""
+    stmt = (
+        select(Conversation.campaign_id, func.count(func.distinct(Invitation.contact_id)))
+        .select_from(Invitation)
+        .join(
+            Conversation,
+            (Conversation.contact_id == Invitation.contact_id) & (Conversation.status == "active"),
+        )
+        .where(Invitation.campaign_id == campaign_id, Invitation.status == "waiting")
+        .group_by(Conversation.campaign_id)
+    )
+    return [
+        (int(cid) if cid is not None else None, int(n)) for cid, n in (await s.execute(stmt)).all()
+    ]

@@ -17,6 +17,8 @@ from bot.app import RUNTIME
 from bot.web.staff import (
     accounts,
     audit_pages,
+    campaigns_page,
+    contacts_page,
     feedback_pages,
     overview,
     results_pages,
@@ -37,7 +39,7 @@ HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 
-PAGES: tuple[ModuleType, ...] = (signin, overview)
+PAGES: tuple[ModuleType, ...] = (signin, overview, campaigns_page, contacts_page)
 """Page modules; each has `add_routes(app)`. Add a new page module here."""
 PAGES += (results_pages, feedback_pages, rules_pages, surveys_pages, audit_pages)
 

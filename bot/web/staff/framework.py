@@ -420,6 +420,6 @@ async def _multipart_token(request: web.Request) -> str:
     part = await reader.next()
     if not isinstance(part, BodyPartReader) or part.name != CSRF_FIELD:
         return ""
-    token = (await part.read_chunk(200)).decode("utf-8", "replace")
+    token = (await part.read_chunk(1024))[:200].decode("utf-8", "replace")
     request[MULTIPART_KEY] = reader
     return token

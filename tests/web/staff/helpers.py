@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from bot.app import RUNTIME
 from bot.runtime import Runtime
+from bot.contacts_import import import_validated, validate_csv
 from bot.web.staff import accounts
 
 Client = TestClient[Any, Any]
@@ -47,3 +48,17 @@ async def sign_in(client: Client, name: str, password: str = PASSWORD) -> str:
     home = await client.get("/staff/")
     assert home.status == 200
     return csrf_of(await home.text())
+
+
+CONTACTS_CSV = "external_ref,phone,language,unit\n" + "".join(
+    f"P{i:03},+4670123{i:04},sv,{'Norr' if i % 2 else 'Syd'}\n" for i in range(1, 11)
+)
+
+
+async def import_contacts(client: Client, text: str = CONTACTS_CSV) -> None:
+    """Contacts as the CLI imports them."""
+    rt = runtime_of(client)
+    validated = validate_csv(text.splitlines(keepends=True), today=rt.clock.now().date())
+    await import_validated(
+        rt.db, rt.service.pseudonymizer, validated, skip_invalid=False, actor="test", source="t"
+    )
