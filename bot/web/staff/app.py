@@ -41,7 +41,9 @@ STATIC = HERE / "static"
 
 PAGES: tuple[ModuleType, ...] = (signin, overview, campaigns_page, contacts_page)
 """Page modules; each has `add_routes(app)`. Add a new page module here."""
-PAGES += (results_pages, feedback_pages, rules_pages, surveys_pages, audit_pages)
+# Pages 4-8 go first: their /campaigns/{id}/results and /campaigns/{id}/feedback routes must
+# match before the campaigns page's /campaigns/{id}/{action}.
+PAGES = (results_pages, feedback_pages, rules_pages, surveys_pages, audit_pages, *PAGES)
 
 NO_USER_HINT = (
     "no staff user exists yet: add one with `brukardialog users add NAME --role admin`, "
