@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from bot.app import RUNTIME
-from bot.runtime import Runtime
 from bot.contacts_import import import_validated, validate_csv
+from bot.runtime import Runtime
 from bot.web.staff import accounts
 
 Client = TestClient[Any, Any]
