@@ -9,18 +9,20 @@ from datetime import timedelta
 from bot.results import feedback
 from bot.runtime import Runtime
 from bot.web.staff import rules_view
-from tests.results_integration.conftest import START, make_campaign, people
+from tests.results_integration.conftest import make_campaign, people
 
 
 async def seed(runtime: Runtime) -> dict[str, int]:
-    """Campaign ids by name: "previous" and "current"."""
+    """Campaign ids by name: "previous" and "current" (closed an hour ago, its feedback goes
+    out in two weeks, so a live service with its poller running leaves it alone)."""
+    now = runtime.clock.now()
     previous = await make_campaign(
         runtime,
         people(9, answers={"hjalp": "nej", "bemotande": "bra"})
         + people(6, answers={"hjalp": "ja", "bemotande": "daligt"}),
         name="Hösten 2025",
-        closed_at=START - timedelta(days=120),
-        created_at=START - timedelta(days=140),
+        closed_at=now - timedelta(days=120),
+        created_at=now - timedelta(days=140),
     )
     current = await make_campaign(
         runtime,
@@ -38,6 +40,9 @@ async def seed(runtime: Runtime) -> dict[str, int]:
         )
         + people(4, status="closed"),
         name="Våren 2026",
+        closed_at=now - timedelta(hours=1),
+        created_at=now - timedelta(days=14),
+        feedback_delay=14 * 86400,
     )
     await feedback.set_feedback(
         runtime,
