@@ -18,8 +18,8 @@ from bot.contacts_import import import_validated, validate_csv
 from bot.runtime import Runtime
 from bot.web.staff import accounts
 from storage.migrate import upgrade
-from tests.web.staff.browser import WIDTHS, LiveService, browser, sign_in
 from tests.web.staff import pages_demo
+from tests.web.staff.browser import WIDTHS, LiveService, browser, sign_in
 from tests.web.staff.helpers import CONTACTS_CSV, PASSWORD
 from tests.web.staff.test_browser import answer, live_settings
 
