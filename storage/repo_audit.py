@@ -38,3 +38,42 @@ async def recent(
     if action is not None:
         stmt = stmt.where(AuditEntry.action == action)
     return list(await s.scalars(stmt))
+
+
+async def search(
+    s: AsyncSession,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> list[AuditEntry]:
+    """Entries newest first, filtered by actor, action (exact, or a prefix ending in ".") and
+    time (`since` inclusive, `until` exclusive), one page of `limit` from `offset`."""
+    stmt = select(AuditEntry)
+    if actor:
+        stmt = stmt.where(AuditEntry.actor == actor)
+    if action:
+        if action.endswith("."):
+            stmt = stmt.where(AuditEntry.action.startswith(action, autoescape=True))
+        else:
+            stmt = stmt.where(AuditEntry.action == action)
+    if since is not None:
+        stmt = stmt.where(AuditEntry.at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditEntry.at < until)
+    stmt = (
+        stmt.order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .offset(max(0, offset))
+        .limit(limit)
+    )
+    return list(await s.scalars(stmt))
+
+
+async def distinct_values(s: AsyncSession) -> tuple[list[str], list[str]]:
+    """Every actor and every action in the log, sorted (for filter menus)."""
+    actors = await s.scalars(select(AuditEntry.actor).distinct().order_by(AuditEntry.actor))
+    actions = await s.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action))
+    return list(actors), list(actions)

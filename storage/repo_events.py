@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, select
+from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import dialect_insert
@@ -282,3 +282,24 @@ async def surveyed_since(
     # database, but selecting from contacts lets the planner stop at one row.
     stmt = select(Contact.id).where(Contact.id == contact_id, or_(*conditions)).limit(1)
     return (await s.scalar(stmt)) is not None
+
+
+async def pending_counts(s: AsyncSession) -> dict[int, int]:
+    """Rule id -> how many of its follow-ups are pending."""
+    stmt = (
+        select(Followup.rule_id, func.count())
+        .where(Followup.status == PENDING)
+        .group_by(Followup.rule_id)
+    )
+    return {int(rule_id): int(n) for rule_id, n in (await s.execute(stmt)).all()}
+
+
+async def next_due(s: AsyncSession, rule_id: int, limit: int) -> list[datetime]:
+    """When a rule's next pending follow-ups are due, soonest first."""
+    stmt = (
+        select(Followup.due_at)
+        .where(Followup.rule_id == rule_id, Followup.status == PENDING)
+        .order_by(Followup.due_at, Followup.id)
+        .limit(limit)
+    )
+    return list(await s.scalars(stmt))

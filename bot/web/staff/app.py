@@ -14,7 +14,18 @@ import jinja2
 from aiohttp import web
 
 from bot.runtime import RUNTIME
-from bot.web.staff import accounts, campaigns_page, contacts_page, overview, signin
+from bot.web.staff import (
+    accounts,
+    audit_pages,
+    campaigns_page,
+    contacts_page,
+    feedback_pages,
+    overview,
+    results_pages,
+    rules_pages,
+    signin,
+    surveys_pages,
+)
 from bot.web.staff.framework import (
     PREFIX,
     csrf_middleware,
@@ -28,7 +39,17 @@ HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 
-PAGES: tuple[ModuleType, ...] = (signin, overview, campaigns_page, contacts_page)
+PAGES: tuple[ModuleType, ...] = (
+    signin,
+    overview,
+    campaigns_page,
+    contacts_page,
+    results_pages,
+    feedback_pages,
+    rules_pages,
+    surveys_pages,
+    audit_pages,
+)
 """Page modules; each has `add_routes(app)`. Add a new page module here."""
 
 NO_USER_HINT = (

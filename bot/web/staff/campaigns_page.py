@@ -387,8 +387,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/campaigns/audience-count", audience_count)
     app.router.add_get("/campaigns/{id}.json", detail_json)
     app.router.add_get("/campaigns/{id}", detail)
-    app.router.add_get("/campaigns/{id}/{action}", confirm)
-    app.router.add_post("/campaigns/{id}/{action}", act)
+    app.router.add_get("/campaigns/{id}/{action:pause|resume|close}", confirm)
+    app.router.add_post("/campaigns/{id}/{action:pause|resume|close}", act)
 
 
 i18n.add_messages(

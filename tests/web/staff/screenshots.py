@@ -18,6 +18,7 @@ from bot.contacts.importer import import_validated, validate_csv
 from bot.runtime import Runtime
 from bot.web.staff import accounts
 from storage.migrate import upgrade
+from tests.web.staff import pages_demo
 from tests.web.staff.browser import WIDTHS, LiveService, browser, sign_in
 from tests.web.staff.helpers import CONTACTS_CSV, PASSWORD
 from tests.web.staff.test_browser import answer, live_settings
@@ -40,6 +41,11 @@ PAGES: tuple[tuple[str, str], ...] = (
     ("surveys", "/staff/surveys"),
     ("audit", "/staff/audit"),
     ("not-found", "/staff/campaigns/999"),
+    ("results-campaign", "/staff/campaigns/3/results?breakdown=gender"),
+    ("results-open", "/staff/campaigns/3/results?open=1"),
+    ("feedback-campaign", "/staff/campaigns/3/feedback"),
+    ("followup-new", "/staff/followups/new"),
+    ("survey", "/staff/surveys/nojdhet"),
 )
 """(file name, path) of every page to photograph."""
 
@@ -101,6 +107,7 @@ def main(folder: str) -> int:
         settings = live_settings(url)
         with LiveService(settings) as live:
             live.call(_example)
+            live.call(pages_demo.seed)  # campaigns 2 and 3 with results, feedback, a rule
             for ref in ("P001", "P003"):
                 answer(live, ref, [("Ja", "choice:ja"), ("Bra", "choice:bra"), ("Inget", None)])
             for width in WIDTHS:
