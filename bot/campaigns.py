@@ -35,6 +35,7 @@ from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.bands import age_group_of, contact_length_of
+from bot.ops import events
 from bot.reach import DEFAULT_ORDER, Route, route_to
 from bot.timewindows import next_allowed
 from flows.durations import format_duration, parse_duration
@@ -435,6 +436,18 @@ async def create_campaign_with_warnings(
             {"survey_id": entry.survey.id, "audience": request.audience, "channels": channels},
             at=now,
         )
+    events.note(
+        "campaign.created",
+        "campaign {campaign} created by {by}: survey {survey}, channels {channels}, "
+        "starts {starts}, ends {ends}, {reminders} reminders",
+        campaign=cid,
+        by=events.by(actor),
+        survey=entry.survey.id,
+        channels=",".join(channels) or "any",
+        starts=starts_at.isoformat(timespec="minutes"),
+        ends=ends_at.isoformat(timespec="minutes"),
+        reminders=len(reminders),
+    )
     return CreatedCampaign(campaign, tuple(overlap_warnings(scan, others)))
 
 
@@ -516,7 +529,14 @@ async def pause_campaign(runtime: Runtime, campaign_id: int, *, actor: str) -> C
         await repo_audit.log(
             s, actor, "campaign.pause", f"campaign:{campaign_id}", {"held": held}, at=now
         )
-        return campaign
+    events.note(
+        "campaign.paused",
+        "campaign {campaign} paused by {by}: {held} queued messages held",
+        campaign=campaign_id,
+        by=events.by(actor),
+        held=held,
+    )
+    return campaign
 
 
 async def resume_campaign(runtime: Runtime, campaign_id: int, *, actor: str) -> Campaign:
@@ -534,7 +554,14 @@ async def resume_campaign(runtime: Runtime, campaign_id: int, *, actor: str) -> 
         await repo_audit.log(
             s, actor, "campaign.resume", f"campaign:{campaign_id}", {"released": released}, at=now
         )
-        return campaign
+    events.note(
+        "campaign.resumed",
+        "campaign {campaign} resumed by {by}: {released} held messages released",
+        campaign=campaign_id,
+        by=events.by(actor),
+        released=released,
+    )
+    return campaign
 
 
 async def close_campaign(
@@ -544,9 +571,11 @@ async def close_campaign(
 
     Safe to run again (the close task retries it after a crash)."""
     now = runtime.clock.now()
+    closing, cancelled = False, 0
     async with runtime.db.transaction() as s:
         campaign = await _locked(s, campaign_id)
         if campaign.status != repo_campaigns.CLOSED:
+            closing = True
             campaign.status = repo_campaigns.CLOSED
             campaign.closed_at = now
             await repo_campaigns.set_status_where(
@@ -588,6 +617,20 @@ async def close_campaign(
         await _settle_invitations(s, campaign_id)
     # Whatever anonymous answers of the campaign still wait are released now.
     await runtime.service.release_answers()
+    if closing:
+        async with runtime.db.transaction(read_only=True) as s:
+            c = await repo_campaigns.counts(s, campaign)
+        events.note(
+            "campaign.closed",
+            "campaign {campaign} closed by {by}: {invited} invited, {started} started, "
+            "{completed} completed; {cancelled} queued messages cancelled",
+            campaign=campaign_id,
+            by=events.by(actor),
+            invited=c.invited,
+            started=c.started,
+            completed=c.completed,
+            cancelled=cancelled,
+        )
     return campaign
 
 
@@ -686,6 +729,12 @@ async def start_task(runtime: Runtime, campaign_id: int) -> int:
         campaign.audience_size = size
         if campaign.status == repo_campaigns.RUNNING and size:
             await _schedule_round(s, campaign_id, now)
+    events.note(
+        "campaign.started",
+        "campaign {campaign} started: an audience of {audience}",
+        campaign=campaign_id,
+        audience=size,
+    )
     if not size:
         log.warning("campaign %s: the audience matches nobody now; closing it", campaign_id)
         await close_campaign(runtime, campaign_id)
@@ -729,15 +778,29 @@ async def invite_task(runtime: Runtime, campaign_id: int) -> int:
     for status in (repo_campaigns.PENDING, repo_campaigns.WAITING):
         done = await _invite_round(runtime, campaign_id, survey, version_id, status, size, now)
         if done is None:
+            _invited_note(campaign_id, invited, "the campaign stopped")
             return invited
         invited += done
+    more = False
     async with runtime.db.transaction() as s:
         campaign = await _locked(s, campaign_id)
         if campaign.status == repo_campaigns.RUNNING and await repo_campaigns.has_pending(
             s, campaign_id
         ):
+            more = True
             await _schedule_round(s, campaign_id, now + timedelta(seconds=ROUND_SECONDS))
+    _invited_note(campaign_id, invited, "more rounds follow" if more else "the last round")
     return invited
+
+
+def _invited_note(campaign_id: int, invited: int, then: str) -> None:
+    events.note(
+        "campaign.invitations",
+        "campaign {campaign} invite round: {invited} invitations sent; {then}",
+        campaign=campaign_id,
+        invited=invited,
+        then=then,
+    )
 
 
 async def _invite_round(
@@ -821,6 +884,13 @@ async def remind_task(runtime: Runtime, campaign_id: int, n: int) -> int:
         )
         sent += sum(1 for r in reminded if r)
         if len(targets) < REMINDERS_PER_TRANSACTION:
+            events.note(
+                "campaign.reminders",
+                "campaign {campaign} reminder {n}: {sent} reminders sent",
+                campaign=campaign_id,
+                n=n,
+                sent=sent,
+            )
             return sent
         after = targets[-1][0].id
 

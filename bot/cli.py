@@ -132,10 +132,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from bot.app import create_app
+    from bot.ops.logformat import use_format
+    from bot.ops.metrics import ListenError
     from storage.migrate import current, head
 
     settings = _settings(args)
     _setup_logging(args.verbose)
+    use_format(getattr(args, "log_format", None) or settings.logging.format)
     warning = public_url_warning(settings)
     if warning:
         log.warning(warning)
@@ -167,6 +170,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     except OSError as e:
         raise CommandError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    except ListenError as e:
+        raise CommandError(str(e)) from None
     return 0
 
 
@@ -467,6 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the service (web chat, webhooks, sending, timers)")
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="text for people, json (one object a line) for log shippers (default: logging.format)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser(

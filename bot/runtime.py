@@ -20,6 +20,7 @@ from bot.config import Settings
 from bot.dispatcher import Dispatcher, limits_from
 from bot.inbound.decide import EXPIRE_TASK, Policy
 from bot.inbound.service import ConversationService
+from bot.ops.metrics import Metrics
 from bot.privacy import Pseudonymizer, load_or_create_key, parse_key
 from bot.scheduler import TaskRunner
 from storage.db import Database
@@ -37,6 +38,7 @@ class Runtime:
     service: ConversationService
     clock: Clock
     channels: dict[str, Channel] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=Metrics)
     dispatcher: Dispatcher = field(init=False)
     tasks: TaskRunner = field(init=False)
 
@@ -48,8 +50,12 @@ class Runtime:
             self.clock,
             self.service,
             limits=limits_from(self.settings),
+            metrics=self.metrics,
         )
-        self.tasks = TaskRunner(self.db, self.clock, self.settings.schedule.poll_interval)
+        self.tasks = TaskRunner(
+            self.db, self.clock, self.settings.schedule.poll_interval, metrics=self.metrics
+        )
+        self.metrics.bind(self.db, self.clock, list(self.channels))
         self.tasks.register(EXPIRE_TASK, _payload_handler(self.service.expire_conversation))
         self.tasks.maintenance.append(self.service.release_answers)
 
@@ -136,6 +142,7 @@ async def open_runtime(
             await catalog.load(s, settings.surveys.resolved_paths)
         clock = clock or SystemClock()
         privacy = settings.privacy
+        metrics = Metrics()
         service = ConversationService(
             db,
             catalog,
@@ -143,6 +150,7 @@ async def open_runtime(
             clock,
             policy=Policy(starts_per_hour=privacy.keyword_starts_per_hour),
             release_batch=privacy.min_group_size,
+            metrics=metrics,
         )
         runtime = Runtime(
             settings=settings,
@@ -151,6 +159,7 @@ async def open_runtime(
             service=service,
             clock=clock,
             channels=channels if channels is not None else build_channels(settings),
+            metrics=metrics,
         )
         features.register(runtime)
         try:
