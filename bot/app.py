@@ -14,6 +14,7 @@ from bot.channels import PROVIDERS
 from bot.channels.base import Channel, ReportsStatus, RequestRejected, Webhook, WebRequest
 from bot.clock import Clock
 from bot.config import Settings
+from bot.ops import metrics as ops_metrics
 from bot.runtime import RUNTIME
 from bot.web import chat
 from bot.web.inputs import parse_form, read_body
@@ -58,15 +59,22 @@ def create_app(
             if background:
                 await runtime.dispatcher.start()
                 await runtime.tasks.start()
+            metrics_listener = None
             try:
+                metrics_listener = await ops_metrics.start_listener(
+                    runtime.metrics, settings.metrics
+                )
                 yield
             finally:
                 await runtime.tasks.stop()
                 await runtime.dispatcher.stop()
+                if metrics_listener is not None:
+                    await metrics_listener.cleanup()
 
     app.cleanup_ctx.append(runtime_ctx)
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/healthz", healthz)
+    ops_metrics.add_routes(app, settings.metrics, lambda r: r.app[RUNTIME].metrics)
     for provider in PROVIDERS:
         for hook in provider.webhooks:
             app.router.add_post(hook.path, webhook_handler(provider.name, hook))
@@ -162,6 +170,7 @@ def _provider_id(body: bytes | None) -> str:
 def refused(request: web.Request, name: str, e: RequestRejected, body: bytes | None) -> None:
     """One log line per refused provider request, so an operator can see lost traffic: the
     status, the reason and the provider's id; never the sender or the text."""
+    request.app[RUNTIME].metrics.rejected(name, e.status)
     log.warning(
         "refused %s webhook %s: HTTP %d, %s (provider id %s)",
         name,

@@ -277,6 +277,35 @@ class StaffSettings:
     """A session ends this long after sign-in, however busy."""
 
 
+class MetricsSettings:
+    """Prometheus metrics at /metrics, never on the public site without a token."""
+
+    token: str = field(default="", metadata=_SECRET)
+    """Bearer token a scraper sends; when set, /metrics is served on the main listener too."""
+    listen: str = ""
+    """host:port of a separate listener serving only /metrics, e.g. "127.0.0.1:9102"."""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether /metrics is served anywhere."""
+        return bool(self.token or self.listen)
+
+    @property
+    def listen_address(self) -> tuple[str, int] | None:
+        """The separate listener's (host, port), or None."""
+        if not self.listen:
+            return None
+        host, _, port = self.listen.strip().rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    """The log's format: "text" for people, "json" (one object a line) for log shippers."""
+
+    format: str = "text"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service reads from configuration."""
@@ -295,6 +324,8 @@ class Settings:
     organisation: OrganisationSettings = field(default_factory=OrganisationSettings)
     web: WebSettings = field(default_factory=WebSettings)
     staff: StaffSettings = field(default_factory=StaffSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     def redacted(self) -> dict[str, dict[str, Any]]:
         """The settings as plain data for logging, secrets shown as "***" (empty ones as "")."""
@@ -683,6 +714,7 @@ def _validate(s: Settings) -> list[str]:
     )
     problems += _positive(s.web, "web", "start_limit", "start_window")
     problems += _positive(s.staff, "staff", "idle_minutes", "lifetime_hours")
+    problems += _validate_ops(s.metrics, s.logging)
     try:
         parse_duration(dp.retry_horizon)
     except ValueError as exc:
@@ -698,4 +730,25 @@ def _validate(s: Settings) -> list[str]:
                 f"dispatcher.{key} may be at most {most} (the HTTP connection pool), "
                 f"got {getattr(dp, key)}"
             )
+    return problems
+
+
+_LISTEN_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})")
+
+
+def _validate_ops(metrics: MetricsSettings, logging: LoggingSettings) -> list[str]:
+    problems: list[str] = []
+    token = metrics.token
+    if token and (len(token) < _MIN_SECRET_LENGTH or any(c.isspace() for c in token)):
+        problems.append(
+            f"metrics.token must be at least {_MIN_SECRET_LENGTH} characters without spaces"
+        )
+    if metrics.listen:
+        match = _LISTEN_RE.fullmatch(metrics.listen.strip())
+        if match is None or not 1 <= int(match[2]) <= 65535:
+            problems.append(
+                f'metrics.listen must be host:port, e.g. "127.0.0.1:9102", got {metrics.listen!r}'
+            )
+    if logging.format not in ("text", "json"):
+        problems.append(f'logging.format must be "text" or "json", got {logging.format!r}')
     return problems

@@ -23,6 +23,7 @@ from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.inbound.decide import EXPIRE_TASK, Policy
 from bot.inbound.service import ConversationService
+from bot.ops.metrics import Metrics
 from bot.outbox.dispatcher import Dispatcher
 from bot.privacy import Pseudonymizer, load_or_create_key, parse_key
 from bot.scheduler import TaskRunner
@@ -41,6 +42,7 @@ class Runtime:
     service: ConversationService
     clock: Clock
     channels: dict[str, Channel] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=Metrics)
     dispatcher: Dispatcher = field(init=False)
     tasks: TaskRunner = field(init=False)
 
@@ -52,8 +54,12 @@ class Runtime:
             self.clock,
             self.service,
             limits=limits_from(self.settings),
+            metrics=self.metrics,
         )
-        self.tasks = TaskRunner(self.db, self.clock, self.settings.schedule.poll_interval)
+        self.tasks = TaskRunner(
+            self.db, self.clock, self.settings.schedule.poll_interval, metrics=self.metrics
+        )
+        self.metrics.bind(self.db, self.clock, list(self.channels))
         self.tasks.register(EXPIRE_TASK, _payload_handler(self.service.expire_conversation))
         self.tasks.maintenance.append(self.service.release_answers)
 
@@ -110,6 +116,7 @@ async def open_runtime(
             await catalog.load(s, settings.surveys.resolved_paths)
         clock = clock or SystemClock()
         privacy = settings.privacy
+        metrics = Metrics()
         service = ConversationService(
             db,
             catalog,
@@ -117,6 +124,7 @@ async def open_runtime(
             clock,
             policy=Policy(starts_per_hour=privacy.keyword_starts_per_hour),
             release_batch=privacy.min_group_size,
+            metrics=metrics,
         )
         runtime = Runtime(
             settings=settings,
@@ -125,6 +133,7 @@ async def open_runtime(
             service=service,
             clock=clock,
             channels=channels if channels is not None else build_channels(settings),
+            metrics=metrics,
         )
         if plug is not None:
             plug(runtime)

@@ -16,6 +16,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.clock import Clock
+from bot.ops.metrics import Metrics
 from storage import repo_messages, repo_tasks
 from storage.db import Database
 
@@ -30,12 +31,19 @@ class TaskRunner:
     """Runs due tasks by kind with the handlers registered for them."""
 
     def __init__(
-        self, db: Database, clock: Clock, poll_interval: float, *, lease_seconds: int = 300
+        self,
+        db: Database,
+        clock: Clock,
+        poll_interval: float,
+        *,
+        lease_seconds: int = 300,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.poll_interval = poll_interval
         self.lease_seconds = lease_seconds
+        self.metrics = metrics or Metrics()
         self.worker = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self.handlers: dict[str, TaskHandler] = {}
         self.maintenance: list[Callable[[], Awaitable[object]]] = [self._scrub_messages]
@@ -92,6 +100,7 @@ class TaskRunner:
                     kinds=list(self.handlers),
                 )
             for task in tasks:
+                self.metrics.task_started(task.kind, task.due_at, now)
                 await self._run(task.id, task.kind, task.key, dict(task.payload), task.attempts)
             total += len(tasks)
             if len(tasks) < limit:
@@ -108,8 +117,10 @@ class TaskRunner:
             retry_at = None
             if attempts < MAX_ATTEMPTS:
                 retry_at = self.clock.now() + timedelta(seconds=30 * 2 ** (attempts - 1))
+            self.metrics.task_done(kind, ok=False)
             async with self.db.transaction() as s:
                 await repo_tasks.fail(s, task_id, self.worker, f"{type(e).__name__}: {e}", retry_at)
             return
+        self.metrics.task_done(kind, ok=True)
         async with self.db.transaction() as s:
             await repo_tasks.complete(s, task_id, self.worker, self.clock.now())

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from bot import followups
 from bot.api.auth import json_body, json_error, staff_actor
+from bot.ops import events as ops_events
 from bot.runtime import RUNTIME, Runtime
 from bot.web.inputs import path_text
 from storage import repo_audit, repo_events, repo_tasks
@@ -174,7 +175,18 @@ async def post_rule(request: web.Request) -> web.Response:
         )
         await repo_audit.log(s, actor, "followup_rule.create", values.name, at=now)
         data = followups.rule_json(rule)
+    _rule_note(values.name, "created", actor)
     return web.json_response(data, status=201)
+
+
+def _rule_note(name: str, what: str, actor: str) -> None:
+    ops_events.note(
+        "followup_rule.changed",
+        "follow-up rule {rule} {what} by {by}",
+        rule=name,
+        what=what,
+        by=ops_events.by(actor),
+    )
 
 
 async def put_rule(request: web.Request) -> web.Response:
@@ -197,6 +209,7 @@ async def put_rule(request: web.Request) -> web.Response:
         action = "followup_rule.create" if created else "followup_rule.update"
         await repo_audit.log(s, actor, action, name, at=now)
         data = followups.rule_json(rule)
+    _rule_note(name, "created" if created else "updated", actor)
     return web.json_response(data, status=201 if created else 200)
 
 
@@ -220,4 +233,5 @@ async def delete_rule(request: web.Request) -> web.Response:
         await repo_audit.log(
             s, actor, "followup_rule.delete", name, {"pending_cancelled": len(pending)}, at=now
         )
+    _rule_note(name, f"deleted ({len(pending)} pending follow-ups cancelled)", actor)
     return web.Response(status=204)

@@ -70,6 +70,7 @@ from bot.campaigns.service import (
     list_campaigns,
     parse_instant,
     pause_campaign,
+    resolve_ends,
     resume_campaign,
     show_campaign,
 )
@@ -126,6 +127,7 @@ __all__ = [
     "pause_campaign",
     "register",
     "remind_task",
+    "resolve_ends",
     "resume_campaign",
     "round_size",
     "scan_audience",

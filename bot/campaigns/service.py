@@ -4,6 +4,7 @@ close, and the JSON the API returns."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Sequence
@@ -47,6 +48,7 @@ from bot.campaigns.core import (
     locked_campaign,
     schedule_round,
 )
+from bot.ops import events
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,23 @@ def parse_instant(value: str, tz: ZoneInfo, *, end_of_day: bool = False) -> date
     except ValueError:
         raise ValueError(f"{value!r} is not a date or time like 2026-06-01T09:00") from None
     return instant.replace(tzinfo=tz) if instant.tzinfo is None else instant
+
+
+def resolve_ends(ends: str, starts: str | None, tz: ZoneInfo, now: datetime) -> str:
+    """`--ends` as given, or for a duration after the start: whole days ("30d") end with that
+    local day, shorter ones ("2h", to try a campaign out) at that instant."""
+    try:
+        seconds = parse_duration(ends)
+    except ValueError:
+        return ends
+    base = now
+    if starts:
+        with contextlib.suppress(ValueError):  # create_campaign names a bad --starts
+            base = max(parse_instant(starts, tz), now)
+    end = base + timedelta(seconds=seconds)
+    if seconds % 86_400 == 0:
+        return end.astimezone(tz).date().isoformat()
+    return end.isoformat()
 
 
 def _duration(value: str | int) -> int:
@@ -227,6 +246,18 @@ async def create_campaign_with_warnings(
             {"survey_id": entry.survey.id, "audience": request.audience, "channels": channels},
             at=now,
         )
+    events.note(
+        "campaign.created",
+        "campaign {campaign} created by {by}: survey {survey}, channels {channels}, "
+        "starts {starts}, ends {ends}, {reminders} reminders",
+        campaign=cid,
+        by=events.by(actor),
+        survey=entry.survey.id,
+        channels=",".join(channels) or "any",
+        starts=starts_at.isoformat(timespec="minutes"),
+        ends=ends_at.isoformat(timespec="minutes"),
+        reminders=len(reminders),
+    )
     return CreatedCampaign(campaign, tuple(overlap_warnings(scan, others)))
 
 
@@ -308,7 +339,14 @@ async def pause_campaign(runtime: Runtime, campaign_id: int, *, actor: str) -> C
         await repo_audit.log(
             s, actor, "campaign.pause", f"campaign:{campaign_id}", {"held": held}, at=now
         )
-        return campaign
+    events.note(
+        "campaign.paused",
+        "campaign {campaign} paused by {by}: {held} queued messages held",
+        campaign=campaign_id,
+        by=events.by(actor),
+        held=held,
+    )
+    return campaign
 
 
 async def resume_campaign(runtime: Runtime, campaign_id: int, *, actor: str) -> Campaign:
@@ -326,7 +364,14 @@ async def resume_campaign(runtime: Runtime, campaign_id: int, *, actor: str) -> 
         await repo_audit.log(
             s, actor, "campaign.resume", f"campaign:{campaign_id}", {"released": released}, at=now
         )
-        return campaign
+    events.note(
+        "campaign.resumed",
+        "campaign {campaign} resumed by {by}: {released} held messages released",
+        campaign=campaign_id,
+        by=events.by(actor),
+        released=released,
+    )
+    return campaign
 
 
 async def close_campaign(
@@ -336,9 +381,11 @@ async def close_campaign(
 
     Safe to run again (the close task retries it after a crash)."""
     now = runtime.clock.now()
+    closing, cancelled = False, 0
     async with runtime.db.transaction() as s:
         campaign = await locked_campaign(s, campaign_id)
         if campaign.status != repo_campaigns.CLOSED:
+            closing = True
             campaign.status = repo_campaigns.CLOSED
             campaign.closed_at = now
             await repo_campaigns.set_status_where(
@@ -380,6 +427,20 @@ async def close_campaign(
         await _settle_invitations(s, campaign_id)
     # Whatever anonymous answers of the campaign still wait are released now.
     await runtime.service.release_answers()
+    if closing:
+        async with runtime.db.transaction(read_only=True) as s:
+            c = await repo_campaigns.counts(s, campaign)
+        events.note(
+            "campaign.closed",
+            "campaign {campaign} closed by {by}: {invited} invited, {started} started, "
+            "{completed} completed; {cancelled} queued messages cancelled",
+            campaign=campaign_id,
+            by=events.by(actor),
+            invited=c.invited,
+            started=c.started,
+            completed=c.completed,
+            cancelled=cancelled,
+        )
     return campaign
 
 

@@ -37,6 +37,7 @@ from bot.campaigns.core import (
     schedule_round,
 )
 from bot.campaigns.service import close_campaign
+from bot.ops import events
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,12 @@ async def start_task(runtime: Runtime, campaign_id: int) -> int:
         campaign.audience_size = size
         if campaign.status == repo_campaigns.RUNNING and size:
             await schedule_round(s, campaign_id, now)
+    events.note(
+        "campaign.started",
+        "campaign {campaign} started: an audience of {audience}",
+        campaign=campaign_id,
+        audience=size,
+    )
     if not size:
         log.warning("campaign %s: the audience matches nobody now; closing it", campaign_id)
         await close_campaign(runtime, campaign_id)
@@ -127,15 +134,29 @@ async def invite_task(runtime: Runtime, campaign_id: int) -> int:
     for status in (repo_campaigns.PENDING, repo_campaigns.WAITING):
         done = await _invite_round(runtime, campaign_id, survey, version_id, status, size, now)
         if done is None:
+            _invited_note(campaign_id, invited, "the campaign stopped")
             return invited
         invited += done
+    more = False
     async with runtime.db.transaction() as s:
         campaign = await locked_campaign(s, campaign_id)
         if campaign.status == repo_campaigns.RUNNING and await repo_campaigns.has_pending(
             s, campaign_id
         ):
+            more = True
             await schedule_round(s, campaign_id, now + timedelta(seconds=ROUND_SECONDS))
+    _invited_note(campaign_id, invited, "more rounds follow" if more else "the last round")
     return invited
+
+
+def _invited_note(campaign_id: int, invited: int, then: str) -> None:
+    events.note(
+        "campaign.invitations",
+        "campaign {campaign} invite round: {invited} invitations sent; {then}",
+        campaign=campaign_id,
+        invited=invited,
+        then=then,
+    )
 
 
 async def _invite_round(
@@ -219,6 +240,13 @@ async def remind_task(runtime: Runtime, campaign_id: int, n: int) -> int:
         )
         sent += sum(1 for r in reminded if r)
         if len(targets) < REMINDERS_PER_TRANSACTION:
+            events.note(
+                "campaign.reminders",
+                "campaign {campaign} reminder {n}: {sent} reminders sent",
+                campaign=campaign_id,
+                n=n,
+                sent=sent,
+            )
             return sent
         after = targets[-1][0].id
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
-from zoneinfo import ZoneInfo
 
 from bot import campaigns
 from bot.campaigns import (
@@ -26,7 +24,6 @@ from bot.contacts.csvfile import columns_text
 from bot.contacts.importer import ImportRefused, ImportReport, import_validated, validate_csv
 from bot.results import feedback
 from bot.runtime import Runtime
-from flows.durations import parse_duration
 from flows.expr import ExprError
 from storage.models import Campaign
 
@@ -151,30 +148,12 @@ def _campaign_errors(func: Callable[[Runtime], Awaitable[T]]) -> Callable[[Runti
     return wrapped
 
 
-def resolve_ends(ends: str, starts: str | None, tz: ZoneInfo, now: datetime) -> str:
-    """`--ends` as given, or for a duration after the start: whole days ("30d") end with that
-    local day, shorter ones ("2h", to try a campaign out) at that instant."""
-    try:
-        seconds = parse_duration(ends)
-    except ValueError:
-        return ends
-    base = now
-    if starts:
-        with contextlib.suppress(ValueError):  # create_campaign names a bad --starts
-            base = max(campaigns.parse_instant(starts, tz), now)
-    end = base + timedelta(seconds=seconds)
-    if seconds % 86_400 == 0:
-        return end.astimezone(tz).date().isoformat()
-    return end.isoformat()
-
-
 def cmd_campaigns_create(args: argparse.Namespace) -> int:
-
     tz = common.settings(args).schedule.tz
     request = CampaignRequest(
         survey_id=args.survey,
         audience=args.audience,
-        ends=resolve_ends(args.ends, args.starts, tz, datetime.now(UTC)),
+        ends=campaigns.resolve_ends(args.ends, args.starts, tz, datetime.now(UTC)),
         name=args.name,
         starts=args.starts,
         reminders=args.reminders or "",

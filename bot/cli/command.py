@@ -20,6 +20,8 @@ from bot.cli import campaigns, common, events, lifecycle, results, users
 from bot.cli.common import CommandError, config_source, public_url_warning, reason, sqlite_file
 from bot.config import SHIPPED_SURVEYS, ConfigError, Settings
 from bot.logging_setup import setup_logging
+from bot.ops.logformat import use_format
+from bot.ops.metrics import ListenError
 from bot.privacy import Pseudonymizer, load_or_create_key
 from bot.runtime import sealer_for
 from bot.survey_files import load_paths
@@ -39,6 +41,7 @@ T = TypeVar("T")
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = common.settings(args)
     setup_logging(args.verbose)
+    use_format(getattr(args, "log_format", None) or settings.logging.format)
     warning = public_url_warning(settings)
     if warning:
         log.warning(warning)
@@ -70,6 +73,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     except OSError as e:
         raise CommandError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    except ListenError as e:
+        raise CommandError(str(e)) from None
     return 0
 
 
@@ -333,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the service (web chat, webhooks, sending, timers)")
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="text for people, json (one object a line) for log shippers (default: logging.format)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser(

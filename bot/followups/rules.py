@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.config import SHIPPED_FOLLOWUPS
+from bot.ops import events
 from bot.reach import DEFAULT_ORDER
 from bot.runtime import Runtime
 from bot.timewindows import DailyWindow, next_allowed
@@ -286,17 +287,34 @@ async def load_rules(runtime: Runtime, path: Path | None = None) -> RulesFile:
     for problem in result.problems:
         log.error("follow-up rule problem: %s", problem)
     now = runtime.clock.now()
+    new: list[str] = []
+    gone: list[str] = []
     async with runtime.db.transaction() as s:
         for values in result.rules:
             existing = await repo_events.get_rule(s, values.name)
             if existing is not None and existing.source != repo_events.SOURCE_FILE:
                 log.warning("follow-up rule %r from %s replaces the API rule", values.name, where)
-            await repo_events.save_rule(s, values, source=repo_events.SOURCE_FILE, now=now)
+            _, created = await repo_events.save_rule(
+                s, values, source=repo_events.SOURCE_FILE, now=now
+            )
+            if created:
+                new.append(values.name)
         # A file that failed to parse as a whole leaves the loaded rules alone.
         if result.rules or not result.problems:
             gone = await repo_events.disable_file_rules_except(s, [r.name for r in result.rules])
             for name in gone:
                 log.info("follow-up rule %r is no longer in %s: disabled", name, where)
+    events.note(
+        "followup_rule.loaded",
+        "follow-up rules files {path}: {rules} rules ({new} new: {names}), {disabled} disabled, "
+        "{problems} problems",
+        path=where,
+        rules=len(result.rules),
+        new=len(new),
+        names=", ".join(new) or "none",
+        disabled=len(gone),
+        problems=len(result.problems),
+    )
     return result
 
 

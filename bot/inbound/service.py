@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ from bot.inbound.decide import (
     decide_remind,
     decide_webchat_start,
 )
+from bot.ops.metrics import Metrics
 from bot.privacy import Pseudonymizer
 from bot.reach import Route
 from flows.model import Survey
@@ -79,6 +81,7 @@ class ConversationService:
         *,
         policy: Policy | None = None,
         release_batch: int = 5,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.catalog = catalog
@@ -87,6 +90,7 @@ class ConversationService:
         self.policy = policy or Policy()
         self.release_batch = release_batch
         self.ids = new_id
+        self.metrics = metrics or Metrics()
 
     def address(self, route: Route) -> Address:
         """Where a route's messages go, with the address's key."""
@@ -141,7 +145,14 @@ class ConversationService:
             )
             return executor.write(x, plan, now=now, message_id=facts.message_id)
 
-        result = await self.db.turns.run(turn)
+        started = time.perf_counter()
+        try:
+            result = await self.db.turns.run(turn)
+        except Exception:
+            self.metrics.inbound_done(msg.channel, "error")
+            raise
+        outcome = "duplicate" if result.duplicate else "ignored" if msg.ignore else "handled"
+        self.metrics.inbound_done(msg.channel, outcome, time.perf_counter() - started)
         return InboundResult(
             duplicate=result.duplicate,
             message_id=result.message_id,

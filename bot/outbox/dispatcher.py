@@ -55,6 +55,8 @@ from bot.channels.base import (
 )
 from bot.clock import Clock
 from bot.config import DispatcherSettings, Settings
+from bot.ops import events
+from bot.ops.metrics import Metrics
 from flows.conversation import Button
 from storage import repo_contacts, repo_leases, repo_messages
 from storage.db import Database
@@ -233,6 +235,8 @@ class _Lane:
     failures_in_a_row: int = 0
     """Transient failures since the last message went through."""
     recovered_at: float = -math.inf
+    down_since: float | None = None
+    """When this process saw the channel go down (OUTAGE_FAILURES failures in a row)."""
     recover: bool = False
     """The provider answers again after an outage: bring the waiting retries forward."""
     pending: int = 0
@@ -371,8 +375,10 @@ class Dispatcher:
         limits: Mapping[str, ChannelLimits] | None = None,
         timer: Timer | None = None,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics or Metrics()
         self.channels = dict(channels)
         self.settings = settings
         self.clock = clock
@@ -656,6 +662,8 @@ class Dispatcher:
             if lane.failures_in_a_row >= OUTAGE_FAILURES and mono - lane.recovered_at > 30:
                 lane.recover, lane.recovered_at = True, mono
             lane.failures_in_a_row = 0
+            if lane.down_since is not None:
+                self._back(lane, mono - lane.down_since)
         self._record(outcome)
         if isinstance(outcome, _Failed) and outcome.opted_out and item.contact_id is not None:
             lane.opted_out.add(item.contact_id)
@@ -711,6 +719,8 @@ class Dispatcher:
             release = Release(item.id, until, reason, counted=False, failed_at=first_failure)
         else:
             lane.failures_in_a_row += 1
+            if lane.failures_in_a_row == OUTAGE_FAILURES and lane.down_since is None:
+                self._down(lane, reason)
             delay = backoff(
                 item.attempts,
                 base=self.settings.backoff_base,
@@ -725,6 +735,28 @@ class Dispatcher:
             lane.retry_floor[item.address] = retry_at
             release = Release(item.id, retry_at, reason, counted=True, failed_at=first_failure)
         return _Retry(item, release, reason)
+
+    def _down(self, lane: _Lane, reason: str) -> None:
+        lane.down_since = self.timer.monotonic()
+        self.metrics.channel_state(lane.name, up=False)
+        events.note(
+            "channel.down",
+            "channel {channel} is down: {failures} sends in a row failed ({reason}); "
+            "retrying with backoff",
+            channel=lane.name,
+            failures=lane.failures_in_a_row,
+            reason=reason,
+        )
+
+    def _back(self, lane: _Lane, seconds: float) -> None:
+        lane.down_since = None
+        self.metrics.channel_state(lane.name, up=True)
+        events.note(
+            "channel.up",
+            "channel {channel} is back: a send went through after {seconds} s down",
+            channel=lane.name,
+            seconds=round(seconds),
+        )
 
     def _pause(self, lane: _Lane, until: datetime) -> None:
         if lane.paused_until is None or until > lane.paused_until:
@@ -861,7 +893,16 @@ class Dispatcher:
 
     def _report(self, batch: Sequence[_Outcome]) -> None:
         retried: Counter[tuple[str, str]] = Counter()
+        results: Counter[tuple[str, str]] = Counter()
         for o in batch:
+            if isinstance(o, _Sent):
+                results[(o.item.channel, "sent")] += 1
+            elif isinstance(o, _Retry):
+                if o.reason is not None:
+                    results[(o.item.channel, "retried")] += 1
+            else:
+                opted_out = o.opted_out or o.cancelled
+                results[(o.item.channel, "opted_out" if opted_out else "failed")] += 1
             if isinstance(o, _Failed) and not o.cancelled:
                 log.warning(
                     "message %s on %s failed for good: %s", o.item.id, o.item.channel, o.reason
@@ -870,3 +911,5 @@ class Dispatcher:
                 retried[(o.item.channel, o.reason)] += 1
         for (channel, reason), count in retried.items():
             log.info("outbox %s: %d sends failed and will be retried: %s", channel, count, reason)
+        for (channel, result), count in results.items():
+            self.metrics.sent(channel, result, count)

@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.inbound.decide import message_payload
+from bot.ops import events
 from bot.reach import Route, route_to
 from bot.results.aggregate import Results
 from bot.results.service import CampaignNotFound, ResultsError, campaign_results, load_campaign
@@ -811,6 +812,13 @@ async def run_campaign_feedback(runtime: Runtime, campaign_id: int, *, after: in
             {"queued": queued, "total": sent_total},
             at=now,
         )
+    events.note(
+        "campaign.feedback",
+        "campaign {campaign} feedback sent: {queued} messages queued, {total} people in all",
+        campaign=campaign_id,
+        queued=queued,
+        total=sent_total,
+    )
     runtime.dispatcher.wake()
     return queued
 
@@ -983,6 +991,13 @@ async def run_followup_feedback(
             {"period": period, "since": since.isoformat(), "queued": queued},
             at=now,
         )
+    events.note(
+        "followup.feedback",
+        "follow-up survey {survey} feedback for {period} sent: {queued} messages queued",
+        survey=survey_id,
+        period=period,
+        queued=queued,
+    )
     runtime.dispatcher.wake()
     return queued
 

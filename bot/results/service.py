@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.ops import events
 from bot.results import floip
 from bot.results.aggregate import (
     DIMENSIONS,
@@ -320,6 +321,17 @@ async def _audit_export(
             },
             at=runtime.clock.now(),
         )
+    events.note(
+        "results.export",
+        "campaign {campaign} results exported by {by}: {format}, {respondents} respondents, "
+        "{final}, to {to}",
+        campaign=data.campaign.id,
+        by=events.by(actor),
+        format=fmt,
+        respondents=len(data.records or ()),
+        final="final" if data.final else "partial",
+        to="the staff API" if target == "api" else "a file",
+    )
 
 
 async def export_campaign(

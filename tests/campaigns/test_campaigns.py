@@ -521,4 +521,4 @@ def test_ends_may_be_a_duration_after_the_start(
     ends: str, starts: str | None, resolved: str
 ) -> None:
     tz = ZoneInfo("Europe/Stockholm")
-    assert cli_campaigns.resolve_ends(ends, starts, tz, START) == resolved
+    assert campaigns.resolve_ends(ends, starts, tz, START) == resolved

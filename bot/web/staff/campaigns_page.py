@@ -24,8 +24,8 @@ from bot.campaigns import (
     EmptyAudience,
     audience_env,
     compile_audience,
+    resolve_ends,
 )
-from bot.cli.campaigns import resolve_ends
 from bot.results import feedback
 from bot.runtime import Runtime
 from bot.web.inputs import db_id
