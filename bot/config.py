@@ -277,6 +277,7 @@ class StaffSettings:
     """A session ends this long after sign-in, however busy."""
 
 
+@dataclass(frozen=True, slots=True)
 class MetricsSettings:
     """Prometheus metrics at /metrics, never on the public site without a token."""
 
