@@ -123,3 +123,58 @@ async def test_links_csv_and_letters(client: Client) -> None:
     assert wrong.status == 422 and "tecken 6" in await wrong.text()
     form = await client.get("/staff/contacts/links")
     assert csrf_of(await form.text())
+
+
+async def test_an_admin_exports_and_erases_a_person_from_their_page(client: Client) -> None:
+    await import_contacts(client)
+    await add_user(client, "anna", "analyst")
+    await add_user(client, "ada", "admin")
+    csrf = await sign_in(client, "anna")
+    async with runtime_of(client).db.transaction(read_only=True) as s:
+        cid = await s.scalar(select(Contact.id).where(Contact.external_ref == "P001"))
+    page = await (await client.get(f"/staff/contacts/{cid}")).text()
+    assert "Radera personen" not in page  # an analyst does not see the buttons...
+    assert (
+        await client.get(f"/staff/contacts/{cid}/export.json")
+    ).status == 403  # ...nor uses them
+    refused = await client.post(f"/staff/contacts/{cid}/erase", data={"csrf_token": csrf})
+    assert refused.status == 403
+    await client.post("/staff/logout", data={"csrf_token": csrf})
+
+    csrf = await sign_in(client, "ada")
+    page = await (await client.get(f"/staff/contacts/{cid}")).text()
+    assert "Ladda ner registerutdrag" in page and "Radera personen" in page
+    export = await client.get(f"/staff/contacts/{cid}/export.json")
+    assert export.status == 200 and "attachment" in export.headers["Content-Disposition"]
+    data = await export.json()
+    assert "+46701230001" in export_text(data)  # the person's own number, readable
+    confirm = await (await client.get(f"/staff/contacts/{cid}/erase")).text()
+    assert "Radera för gott" in confirm
+    # Without the CSRF token nothing is erased.
+    assert (await client.post(f"/staff/contacts/{cid}/erase", data={})).status == 403
+    assert await _count(client) == 10
+    done = await client.post(
+        f"/staff/contacts/{cid}/erase", data={"csrf_token": csrf}, allow_redirects=False
+    )
+    assert done.status == 303 and "/staff/contacts" in done.headers["Location"]
+    assert await _count(client) == 9
+    assert (await client.get(f"/staff/contacts/{cid}")).status == 404
+    async with runtime_of(client).db.transaction(read_only=True) as s:
+        entries = list(
+            await s.execute(
+                select(AuditEntry.actor, AuditEntry.action, AuditEntry.target).where(
+                    AuditEntry.action.in_(["contacts.export", "contacts.erase"])
+                )
+            )
+        )
+    assert [(a, act) for a, act, _ in entries] == [
+        ("staff:ada", "contacts.export"),
+        ("staff:ada", "contacts.erase"),
+    ]
+    assert all("P001" not in target for _, _, target in entries)
+
+
+def export_text(data: object) -> str:
+    import json
+
+    return json.dumps(data, ensure_ascii=False)
