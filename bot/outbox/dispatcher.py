@@ -103,18 +103,24 @@ def safe_reason(reason: str) -> str:
 class Timer(Protocol):
     """Where pacing gets its time: real seconds, or a fake in tests."""
 
-    def monotonic(self) -> float: ...
+    def monotonic(self) -> float:
+        """Seconds from a clock that never goes back."""
+        ...
 
-    async def sleep(self, seconds: float) -> None: ...
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` (pacing between sends)."""
+        ...
 
 
 class RealTimer:
     """`time.monotonic` and `asyncio.sleep`."""
 
     def monotonic(self) -> float:
+        """`time.monotonic()`."""
         return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
+        """`asyncio.sleep(seconds)`."""
         await asyncio.sleep(seconds)
 
 

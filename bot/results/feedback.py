@@ -595,6 +595,7 @@ class FeedbackTiming:
         return f"pending: goes out {when}" if when else "pending"
 
     def to_json(self) -> dict[str, Any]:
+        """The timing for the API and the staff page: status, due and send times as ISO text."""
         return {
             "status": self.status,
             "due": self.due.isoformat() if self.due else None,

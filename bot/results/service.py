@@ -86,6 +86,8 @@ class ResultsError(Exception):
 
 
 class CampaignNotFound(ResultsError):
+    """No campaign has this id."""
+
     def __init__(self, campaign_id: int) -> None:
         super().__init__(f"no campaign with id {campaign_id}")
         self.campaign_id = campaign_id
@@ -96,6 +98,8 @@ class NotFinal(ResultsError):
 
 
 class SurveyNotFound(ResultsError):
+    """No loaded survey has this id."""
+
     def __init__(self, survey_id: str) -> None:
         super().__init__(f"no survey with id {survey_id!r}")
         self.survey_id = survey_id
@@ -256,6 +260,8 @@ async def campaign_results(
 
 @dataclass(frozen=True, slots=True)
 class ExportResult:
+    """A written export file: where, in which format, how many respondents, and its attributes."""
+
     path: Path
     format: str
     answers: int
