@@ -1,4 +1,8 @@
-"""SQLAlchemy models. All times are stored in UTC; see `UTCDateTime`."""
+"""SQLAlchemy models. All times are stored in UTC; see `UTCDateTime`.
+
+Why one module: every table is here, so the schema reads in one place and `Base.metadata` is
+whole wherever a model is imported.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""`brukardialog results show|export` and `brukardialog feedback set|preview|hold|release`."""
+"""`brukardialog results show|export` and `brukardialog feedback set|preview|hold|release`.
+
+Why one module: both command groups are thin over `bot.results`; most of the length is the
+formatting of figures as text at the top, which `results show` needs whole.
+"""
 
 from __future__ import annotations
 

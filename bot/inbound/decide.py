@@ -1,5 +1,8 @@
 """The pure decision of every turn: facts in, a `TurnPlan` out.
 
+The whole decision table of a turn is here on purpose: branch order matters (see below), and only
+with all of it in view can a reader tell which branch wins.
+
 `decide_inbound` handles any inbound message (answers, keywords, STOP/START, `/start TOKEN`,
 menus, button presses, opted-out senders, provider opt-out signals, messages to ignore); the
 `decide_*` functions below it handle the turns made from outside: campaign invitations,

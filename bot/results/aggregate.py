@@ -1,5 +1,8 @@
 """Survey results: counts, shares, means and breakdowns, with small-number suppression.
 
+Why one module: the figures and the withholding applied to them are computed together, one pure unit
+with its input and output types.
+
 Pure: answers come in as `ResponseRecord` values, figures go out as frozen dataclasses whose
 `to_json()` is what the HTTP API and the exports publish. What is withheld and why is decided in
 `bot.results.suppress`; its module docstring is the rule staff can quote.

@@ -1,5 +1,8 @@
 """Results of stored campaigns and follow-up surveys: loading, computing, exporting, auditing.
 
+Why one module: it is the single gate to published figures (see below); exports and FLOIP packages
+stay in it so no second way around the suppression appears.
+
 The one place the CLI, the staff API, the FLOIP API, the public page and the feedback task get
 their figures from, so all of them publish through the same suppression (`bot.results.suppress`).
 
