@@ -129,6 +129,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """GET /healthz: 200 if the database answers, 503 if it does not (load balancers poll it)."""
     ok = await request.app[RUNTIME].db.ping()
     return web.json_response({"database": "ok" if ok else "down"}, status=200 if ok else 503)
 

@@ -29,8 +29,10 @@ def age_band(age: int) -> str:
 
 
 def contact_length_of(since: date | None, on: date) -> str | None:
+    """The contact-length band on `on` for a contact known `since`; None if that date is unknown."""
     return None if since is None else contact_length_band(since, on)
 
 
 def age_group_of(birth_year: int | None, on: date) -> str | None:
+    """The age band on `on` for someone born in `birth_year`; None if the year is unknown."""
     return None if birth_year is None else age_band(on.year - birth_year)

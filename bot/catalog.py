@@ -25,6 +25,8 @@ def _read(path: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CatalogEntry:
+    """A loaded survey and the row id of its stored version."""
+
     survey: Survey
     version_id: int
 
@@ -45,9 +47,11 @@ class SurveyCatalog:
 
     @property
     def surveys(self) -> list[Survey]:
+        """The latest version of every survey, sorted by id."""
         return sorted((e.survey for e in self._latest.values()), key=lambda s: s.id)
 
     def latest(self, survey_id: str) -> CatalogEntry | None:
+        """The latest version of `survey_id` with its version row id; None for an unknown survey."""
         return self._latest.get(survey_id)
 
     def by_keyword(self, text: str) -> CatalogEntry | None:

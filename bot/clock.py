@@ -7,13 +7,18 @@ from typing import Protocol
 
 
 class Clock(Protocol):
+    """Where the service gets the time: `SystemClock`, or a `FixedClock` in tests."""
+
     def now(self) -> datetime:
         """The current time, aware UTC."""
         ...
 
 
 class SystemClock:
+    """The real clock."""
+
     def now(self) -> datetime:
+        """The system time, aware UTC."""
         return datetime.now(UTC)
 
 
@@ -26,11 +31,14 @@ class FixedClock:
         self._now = start
 
     def now(self) -> datetime:
+        """The time the clock was set to, aware UTC."""
         return self._now
 
     def advance(self, delta: timedelta) -> datetime:
+        """Move the clock forward by `delta` and return the new time."""
         self._now += delta
         return self._now
 
     def set(self, when: datetime) -> None:
+        """Jump the clock to `when` (an aware datetime)."""
         self._now = when

@@ -1,5 +1,8 @@
 """Service settings: a TOML file, then `BRUKARDIALOG__SECTION__KEY` environment overrides.
 
+Why one module: every setting, its default and its check are in one file, so an operator's key is
+found in one place and every `ConfigError` is worded the same way.
+
 Every problem becomes a `ConfigError` whose message names the key (and the environment variable,
 when that is where the value came from), so an operator never sees a traceback.
 """

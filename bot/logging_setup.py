@@ -75,6 +75,7 @@ class RedactingFilter(logging.Filter):
     """Rewrites a record's message (and its traceback) through `redact`; never drops one."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's message, traceback and stack in place; always keeps the record."""
         try:
             message = record.getMessage()
         except Exception:  # a broken log call must not break the code that made it

@@ -14,6 +14,8 @@ DEFAULT_ORDER = ("sms", "telegram", "webchat")
 
 @dataclass(frozen=True, slots=True)
 class Route:
+    """A channel and the address a person is reached at on it."""
+
     channel: str
     address: str
 

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Runtime:
+    """What a running service shares: settings, database, surveys, channels, sender, timers."""
+
     settings: Settings
     db: Database
     catalog: SurveyCatalog

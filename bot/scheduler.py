@@ -51,9 +51,11 @@ class TaskRunner:
         self._scheduler: AsyncIOScheduler | None = None
 
     def register(self, kind: str, handler: TaskHandler) -> None:
+        """Run `handler` for due tasks of `kind`; a later registration replaces an earlier one."""
         self.handlers[kind] = handler
 
     async def start(self) -> None:
+        """Start polling for due tasks every `poll_interval` seconds (polls never overlap)."""
         scheduler = AsyncIOScheduler(timezone="UTC")
         scheduler.add_job(
             self._poll,
@@ -68,6 +70,7 @@ class TaskRunner:
         self._scheduler = scheduler
 
     async def stop(self) -> None:
+        """Stop polling; a poll under way is not waited for."""
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None

@@ -16,6 +16,8 @@ open: text; date: ISO date string; None: skipped."""
 
 
 class Status(StrEnum):
+    """Where a conversation is: active, or how it finished."""
+
     ACTIVE = "active"
     COMPLETED = "completed"
     OPTED_OUT = "opted_out"
@@ -27,10 +29,13 @@ class Status(StrEnum):
 
     @property
     def finished(self) -> bool:
+        """True for every status but ACTIVE."""
         return self is not Status.ACTIVE
 
 
 class Awaiting(StrEnum):
+    """What the next input answers: the current question, or a language menu."""
+
     ANSWER = "answer"
     LANGUAGE = "language"
     """A language menu was shown; the next input picks a language."""
@@ -38,6 +43,8 @@ class Awaiting(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ConversationState:
+    """Everything the engine knows of one conversation between turns (stored as JSON)."""
+
     survey_id: str
     survey_version: int
     lang: str
@@ -54,6 +61,7 @@ class ConversationState:
     awaiting: Awaiting = Awaiting.ANSWER
 
     def to_json(self) -> dict[str, Any]:
+        """The state as JSON values, the shape stored on the conversation row."""
         return {
             "survey_id": self.survey_id,
             "survey_version": self.survey_version,
@@ -71,6 +79,7 @@ class ConversationState:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ConversationState:
+        """The state `to_json` stored; missing retries, history or awaiting get their defaults."""
         return cls(
             survey_id=str(data["survey_id"]),
             survey_version=int(data["survey_version"]),
@@ -87,6 +96,7 @@ class ConversationState:
         )
 
     def evolve(self, **changes: Any) -> ConversationState:
+        """A copy with `changes` applied."""
         return replace(self, **changes)
 
 
@@ -100,12 +110,16 @@ class Input:
 
 @dataclass(frozen=True, slots=True)
 class Button:
+    """A button a chat channel shows under a message."""
+
     payload: str
     """Sent back as `Input.payload` when pressed, e.g. "choice:yes" or "lang:ar"."""
     label: str
 
 
 class MessageKind(StrEnum):
+    """What an outgoing message is: a question, reprompt, information, thanks or opt-out reply."""
+
     QUESTION = "question"
     REPROMPT = "reprompt"
     INFO = "info"
@@ -116,6 +130,8 @@ class MessageKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class OutMessage:
+    """A message the engine sends, before any channel renders it."""
+
     text: str
     kind: MessageKind = MessageKind.INFO
     buttons: tuple[Button, ...] = ()
@@ -129,12 +145,16 @@ class OutMessage:
 
 @dataclass(frozen=True, slots=True)
 class RecordedAnswer:
+    """An answer the engine recorded; `skipped` for an optional question passed over."""
+
     question_id: str
     value: AnswerValue
     skipped: bool = False
 
 
 class EventKind(StrEnum):
+    """The kinds of event a turn can report in its Step."""
+
     STARTED = "started"
     ANSWER_RETRACTED = "answer_retracted"
     """TILLBAKA: the answer to `question_id` no longer counts."""
@@ -148,6 +168,8 @@ class EventKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """One thing that happened in a turn, with the question or language it concerns."""
+
     kind: EventKind
     question_id: str | None = None
     lang: str | None = None

@@ -1,5 +1,8 @@
 """The conversation engine: pure and synchronous, `(survey, state, input, now) -> Step`.
 
+Why one module: the steps of a conversation hand over to each other (keywords, the language menu,
+questions, the end), so the state machine is read in one file.
+
 No I/O, no clock (`now` is a parameter), no randomness. The caller stores `Step.state`, sends
 `Step.messages`, records `Step.answers` and `Step.events`, and arranges expiry itself.
 

@@ -1,5 +1,8 @@
 """A small, safe expression language for `show_if` (over answers) and audiences (over attributes).
 
+Why one module: the tokenizer, parser and evaluator of one small language share its token and node
+types, and the grammar and semantics below hold only of the three together.
+
 Grammar (lowest precedence first)::
 
     expr       := and_expr ("or" and_expr)*

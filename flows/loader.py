@@ -1,5 +1,8 @@
 """Survey files (TOML) -> `Survey`, with every problem reported as `path:line: message`.
 
+Why one module: every check reports `path:line`, so the checks and the line index they need stay
+together.
+
 tomllib gives line numbers only for syntax errors, so `_LineIndex` scans the raw text for the
 line of each top-level key, each `[[questions]]` table and its keys, and each choice's `id`.
 """

@@ -11,6 +11,8 @@ LocalizedText = Mapping[str, str]
 
 
 class QuestionType(StrEnum):
+    """The question types; each has its module in flows/types."""
+
     MESSAGE = "message"
     SELECT_ONE = "select_one"
     SELECT_MANY = "select_many"
@@ -48,12 +50,16 @@ def localize(text: LocalizedText, lang: str, fallback: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Choice:
+    """One choice of a select question: its id (stored as the answer) and its text."""
+
     id: str
     text: LocalizedText
 
 
 @dataclass(frozen=True, slots=True)
 class Question:
+    """One question of a survey, as its file defines it."""
+
     id: str
     type: QuestionType
     text: LocalizedText
@@ -75,6 +81,7 @@ class Question:
     """Line in the survey file where the question starts (for error messages)."""
 
     def choice(self, choice_id: str) -> Choice | None:
+        """The choice with `choice_id`; None if the question has none."""
         return next((c for c in self.choices if c.id == choice_id), None)
 
     @property
@@ -93,6 +100,8 @@ class Question:
 
 @dataclass(frozen=True, slots=True)
 class Survey:
+    """A survey as its file defines it: languages, texts, questions and how it is started."""
+
     id: str
     version: int
     languages: tuple[str, ...]
@@ -125,16 +134,20 @@ class Survey:
 
     @property
     def default_language(self) -> str:
+        """The survey's first language: texts fall back to it."""
         return self.languages[0]
 
     def question(self, question_id: str) -> Question | None:
+        """The question with `question_id`; None if the survey has none."""
         return next((q for q in self.questions if q.id == question_id), None)
 
     def index_of(self, question_id: str) -> int:
+        """The position of `question_id` in the survey; raises KeyError if it is not there."""
         for i, q in enumerate(self.questions):
             if q.id == question_id:
                 return i
         raise KeyError(question_id)
 
     def supports(self, lang: str) -> bool:
+        """True if the survey is written in `lang`."""
         return lang in self.languages

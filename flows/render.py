@@ -22,13 +22,19 @@ class Renderable(Protocol):
     """An engine message, or an outbox row made from one."""
 
     @property
-    def text(self) -> str: ...
+    def text(self) -> str:
+        """The message text."""
+        ...
 
     @property
-    def buttons(self) -> Sequence[Button]: ...
+    def buttons(self) -> Sequence[Button]:
+        """Buttons shown by chat channels."""
+        ...
 
     @property
-    def numbered(self) -> Sequence[str]: ...
+    def numbered(self) -> Sequence[str]:
+        """Choice labels written as numbered lines on SMS."""
+        ...
 
 
 def _scale_values(buttons: Sequence[Button]) -> list[int] | None:

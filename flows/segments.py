@@ -13,6 +13,8 @@ _GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
 
 @dataclass(frozen=True, slots=True)
 class SegmentInfo:
+    """What one SMS text costs: segments, the encoding and the units counted."""
+
     segments: int
     encoding: str
     """"GSM-7" or "UCS-2"."""

@@ -1,5 +1,8 @@
 """The one writer of turns: it reads a turn's facts and writes its plan, in one transaction.
 
+Why one module: it is the one writer of turns (HACKING.md, rule 3); every write of a turn in one
+module is what makes "no second code path" checkable.
+
 Every change a turn makes to contacts, conversations, respondents, answers, the outbox, timers,
 invitations and follow-ups is written here, from the typed steps of a `storage.plan.TurnPlan`;
 there is no second code path that writes those rows for a turn. The code is synchronous over

@@ -1,4 +1,8 @@
-"""SQLAlchemy models. All times are stored in UTC; see `UTCDateTime`."""
+"""SQLAlchemy models. All times are stored in UTC; see `UTCDateTime`.
+
+Why one module: every table is here, so the schema reads in one place and `Base.metadata` is
+whole wherever a model is imported.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """An aware datetime as UTC (naive on SQLite); refuses a naive one."""
         if value is None:
             return None
         if value.tzinfo is None:
@@ -47,12 +52,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """The stored value as an aware UTC datetime."""
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def utcnow() -> datetime:
+    """The current time, aware UTC (column defaults)."""
     return datetime.now(UTC)
 
 
@@ -67,6 +74,8 @@ NAMING_CONVENTION = {
 
 
 class Base(DeclarativeBase):
+    """The declarative base: constraint naming convention, UTC datetimes and JSON columns."""
+
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: UTCDateTime,
@@ -301,6 +310,8 @@ class DueTask(Base):
 
 
 class AuditEntry(Base):
+    """One staff action kept for the audit log: when, who, what and on which target."""
+
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

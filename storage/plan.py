@@ -130,6 +130,8 @@ class NewContact:
 
 @dataclass(frozen=True, slots=True)
 class SetLanguage:
+    """Set the language a contact is written to in."""
+
     contact_id: int
     language: str
 
@@ -170,6 +172,8 @@ class LinkInbound:
 
 @dataclass(frozen=True, slots=True)
 class StartConversation:
+    """Create a conversation row (and the respondent row of a non-anonymous survey)."""
+
     id: str
     contact_id: int
     survey_id: str
@@ -197,12 +201,16 @@ class RecordAnswers:
 
 @dataclass(frozen=True, slots=True)
 class RetractAnswer:
+    """Take back an answer (TILLBAKA): the respondent's answer to `question_id` is deleted."""
+
     respondent_id: str
     question_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class SaveState:
+    """Store a conversation's engine state and when it expires."""
+
     conversation_id: str
     state: Mapping[str, Any]
     expires_at: datetime
@@ -257,6 +265,8 @@ class ScheduleTask:
 
 @dataclass(frozen=True, slots=True)
 class CancelTask:
+    """Cancel the due task with `key`, if it is still pending."""
+
     key: str
 
 
@@ -285,6 +295,8 @@ class UpdateInvitation:
 
 @dataclass(frozen=True, slots=True)
 class UpdateFollowup:
+    """Change a follow-up's status, with its conversation, when it was sent, or why not."""
+
     followup_id: int
     status: str
     conversation_id: str | None = None

@@ -34,6 +34,8 @@ IMPORTED_FIELDS = (
 
 @dataclass(frozen=True, slots=True)
 class AddressImport:
+    """One address of an imported contact, with its HMAC lookup key."""
+
     channel: str
     address: str
     address_key: str
@@ -58,6 +60,8 @@ class ContactImport:
 
 @dataclass(frozen=True, slots=True)
 class ImportResult:
+    """What an import did: contacts inserted and updated, addresses written."""
+
     inserted: int
     updated: int
     addresses: int

@@ -1,5 +1,8 @@
 """Messages in and out. Outgoing rows are the transactional outbox the dispatcher drains.
 
+Why one module: every statement on the messages table is here, so the lease rules below are kept in
+one place.
+
 A claim leases rows to one worker: PostgreSQL locks them with `FOR UPDATE SKIP LOCKED`, SQLite's
 single writer makes one `UPDATE .. RETURNING` atomic. Every later change checks the lease holder,
 so a worker whose lease ran out and was reclaimed cannot overwrite the new holder's work.

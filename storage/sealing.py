@@ -88,11 +88,13 @@ class Sealed(TypeDecorator[str]):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        """The value sealed with the dialect's sealer; raises SealingError if there is none."""
         if value is None:
             return None
         return sealer_of(dialect).seal(str(value))
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        """The stored value opened with the dialect's sealer; SealingError if there is none."""
         if value is None:
             return None
         return sealer_of(dialect).open(str(value))

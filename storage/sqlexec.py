@@ -71,6 +71,7 @@ class SqliteCompiler:
         self._cache: dict[tuple[int, tuple[str, ...] | None], _Compiled] = {}
 
     def compiled(self, stmt: Executable, names: tuple[str, ...] | None) -> _Compiled:
+        """The statement compiled for these parameter names, cached by the statement's identity."""
         key = (id(stmt), names)
         found = self._cache.get(key)
         if found is None:
@@ -122,6 +123,7 @@ class SqliteExec:
         return self.connection.execute(compiled.sql, values), compiled
 
     def rows(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """Run a statement and return its rows as dicts, values through the columns' processors."""
         cursor, compiled = self._execute(stmt, params)
         out: list[Row] = []
         results = compiled.results
@@ -135,6 +137,7 @@ class SqliteExec:
         return out
 
     def run(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> int:
+        """Run a statement and return the number of rows it changed."""
         cursor, _ = self._execute(stmt, params)
         return int(cursor.rowcount)
 
@@ -147,9 +150,11 @@ class AlchemyExec:
         self.dialect = connection.dialect.name
 
     def rows(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """Run a statement and return its rows as dicts."""
         result = self.connection.execute(stmt, dict(params or {}))
         return [dict(row) for row in result.mappings()]
 
     def run(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> int:
+        """Run a statement and return the number of rows it changed."""
         result = self.connection.execute(stmt, dict(params or {}))
         return int(getattr(result, "rowcount", 0) or 0)

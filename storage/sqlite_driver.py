@@ -45,6 +45,8 @@ def run_statement(conn: sqlite3.Connection, operation: str, parameters: Any, man
 
 
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
+    """An aiosqlite cursor that runs each statement in one trip to the worker thread."""
+
     __slots__ = ("_description", "_lastrowid", "_rowcount")
 
     def __init__(self, adapt_connection: Any) -> None:
@@ -59,18 +61,22 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
     @property
     def description(self) -> Any:
+        """The result's column descriptions (DB-API), None for a statement without rows."""
         return self._description
 
     @property
     def rowcount(self) -> int:
+        """Rows the last statement changed (DB-API)."""
         return self._rowcount
 
     @property
     def lastrowid(self) -> Any:
+        """The rowid of the last inserted row (DB-API)."""
         return self._lastrowid
 
     @property
     def arraysize(self) -> int:
+        """Always 1: rows are fetched in one go, so the size is not used."""
         return 1
 
     @arraysize.setter
@@ -90,12 +96,14 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         self._lastrowid = lastrowid
 
     def execute(self, operation: Any, parameters: Any = None) -> Any:
+        """Run one statement and keep its rows, in one trip to the worker thread."""
         try:
             await_(self._one_hop(operation, parameters, False))
         except Exception as error:
             self._adapt_connection._handle_exception(error)
 
     def executemany(self, operation: Any, seq_of_parameters: Sequence[Any]) -> Any:
+        """Run one statement for each set of parameters, in one trip to the worker thread."""
         try:
             await_(self._one_hop(operation, seq_of_parameters, True))
         except Exception as error:
@@ -105,16 +113,22 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         return None
 
     def close(self) -> None:
+        """Drop the rows not fetched; the SQLite cursor was closed after its statement."""
         self._rows.clear()
 
 
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
+    """An aiosqlite connection whose cursors are `OneHopCursor`s."""
+
     __slots__ = ()
     _cursor_cls = OneHopCursor
 
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    """The aiosqlite DB-API module with `OneHopConnection`s."""
+
     def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:
+        """Open a connection; its worker thread is a daemon, so it never holds up the exit."""
         creator_fn = kw.pop("async_creator_fn", None)
         connection = creator_fn(*arg, **kw) if creator_fn else self.aiosqlite.connect(*arg, **kw)
         thread = connection if isinstance(connection, Thread) else connection._thread

@@ -54,7 +54,9 @@ class TurnWriter(Protocol):
         """Run `job` in a write transaction; returns its result once committed."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Stop taking jobs and release the connection."""
+        ...
 
 
 class SqliteWriter:
@@ -85,6 +87,7 @@ class SqliteWriter:
         """Transactions written so far (for tests and benchmarks)."""
 
     async def run(self, job: Job[T]) -> T:
+        """Queue `job` for the next batch and return its result once that batch has committed."""
         if self._holds_lock():
             raise RuntimeError("a turn was written from inside a write transaction (SQLite)")
         loop = asyncio.get_running_loop()
@@ -166,6 +169,7 @@ class SqliteWriter:
         return outcomes
 
     async def close(self) -> None:
+        """Stop the batch pump, then close the SQLite connection and its thread."""
         pump, self._pump = self._pump, None
         if pump is not None and not pump.done():
             pump.cancel()
@@ -185,6 +189,7 @@ class AlchemyWriter:
         self._attempts = attempts
 
     async def run(self, job: Job[T]) -> T:
+        """Run `job` in its own transaction, trying again on a serialization failure or deadlock."""
         for attempt in range(1, self._attempts + 1):
             try:
                 async with self._engine.begin() as conn:
@@ -198,4 +203,5 @@ class AlchemyWriter:
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
+        """Nothing to release: the engine is disposed by its owner."""
         return None

@@ -89,6 +89,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 
 async def listing(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/campaigns: every campaign with its status, survey and period."""
     runtime, _ = _runtime(request)
     rows = await campaigns.list_campaigns(runtime)
     return web.json_response({"campaigns": [campaigns.campaign_json(c) for c in rows]})
@@ -104,6 +105,7 @@ def _campaign_id(request: web.Request) -> int:
 
 
 async def show(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/campaigns/{id}: a campaign with its counts and held sends; 404 if none."""
     runtime, _ = _runtime(request)
     try:
         view = await campaigns.show_campaign(runtime, _campaign_id(request))

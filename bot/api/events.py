@@ -118,6 +118,7 @@ async def get_event(request: web.Request) -> web.Response:
 
 
 async def list_rules(request: web.Request) -> web.Response:
+    """GET /api/v1/followup-rules: every follow-up rule, from the rules file and from the API."""
     runtime, _actor = _staff(request)
     async with runtime.db.transaction(read_only=True) as s:
         rules = await repo_events.list_rules(s)
@@ -125,6 +126,7 @@ async def list_rules(request: web.Request) -> web.Response:
 
 
 async def get_rule(request: web.Request) -> web.Response:
+    """GET /api/v1/followup-rules/{name}: one rule; 404 for an unknown or malformed name."""
     runtime, _actor = _staff(request)
     name = request.match_info["name"]
     if path_text(name) is None:

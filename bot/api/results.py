@@ -68,6 +68,7 @@ def _flag(value: str | None) -> bool:
 
 
 async def get_results(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/campaigns/{id}/results: figures as JSON, or an audited export (?format=)."""
     runtime, actor = _runtime(request)
     campaign_id = _campaign_id(request)
     if campaign_id is None:
@@ -306,6 +307,7 @@ def _timestamp(name: str, value: str | None) -> datetime | None:
 
 
 async def floip_packages(request: web.Request) -> web.Response:
+    """GET /flow-results/packages: a FLOIP descriptor for every results package there is."""
     runtime, _ = _runtime(request)
     base = _base(runtime)
     descriptors = [
@@ -316,6 +318,7 @@ async def floip_packages(request: web.Request) -> web.Response:
 
 
 async def floip_package(request: web.Request) -> web.Response:
+    """GET /flow-results/packages/{id}: one FLOIP package descriptor; 404 if there is none."""
     runtime, _ = _runtime(request)
     ref = await find_package(runtime, request.match_info["id"])
     if ref is None:
@@ -326,6 +329,7 @@ async def floip_package(request: web.Request) -> web.Response:
 
 
 async def floip_responses(request: web.Request) -> web.Response:
+    """GET /flow-results/packages/{id}/responses: one page of responses; 400 on bad paging."""
     runtime, actor = _runtime(request)
     ref = await find_package(runtime, request.match_info["id"])
     if ref is None:

@@ -112,6 +112,7 @@ class CampaignView:
 
 
 async def locked_campaign(s: AsyncSession, campaign_id: int) -> Campaign:
+    """The campaign row locked for update; raises CampaignNotFound if there is none."""
     campaign = await repo_campaigns.get(s, campaign_id, for_update=True)
     if campaign is None:
         raise CampaignNotFound(campaign_id)
@@ -119,11 +120,13 @@ async def locked_campaign(s: AsyncSession, campaign_id: int) -> Campaign:
 
 
 def allowed_time(runtime: Runtime, now: datetime) -> datetime:
+    """`now`, or the end of the quiet hours if `now` falls in them (in the schedule's time zone)."""
     schedule = runtime.settings.schedule
     return next_allowed(now, schedule.tz, quiet=schedule.quiet)
 
 
 async def schedule_round(s: AsyncSession, campaign_id: int, due_at: datetime) -> None:
+    """Schedule one invitation round of a campaign at `due_at` (each round has its own task key)."""
     await repo_tasks.schedule(
         s,
         INVITE_TASK,

@@ -1,5 +1,9 @@
 """Staff actions on campaigns: create (with overlap warnings), list, show, pause, resume,
-close, and the JSON the API returns."""
+close, and the JSON the API returns.
+
+Why one module: it is the one door the CLI, the staff API and the staff pages use for campaigns, so
+every action's checks and audit entry sit beside the others.
+"""
 
 from __future__ import annotations
 

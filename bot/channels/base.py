@@ -96,6 +96,8 @@ class WebRequest:
 
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
+    """One message a person sent, as a channel parsed it from a provider's request."""
+
     channel: str
     provider_id: str
     """Dedupe key: Twilio MessageSid, Telegram update_id, web chat client message id."""
@@ -119,6 +121,8 @@ class InboundMessage:
 
 @dataclass(frozen=True, slots=True)
 class StatusUpdate:
+    """A provider's delivery report for a message we sent, in the neutral status words."""
+
     channel: str
     provider_id: str
     status: str
@@ -130,6 +134,8 @@ class StatusUpdate:
 
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
+    """An outbox row ready to send: the text, its buttons or numbered choices, and where to."""
+
     id: int
     channel: str
     address: str
@@ -142,6 +148,8 @@ class OutboundMessage:
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
+    """What a provider said when it took a message: its id, status and (SMS) cost in segments."""
+
     provider_id: str
     status: str = "sent"
     segments: int | None = None
@@ -194,7 +202,9 @@ class Channel(Protocol):
         """Send one message; raises SendError."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release the channel's HTTP session; called once when the service stops."""
+        ...
 
 
 @runtime_checkable

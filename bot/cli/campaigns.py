@@ -51,7 +51,7 @@ def _progress(stream: TextIO) -> Callable[[int, int], None] | None:
 
 
 def cmd_contacts_import(args: argparse.Namespace) -> int:
-
+    """`contacts import FILE`: check a contacts CSV and import it whole, or report its problems."""
     path = Path(args.file)
     tz = common.settings(args).schedule.tz
     try:
@@ -93,7 +93,7 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
 
 
 def cmd_contacts_links(args: argparse.Namespace) -> int:
-
+    """`contacts links AUDIENCE`: write each matching contact's personal web chat link as CSV."""
     warn_public_url(common.settings(args))
 
     async def work(runtime: Runtime) -> contact_links.LinkList:
@@ -149,6 +149,7 @@ def _campaign_errors(func: Callable[[Runtime], Awaitable[T]]) -> Callable[[Runti
 
 
 def cmd_campaigns_create(args: argparse.Namespace) -> int:
+    """`campaigns create`: create a campaign from the options and print its id."""
     tz = common.settings(args).schedule.tz
     request = CampaignRequest(
         survey_id=args.survey,
@@ -192,6 +193,8 @@ def _format(data: dict[str, Any]) -> str:
 
 
 def cmd_campaigns_list(args: argparse.Namespace) -> int:
+    """`campaigns list`: one line per campaign with its id, status, survey and end."""
+
     async def work(runtime: Runtime) -> list[Any]:
         return await campaigns.list_campaigns(runtime)
 
@@ -216,6 +219,8 @@ def _held_line(held: campaigns.QuietHold, runtime: Runtime) -> str:
 
 
 def cmd_campaigns_show(args: argparse.Namespace) -> int:
+    """`campaigns show ID`: a campaign's settings, counts, held sends and feedback timing."""
+
     @_campaign_errors
     async def work(runtime: Runtime) -> str:
 

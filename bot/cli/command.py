@@ -39,6 +39,7 @@ T = TypeVar("T")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """`serve`: run the web server, the dispatcher and the due-task poller until stopped."""
     settings = common.settings(args)
     setup_logging(args.verbose)
     use_format(getattr(args, "log_format", None) or settings.logging.format)
@@ -82,7 +83,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-
+    """`db upgrade`: migrate the database to head; a new one gets its pseudonym key made."""
     settings = common.settings(args)
     url = settings.database.url
     privacy = settings.privacy
@@ -213,6 +214,7 @@ def status_lines(args: argparse.Namespace, settings: Settings) -> list[tuple[str
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """`status`: the configuration and database state in labelled lines."""
     settings = common.settings(args)
     previous = ""
     for label, value in status_lines(args, settings):
@@ -225,7 +227,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_flows_check(args: argparse.Namespace) -> int:
-
+    """`flows check`: load survey files, print each problem as `path:line: message`; 1 if any."""
     settings = common.settings(args)
     paths = [Path(p) for p in args.paths] if args.paths else settings.surveys.resolved_paths
     missing = [p for p in paths if not p.exists()]
@@ -243,7 +245,7 @@ def cmd_flows_check(args: argparse.Namespace) -> int:
 
 
 def cmd_flows_try(args: argparse.Namespace) -> int:
-
+    """`flows try SURVEY`: take a survey in the terminal on the real engine (see `try_survey`)."""
     settings = common.settings(args)
     result = load_paths(
         settings.surveys.resolved_paths, placeholders=settings.organisation.placeholders()
@@ -296,7 +298,7 @@ def try_survey(
 
 
 def cmd_telegram_set_webhook(args: argparse.Namespace) -> int:
-
+    """`telegram set-webhook`: point the bot's webhook at this service's public URL."""
     settings = common.settings(args)
     if not settings.telegram.enabled:
         raise CommandError("telegram.bot_token is not set")
@@ -329,6 +331,7 @@ def cmd_telegram_set_webhook(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `brukardialog` argument parser: core commands, then each capability's command group."""
     parser = argparse.ArgumentParser(
         prog="brukardialog",
         description="Conversational surveys and feedback over SMS, Telegram and web chat.",
@@ -378,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `brukardialog` command; the exit status is 2 for a bad config, 1 for an error."""
     parser = build_parser()
     args = parser.parse_args(argv)
     # Options given after the subcommand land in the namespace too; keep the global ones.

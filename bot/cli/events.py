@@ -57,6 +57,7 @@ def _local(when: datetime, tz: ZoneInfo) -> str:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    """`events import FILE`: report case events from a CSV, all rows or none."""
     settings = common.settings(args)
     tz = settings.schedule.tz
     path: Path = args.file
@@ -98,6 +99,7 @@ def _refused(path: Path, problems: list[str]) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """`events show EVENT_ID`: an event and the status of each follow-up it triggered."""
     settings = common.settings(args)
     tz = settings.schedule.tz
 
@@ -127,6 +129,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_list(args: argparse.Namespace) -> int:
+    """`events rules list`: every follow-up rule, from the file and from the API."""
+
     async def work(runtime: Runtime) -> list[dict[str, Any]]:
         await followups.load_rules(runtime)
         async with runtime.db.transaction(read_only=True) as s:
@@ -150,6 +154,7 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
+    """`events rules check [PATHS]`: validate rules files against the surveys; 1 if any problem."""
     settings = common.settings(args)
     paths: list[Path] = args.paths or list(settings.followups.resolved_paths)
     placeholders = settings.organisation.placeholders()

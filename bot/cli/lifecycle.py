@@ -111,6 +111,7 @@ def _report_lines(reports: list[retention.KindReport], *, done: bool) -> list[st
 
 
 def cmd_retention_report(args: argparse.Namespace) -> int:
+    """`retention report`: what a retention run would remove now, changing nothing."""
     reports = run_with_runtime(args, retention.retention_report)
     print("what a retention run would do now (nothing was changed):")
     for line in _report_lines(reports, done=False):
@@ -119,6 +120,7 @@ def cmd_retention_report(args: argparse.Namespace) -> int:
 
 
 def cmd_retention_run(args: argparse.Namespace) -> int:
+    """`retention run`: remove what is past its retention period and print what was done."""
     actor = cli_actor()
 
     async def work(runtime: Runtime) -> list[retention.KindReport]:
@@ -147,6 +149,7 @@ def _write_private(path: str, text: str) -> None:
 
 
 def cmd_contacts_show(args: argparse.Namespace) -> int:
+    """`contacts show REF`: what is held about a person, or all of it as JSON with --export."""
     ref: str = args.ref
     actor = cli_actor()
 
@@ -174,6 +177,7 @@ def cmd_contacts_show(args: argparse.Namespace) -> int:
 
 
 def cmd_contacts_erase(args: argparse.Namespace) -> int:
+    """`contacts erase REF`: erase all held about a person, after a typed confirmation or --yes."""
     ref: str = args.ref
     actor = cli_actor()
     if not args.yes:
@@ -205,6 +209,7 @@ def cmd_contacts_erase(args: argparse.Namespace) -> int:
 
 
 def cmd_db_backup(args: argparse.Namespace) -> int:
+    """`db backup PATH`: a consistent copy of the SQLite database; refused for PostgreSQL."""
     settings = common.settings(args)
     url = settings.database.url
     database = sqlite_file(url)

@@ -1,4 +1,8 @@
-"""`brukardialog results show|export` and `brukardialog feedback set|preview|hold|release`."""
+"""`brukardialog results show|export` and `brukardialog feedback set|preview|hold|release`.
+
+Why one module: both command groups are thin over `bot.results`; most of the length is the
+formatting of figures as text at the top, which `results show` needs whole.
+"""
 
 from __future__ import annotations
 
@@ -215,6 +219,7 @@ def _day(option: str, value: str | None) -> date | None:
 
 
 def cmd_results_show(args: argparse.Namespace) -> int:
+    """`results show`: a campaign's (or a follow-up survey's) suppressed figures as text."""
     breakdowns = _breakdowns(args)
     if (args.id is None) == (args.survey is None):
         raise CommandError("give a campaign id, or --survey ID for a follow-up survey")
@@ -249,6 +254,7 @@ def cmd_results_show(args: argparse.Namespace) -> int:
 
 
 def cmd_results_export(args: argparse.Namespace) -> int:
+    """`results export ID`: write a campaign's answers to a file in one of FORMATS (audited)."""
     if args.format not in FORMATS:
         raise CommandError(f"unknown format {args.format!r} (use {', '.join(FORMATS)})")
     breakdowns = _breakdowns(args)
@@ -351,6 +357,7 @@ def _feedback_file(path: Path) -> dict[str, Any]:
 
 
 def cmd_feedback_set(args: argparse.Namespace) -> int:
+    """`feedback set ID`: change a campaign's feedback texts, plan references or delay."""
     wanted: dict[str, Any] = {"text": None, "plan_ref": None, "without_text": None, "delay": None}
     if args.file:
         if args.text or args.plan_ref or args.without_text:
@@ -404,6 +411,7 @@ def cmd_feedback_set(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback_preview(args: argparse.Namespace) -> int:
+    """`feedback preview ID`: the feedback message each language would get, with its timing."""
     warn_public_url(common.settings(args))
 
     async def work(runtime: Runtime) -> str:
@@ -443,6 +451,8 @@ def cmd_feedback_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback_send_now(args: argparse.Namespace) -> int:
+    """`feedback send-now ID`: send a campaign's feedback at the next poll instead of waiting."""
+
     async def work(runtime: Runtime) -> str:
         timing = await feedback.send_now(runtime, args.id, actor=cli_actor())
         return (

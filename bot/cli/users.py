@@ -42,6 +42,7 @@ def _run(args: argparse.Namespace, work: Any) -> Any:
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
+    """`users add NAME --role ROLE`: add a staff account with a password asked for (or stdin)."""
     try:
         name = accounts.check_name(args.name)
     except AccountError as e:
@@ -58,6 +59,8 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
 
 def cmd_users_list(args: argparse.Namespace) -> int:
+    """`users list`: every staff account with its role and state."""
+
     async def work(runtime: Runtime) -> list[str]:
         now = runtime.clock.now()
         return [
@@ -74,6 +77,8 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 
 
 def cmd_users_disable(args: argparse.Namespace) -> int:
+    """`users disable NAME`: disable an account and end its sessions."""
+
     async def work(runtime: Runtime) -> int:
         return await accounts.disable_user(runtime, args.name, actor=cli_actor())
 
@@ -83,6 +88,7 @@ def cmd_users_disable(args: argparse.Namespace) -> int:
 
 
 def cmd_users_reset_password(args: argparse.Namespace) -> int:
+    """`users reset-password NAME`: set a new password and end the account's sessions."""
     password = _read_password(args)
 
     async def work(runtime: Runtime) -> None:

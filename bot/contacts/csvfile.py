@@ -1,5 +1,8 @@
 """Parse and validate a contact list exported as CSV, one row at a time.
 
+Why one module: the file format is a contract with whoever exports the contact list, so the rules
+below and the code that holds them stay side by side.
+
 The file has a header row naming the columns (any order, case-insensitive):
 external_ref, phone, telegram_chat_id, language, gender, birth_year, target_group, unit,
 contact_since, plus any number of `attr_<name>` columns whose values become free attributes.

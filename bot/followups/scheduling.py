@@ -1,5 +1,9 @@
 """Case events in, follow-ups out: store events, plan one follow-up per matching rule, send it when
-due (checking everything again at that moment), and report what happened to an event."""
+due (checking everything again at that moment), and report what happened to an event.
+
+Why one module: planning a follow-up and sending it when due apply the same rule, contact and time-
+window checks, and must not drift apart.
+"""
 
 from __future__ import annotations
 

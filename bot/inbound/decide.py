@@ -1,5 +1,8 @@
 """The pure decision of every turn: facts in, a `TurnPlan` out.
 
+The whole decision table of a turn is here on purpose: branch order matters (see below), and only
+with all of it in view can a reader tell which branch wins.
+
 `decide_inbound` handles any inbound message (answers, keywords, STOP/START, `/start TOKEN`,
 menus, button presses, opted-out senders, provider opt-out signals, messages to ignore); the
 `decide_*` functions below it handle the turns made from outside: campaign invitations,
@@ -78,13 +81,21 @@ class Catalog(Protocol):
     """What a decision needs of the surveys (bot.catalog.SurveyCatalog)."""
 
     @property
-    def surveys(self) -> list[Survey]: ...
+    def surveys(self) -> list[Survey]:
+        """The latest version of every survey."""
+        ...
 
-    def latest_survey(self, survey_id: str) -> tuple[Survey, int] | None: ...
+    def latest_survey(self, survey_id: str) -> tuple[Survey, int] | None:
+        """The latest version of `survey_id` and its version row id; None if unknown."""
+        ...
 
-    def keyword_survey(self, text: str) -> tuple[Survey, int] | None: ...
+    def keyword_survey(self, text: str) -> tuple[Survey, int] | None:
+        """The survey whose start keyword `text` is, with its version row id; None if none."""
+        ...
 
-    def cached_version(self, version_id: int) -> Survey: ...
+    def cached_version(self, version_id: int) -> Survey:
+        """A stored survey version by its row id, from the catalog's cache."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

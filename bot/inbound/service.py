@@ -56,6 +56,8 @@ def new_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class InboundResult:
+    """What an inbound turn did: a redelivery or not, the stored message, replies, outcome."""
+
     duplicate: bool = False
     message_id: int | None = None
     reply_ids: tuple[int, ...] = ()
@@ -64,6 +66,8 @@ class InboundResult:
 
 @dataclass(frozen=True, slots=True)
 class WebChatSession:
+    """A web chat started from the page: its token, conversation and the first replies."""
+
     token: str
     conversation_id: str
     reply_ids: tuple[int, ...] = field(default=())

@@ -22,6 +22,7 @@ class JsonFormatter(logging.Formatter):
     """A record as one JSON object on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one JSON line: time, level, logger, message and any event with its data."""
         out: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,

@@ -195,15 +195,19 @@ class Metrics:
         self.inbound.labels(channel, outcome).inc()
 
     def sent(self, channel: str, result: str, n: int = 1) -> None:
+        """Count `n` sends on `channel` that ended in `result`."""
         self.sends.labels(channel, result).inc(n)
 
     def channel_state(self, channel: str, up: bool) -> None:
+        """Set whether `channel` is up (1) or down after failed sends (0)."""
         self.channel_up.labels(channel).set(1 if up else 0)
 
     def task_started(self, kind: str, due_at: datetime, now: datetime) -> None:
+        """A due task started: observe how late it ran after `due_at`."""
         self.due_task_delay.labels(kind).observe(max(0.0, (now - due_at).total_seconds()))
 
     def task_done(self, kind: str, ok: bool) -> None:
+        """A due task finished, counted as ok or failed by kind."""
         self.due_tasks.labels(kind, "ok" if ok else "failed").inc()
 
     # -- the database ------------------------------------------------------------------------

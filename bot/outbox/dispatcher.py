@@ -1,5 +1,8 @@
 """The outbox dispatcher: sends queued messages at each channel's rate, retrying without doubles.
 
+Why one module: the lanes, the recorder and the leases share one running sender's claims, and their
+interplay described below is the design, read in one place.
+
 Every channel has a lane of its own: its own loop, token bucket (the channel's rate) and cap on
 sends in flight, so a slow or paced channel never holds another. Within a lane, messages to one
 recipient go out one at a time, in order; Telegram's one-message-a-second per chat is kept by
@@ -103,18 +106,24 @@ def safe_reason(reason: str) -> str:
 class Timer(Protocol):
     """Where pacing gets its time: real seconds, or a fake in tests."""
 
-    def monotonic(self) -> float: ...
+    def monotonic(self) -> float:
+        """Seconds from a clock that never goes back."""
+        ...
 
-    async def sleep(self, seconds: float) -> None: ...
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` (pacing between sends)."""
+        ...
 
 
 class RealTimer:
     """`time.monotonic` and `asyncio.sleep`."""
 
     def monotonic(self) -> float:
+        """`time.monotonic()`."""
         return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
+        """`asyncio.sleep(seconds)`."""
         await asyncio.sleep(seconds)
 
 

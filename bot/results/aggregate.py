@@ -1,5 +1,8 @@
 """Survey results: counts, shares, means and breakdowns, with small-number suppression.
 
+Why one module: the figures and the withholding applied to them are computed together, one pure unit
+with its input and output types.
+
 Pure: answers come in as `ResponseRecord` values, figures go out as frozen dataclasses whose
 `to_json()` is what the HTTP API and the exports publish. What is withheld and why is decided in
 `bot.results.suppress`; its module docstring is the rule staff can quote.
@@ -172,12 +175,15 @@ class Results:
     """The rule figures were withheld by (`bot.results.suppress`)."""
 
     def question(self, question_id: str) -> QuestionFigures | None:
+        """The figures of one question; None if the survey has no such question."""
         return next((q for q in self.questions if q.question_id == question_id), None)
 
     def breakdown(self, dimension: str) -> Breakdown | None:
+        """The breakdown by `dimension`; None if the results were not broken down by it."""
         return next((b for b in self.breakdowns if b.dimension == dimension), None)
 
     def to_json(self) -> dict[str, Any]:
+        """The results as plain JSON values (the API's and the exports' shape)."""
         out = _jsonable(self)
         assert isinstance(out, dict)
         return out
@@ -198,9 +204,12 @@ class QuestionChange:
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
+    """How each question's figures changed from a campaign's previous one."""
+
     questions: tuple[QuestionChange, ...]
 
     def to_json(self) -> dict[str, Any]:
+        """The comparison as plain JSON values."""
         out = _jsonable(self)
         assert isinstance(out, dict)
         return out

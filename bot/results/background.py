@@ -84,6 +84,7 @@ class RawAttributes:
         return out
 
     def to_json(self) -> dict[str, object]:
+        """The included and left-out attributes and k, for a JSON export's metadata."""
         return {"included": list(self.included), "left_out": list(self.left_out), "k": self.k}
 
 

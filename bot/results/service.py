@@ -1,5 +1,8 @@
 """Results of stored campaigns and follow-up surveys: loading, computing, exporting, auditing.
 
+Why one module: it is the single gate to published figures (see below); exports and FLOIP packages
+stay in it so no second way around the suppression appears.
+
 The one place the CLI, the staff API, the FLOIP API, the public page and the feedback task get
 their figures from, so all of them publish through the same suppression (`bot.results.suppress`).
 
@@ -86,6 +89,8 @@ class ResultsError(Exception):
 
 
 class CampaignNotFound(ResultsError):
+    """No campaign has this id."""
+
     def __init__(self, campaign_id: int) -> None:
         super().__init__(f"no campaign with id {campaign_id}")
         self.campaign_id = campaign_id
@@ -96,6 +101,8 @@ class NotFinal(ResultsError):
 
 
 class SurveyNotFound(ResultsError):
+    """No loaded survey has this id."""
+
     def __init__(self, survey_id: str) -> None:
         super().__init__(f"no survey with id {survey_id!r}")
         self.survey_id = survey_id
@@ -256,6 +263,8 @@ async def campaign_results(
 
 @dataclass(frozen=True, slots=True)
 class ExportResult:
+    """A written export file: where, in which format, how many respondents, and its attributes."""
+
     path: Path
     format: str
     answers: int

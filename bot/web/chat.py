@@ -90,11 +90,12 @@ PAGE_TEXT = {
 
 
 def runtime(request: web.Request) -> Runtime:
-
+    """The service's runtime, from the app a request came to."""
     return request.app[RUNTIME]
 
 
 def page_language(request: web.Request) -> str:
+    """The page language: ?lang=, else the first supported Accept-Language, else Swedish."""
     lang = request.query.get("lang", "")
     if lang in PAGE_TEXT:
         return lang
@@ -107,6 +108,7 @@ def page_language(request: web.Request) -> str:
 
 
 def layout(lang: str, title: str, body: str, *, script: str = "") -> str:
+    """A whole chat page around `body`, written right to left for RTL_LANGUAGES."""
     direction = "rtl" if base_language(lang) in RTL_LANGUAGES else "ltr"
     tail = f'<script src="/chat/static/{script}" defer></script>' if script else ""
     return (
@@ -155,6 +157,7 @@ def _message_page(
 
 
 async def index(request: web.Request) -> web.Response:
+    """GET /chat: the public surveys to start, each with its languages."""
     rt = runtime(request)
     lang = page_language(request)
     t = PAGE_TEXT[lang]
@@ -264,6 +267,7 @@ async def _known_token(request: web.Request) -> str:
 
 
 async def chat_page(request: web.Request) -> web.Response:
+    """GET /chat/{token}: the chat page of a known token, in the language chosen for the survey."""
     lang = page_language(request)
     try:
         token, contact = await _known_contact(request)
@@ -332,6 +336,7 @@ async def _messages_after(
 
 
 async def poll(request: web.Request) -> web.Response:
+    """GET /chat/{token}/messages?after=ID: the messages for the browser after the one it has."""
     token, contact = await _known_contact(request)
     after = db_id(request.query.get("after", "0"))
     if after is None:
@@ -341,6 +346,7 @@ async def poll(request: web.Request) -> web.Response:
 
 
 async def post_message(request: web.Request) -> web.Response:
+    """POST /chat/{token}/messages: run a turn for the message the browser sent."""
     rt = runtime(request)
     token = await _known_token(request)
     channel = rt.channels["webchat"]
@@ -363,6 +369,7 @@ async def post_message(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application, settings: WebSettings) -> None:
+    """Add the web chat's pages, static files and message routes under /chat."""
     app[WEB_SETTINGS] = settings
     app[CHAT_STARTS] = SlidingWindow(settings.start_limit, settings.start_window)
     app.router.add_get("/chat", index)

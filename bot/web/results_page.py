@@ -196,7 +196,7 @@ def not_found(lang: str) -> web.Response:
 
 
 async def results_page(request: web.Request) -> web.Response:
-
+    """GET /results/{campaign_id}: a closed campaign's public results page; 404 while it is open."""
     runtime = request.app[RUNTIME]
     wanted = _wanted(request)
     fallback = wanted if wanted in ("sv", "en", "ar") else "sv"

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.clock import FixedClock
-from bot.results import feedback
+from bot.results import feedback, feedback_sending
 from bot.results.service import ResultsError
 from bot.runtime import Runtime
 from flows.segments import segment_info
@@ -233,8 +233,8 @@ async def test_feedback_to(
 async def test_large_campaign_goes_in_batches(
     runtime: Runtime, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(feedback, "BATCH", 4)
-    monkeypatch.setattr(feedback, "PER_RUN", 8)
+    monkeypatch.setattr(feedback_sending, "BATCH", 4)
+    monkeypatch.setattr(feedback_sending, "PER_RUN", 8)
     campaign_id = await make_campaign(runtime, [*ten_with_mixed_treatment(), *people(9)])
     clock.advance(timedelta(hours=1))
     assert await feedback.run_campaign_feedback(runtime, campaign_id) == 8

@@ -1,5 +1,8 @@
 """Telegram: webhook updates in, Bot API calls out.
 
+Why one module: a provider is one channel module behind `channels.base.Channel` (HACKING.md);
+parsing, sending and the HTTP layer below are what Telegram means here.
+
 Outgoing calls go through python-telegram-bot's bare `telegram.Bot`, used as an HTTP client inside
 our own aiohttp app. We do not build an `Application`: our service stores each update before it
 answers the webhook, so PTB's update queue, handlers and job queue would only sit unused. We never

@@ -24,13 +24,17 @@ MAX_TEXT = 4000
 
 
 class WebChatChannel:
+    """The web chat channel: the browser posts JSON under its chat token and polls the outbox."""
+
     name = "webchat"
 
     def verify(self, request: WebRequest) -> bool:
+        """True if the request carries a well-formed chat token (the page checks it is known)."""
         token = request.headers.get("X-Chat-Token", "")
         return bool(TOKEN_PATTERN.match(token))
 
     def parse(self, request: WebRequest) -> list[InboundMessage]:
+        """The message in a JSON body; RequestRejected for a wrong content type or bad fields."""
         if request.content_type != "application/json":
             raise RequestRejected(415, "expected application/json")
         data = load_json(request.body)
@@ -60,8 +64,10 @@ class WebChatChannel:
         ]
 
     async def send(self, message: OutboundMessage) -> SendResult:
+        """Mark the message delivered: the browser fetches it from the outbox itself."""
         # The browser fetches its messages from the outbox; "sending" only marks them ready.
         return SendResult(provider_id=f"webchat-{message.id}", status="delivered")
 
     async def close(self) -> None:
+        """Nothing to release: web chat holds no connection."""
         return None

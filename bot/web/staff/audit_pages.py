@@ -15,6 +15,7 @@ from bot.web.staff.framework import render, require, runtime, t, url
 
 @require("viewer")
 async def index(request: web.Request) -> web.StreamResponse:
+    """GET /audit: one page of the audit log, filtered by actor, action and dates."""
     rt = runtime(request)
     error = ""
     try:
@@ -47,6 +48,7 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
+    """Add the audit log page."""
     app.router.add_get("/audit", index)
 
 

@@ -31,6 +31,8 @@ class BadFilter(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class AuditFilter:
+    """What the audit page shows: who, which action, from and to which day, and the page."""
+
     actor: str = ""
     action: str = ""
     since: date | None = None
@@ -79,6 +81,8 @@ def parse_filter(query: dict[str, str] | Any) -> AuditFilter:
 
 @dataclass(frozen=True, slots=True)
 class AuditPage:
+    """One page of audit entries with the actors and actions to filter by."""
+
     filter: AuditFilter
     entries: tuple[AuditEntry, ...]
     has_next: bool

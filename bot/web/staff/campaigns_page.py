@@ -2,6 +2,9 @@
 audience's error shown at its token), and a campaign's page: the funnel per channel, answers
 per day, what waits and why, and pause/resume/close after a confirmation.
 
+Why one module: it is one staff page (one module per page, HACKING.md); the list, the create form
+and a campaign's page share the audience check.
+
 The domain work is `bot.campaigns` (as for the CLI and the staff API); this only asks and shows."""
 
 from __future__ import annotations

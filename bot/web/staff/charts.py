@@ -49,6 +49,7 @@ class Bar:
 
     @property
     def hidden(self) -> bool:
+        """True when the figure is withheld (drawn as the hidden text)."""
         return self.value is None
 
 

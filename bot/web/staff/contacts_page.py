@@ -2,6 +2,9 @@
 the CLI's per-line errors and a progress bar, a contact's page (addresses masked, opt-out,
 personal link), and an audience's personal links as CSV or as printable letters with QR codes.
 
+Why one module: it is one staff page (one module per page, HACKING.md); its list, upload and links
+share the analyst-role checks and the audit entries.
+
 Contacts are personal data: every page here needs the analyst role; links are audit-logged."""
 
 from __future__ import annotations

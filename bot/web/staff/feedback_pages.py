@@ -81,6 +81,7 @@ def _campaign_id(request: web.Request) -> int | None:
 
 @require("viewer")
 async def page(request: web.Request) -> web.StreamResponse:
+    """GET /campaigns/{id}/feedback: a campaign's feedback texts, previews and timing."""
     campaign_id = _campaign_id(request)
     try:
         if campaign_id is None:
@@ -204,6 +205,7 @@ async def preview_json(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
+    """Add the feedback pages and their actions (save, preview, hold, release, send now)."""
     app.router.add_get("/feedback", index)
     app.router.add_get("/campaigns/{id}/feedback", page)
     app.router.add_post("/campaigns/{id}/feedback", save)

@@ -32,6 +32,8 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class FeedbackView:
+    """What the feedback page of a campaign shows: its texts, previews and timing."""
+
     campaign: Campaign
     survey: Survey
     previews: tuple[Preview, ...]
@@ -67,9 +69,11 @@ class DraftPreview:
 
     @property
     def fits(self) -> bool:
+        """True if the message fits MAX_SEGMENTS even at its longest."""
         return self.longest.segments <= feedback.MAX_SEGMENTS
 
     def to_json(self) -> dict[str, Any]:
+        """The preview as JSON for the page's live check while typing."""
         return {
             "lang": self.lang,
             "message": self.message,
@@ -82,6 +86,7 @@ class DraftPreview:
 
 
 def segments_json(info: SegmentInfo) -> dict[str, Any]:
+    """An SMS cost as JSON: segments, encoding and units."""
     return {"segments": info.segments, "encoding": info.encoding, "units": info.units}
 
 

@@ -45,6 +45,7 @@ async def not_found(request: web.Request, campaign_id: str) -> web.Response:
 
 
 async def bad_request(request: web.Request, message: str) -> web.Response:
+    """The error page with status 400 and `message` (a bad breakdown or period)."""
     return await render(
         request,
         "error.html",
@@ -222,6 +223,7 @@ async def _floip_zip(
 
 
 def add_routes(app: web.Application) -> None:
+    """Add the results pages and their downloads."""
     app.router.add_get("/results", index)
     app.router.add_get("/campaigns/{id}/results", page)
     app.router.add_get("/campaigns/{id}/results/download/{fmt}", download)

@@ -77,6 +77,8 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class QuestionView:
+    """One question as the results page shows it: figures as text, chart and change."""
+
     id: str
     label: str
     type: str
@@ -116,6 +118,8 @@ class BreakdownQuestion:
 
 @dataclass(frozen=True, slots=True)
 class BreakdownView:
+    """One breakdown dimension with each question's figures per group."""
+
     dimension: str
     label: str
     questions: tuple[BreakdownQuestion, ...]
@@ -129,6 +133,8 @@ class ParticipationRow:
 
 @dataclass(frozen=True, slots=True)
 class ResultsView:
+    """Everything the results page of a campaign shows."""
+
     campaign: Campaign
     survey: Survey
     data: CampaignResults
@@ -147,10 +153,12 @@ class ResultsView:
 
     @property
     def final(self) -> bool:
+        """True once the campaign is closed and the figures will not change."""
         return self.data.final
 
     @property
     def k(self) -> int:
+        """The smallest group shown (suppression threshold)."""
         return self.data.results.k
 
 

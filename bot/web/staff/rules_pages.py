@@ -27,6 +27,7 @@ FIELDS = ("name", "event", "filter", "survey", "delay", "window", "fatigue_days"
 
 @require("viewer")
 async def index(request: web.Request) -> web.StreamResponse:
+    """GET /followups: the follow-up rules with pending and upcoming follow-ups."""
     rt = runtime(request)
     view = await rules_view(rt)
     return await render(
@@ -77,11 +78,13 @@ def _values(form: Any) -> tuple[dict[str, str], list[str]]:
 
 @require("admin")
 async def new(request: web.Request) -> web.StreamResponse:
+    """GET /followups/new: an empty rule form."""
     return await _form_page(request, rule_form(None), name=None)
 
 
 @require("admin")
 async def create(request: web.Request) -> web.StreamResponse:
+    """POST /followups: save a new rule, or show the form again with its problems."""
     form = await request.post()
     fields, channels = _values(form)
     try:
@@ -131,6 +134,7 @@ async def _api_rule(request: web.Request) -> tuple[str, Any] | web.Response:
 
 @require("admin")
 async def edit(request: web.Request) -> web.StreamResponse:
+    """GET /followups/{name}/edit: the form of an API rule; 404 if none, 409 for a file rule."""
     found = await _api_rule(request)
     if isinstance(found, web.Response):
         return found
@@ -140,6 +144,7 @@ async def edit(request: web.Request) -> web.StreamResponse:
 
 @require("admin")
 async def update(request: web.Request) -> web.StreamResponse:
+    """POST /followups/{name}: save a changed rule, or show the form again with its problems."""
     found = await _api_rule(request)
     if isinstance(found, web.Response):
         return found
@@ -162,6 +167,7 @@ async def update(request: web.Request) -> web.StreamResponse:
 
 @require("admin")
 async def remove(request: web.Request) -> web.StreamResponse:
+    """POST /followups/{name}/delete: delete an API rule; 409 if it is refused."""
     found = await _api_rule(request)
     if isinstance(found, web.Response):
         return found
@@ -179,6 +185,7 @@ async def remove(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
+    """Add the follow-up rule pages."""
     app.router.add_get("/followups", index)
     app.router.add_get("/followups/new", new)
     app.router.add_post("/followups", create)

@@ -47,6 +47,8 @@ class RuleRefused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RuleRow:
+    """One rule on the follow-ups page, with its delays as text and its pending follow-ups."""
+
     rule: FollowupRule
     delay: str
     expires_after: str
@@ -56,11 +58,14 @@ class RuleRow:
 
     @property
     def from_file(self) -> bool:
+        """True for a rule from the rules file (edited there, not on the page)."""
         return self.rule.source == repo_events.SOURCE_FILE
 
 
 @dataclass(frozen=True, slots=True)
 class RulesView:
+    """The follow-ups page: every rule, and the rules file's problems."""
+
     rules: tuple[RuleRow, ...]
     problems: tuple[str, ...]
     """What is wrong in the rules file as it is now."""

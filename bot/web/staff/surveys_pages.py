@@ -23,6 +23,7 @@ MAX_TOKEN = 200_000
 
 @require("viewer")
 async def index(request: web.Request) -> web.StreamResponse:
+    """GET /surveys: the loaded surveys and the survey files' problems."""
     rt = runtime(request)
     return await render(
         request,
@@ -81,6 +82,7 @@ async def _page(
 
 @require("viewer")
 async def detail(request: web.Request) -> web.StreamResponse:
+    """GET /surveys/{survey_id}: a survey's questions and a try-out; 404 if unknown."""
     survey = _survey(request)
     if survey is None:
         return await _missing(request)
@@ -119,6 +121,7 @@ async def trial(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
+    """Add the survey pages and their try-out."""
     app.router.add_get("/surveys", index)
     app.router.add_get("/surveys/{survey_id}", detail)
     app.router.add_post("/surveys/{survey_id}/try", trial)

@@ -54,6 +54,8 @@ class TrialError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SurveyRow:
+    """One survey in the surveys list: its latest version, title and question count."""
+
     survey: Survey
     version_id: int
     title: str
@@ -61,6 +63,7 @@ class SurveyRow:
 
     @property
     def languages(self) -> tuple[str, ...]:
+        """The languages the survey is written in, default first."""
         return self.survey.languages
 
 
@@ -112,6 +115,8 @@ class TrialLine:
 
 @dataclass(frozen=True, slots=True)
 class TrialRun:
+    """A try-out of a survey on the staff page: the exchange so far and the answers recorded."""
+
     survey: Survey
     lang: str
     lines: tuple[TrialLine, ...]
