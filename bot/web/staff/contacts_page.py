@@ -341,22 +341,27 @@ async def links_form(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def _links_refused(request: web.Request, audience: str, error: str) -> web.StreamResponse:
+    """The links form again, with why the audience was refused (422)."""
+    return await render(
+        request,
+        "contacts/links.html",
+        {
+            "title": t(request, "contacts.links"),
+            "audience": audience,
+            "error": error,
+            "public_url_set": runtime(request).settings.server.public_url_set,
+        },
+        status=422,
+    )
+
+
 @require("analyst")
 async def links_csv(request: web.Request) -> web.StreamResponse:
     """The audience's personal links as a CSV file (Excel opens it: UTF-8 with a BOM)."""
     audience, result, error = await _links(request)
     if result is None:
-        return await render(
-            request,
-            "contacts/links.html",
-            {
-                "title": t(request, "contacts.links"),
-                "audience": audience,
-                "error": error,
-                "public_url_set": runtime(request).settings.server.public_url_set,
-            },
-            status=422,
-        )
+        return await _links_refused(request, audience, error)
     out = io.StringIO()
     contact_links.write_csv(result.links, out)
     return web.Response(
@@ -378,17 +383,7 @@ async def letters(request: web.Request) -> web.StreamResponse:
     """One printable A4 letter per person: the short link and its QR code (print CSS)."""
     audience, result, error = await _links(request)
     if result is None:
-        return await render(
-            request,
-            "contacts/links.html",
-            {
-                "title": t(request, "contacts.links"),
-                "audience": audience,
-                "error": error,
-                "public_url_set": runtime(request).settings.server.public_url_set,
-            },
-            status=422,
-        )
+        return await _links_refused(request, audience, error)
     rt = runtime(request)
     people = result.links[:MAX_LETTERS]
     return await render(

@@ -17,7 +17,8 @@ from storage import repo_contacts
 from storage.models import Contact
 
 
-async def _contact(request: web.Request) -> Contact:
+async def _contact(request: web.Request) -> tuple[Contact, str]:
+    """The contact of the path and its external_ref (export and erasure go by it)."""
     contact_id = db_id(request.match_info["id"])
     if contact_id is None:
         raise web.HTTPNotFound()
@@ -25,19 +26,17 @@ async def _contact(request: web.Request) -> Contact:
         found = await repo_contacts.get(s, contact_id)
     if found is None:
         raise web.HTTPNotFound()
-    return found
+    if not found.external_ref:
+        raise redirect(f"/contacts/{found.id}", msg="person_no_ref")
+    return found, found.external_ref
 
 
 @require("admin")
 async def export(request: web.Request) -> web.StreamResponse:
     """Everything held about the contact, as a JSON download (their own data, readable)."""
-    found = await _contact(request)
-    if not found.external_ref:
-        raise redirect(f"/contacts/{found.id}", msg="person_no_ref")
+    found, ref = await _contact(request)
     try:
-        data = await lifecycle.export_person(
-            runtime(request), found.external_ref, actor=user(request).actor
-        )
+        data = await lifecycle.export_person(runtime(request), ref, actor=user(request).actor)
     except lifecycle.PersonNotFound:
         raise web.HTTPNotFound() from None
     body = json.dumps(data, ensure_ascii=False, indent=2, default=str)
@@ -51,11 +50,9 @@ async def export(request: web.Request) -> web.StreamResponse:
 @require("admin")
 async def confirm_erase(request: web.Request) -> web.StreamResponse:
     """What erasing the contact removes, and the button that does it."""
-    found = await _contact(request)
-    if not found.external_ref:
-        raise redirect(f"/contacts/{found.id}", msg="person_no_ref")
+    found, ref = await _contact(request)
     try:
-        counts = await lifecycle.person_summary(runtime(request), found.external_ref)
+        counts = await lifecycle.person_summary(runtime(request), ref)
     except lifecycle.PersonNotFound:
         raise redirect("/contacts", msg="person_gone") from None
     return await render(
@@ -72,13 +69,9 @@ async def confirm_erase(request: web.Request) -> web.StreamResponse:
 @require("admin")
 async def erase(request: web.Request) -> web.StreamResponse:
     """Erase the contact (released anonymous answers stay), then back to the list."""
-    found = await _contact(request)
-    if not found.external_ref:
-        raise redirect(f"/contacts/{found.id}", msg="person_no_ref")
+    _, ref = await _contact(request)
     try:
-        await lifecycle.erase_person(
-            runtime(request), found.external_ref, actor=user(request).actor
-        )
+        await lifecycle.erase_person(runtime(request), ref, actor=user(request).actor)
     except lifecycle.PersonNotFound:
         raise redirect("/contacts", msg="person_gone") from None
     raise redirect("/contacts", msg="person_erased")
