@@ -26,6 +26,7 @@ from bot.web.staff import (
     rules_pages,
     signin,
     surveys_pages,
+    users_page,
 )
 from bot.web.staff.framework import (
     PREFIX,
@@ -51,6 +52,7 @@ PAGES: tuple[ModuleType, ...] = (
     rules_pages,
     surveys_pages,
     audit_pages,
+    users_page,
 )
 """Page modules; each has `add_routes(app)`. Add a new page module here."""
 

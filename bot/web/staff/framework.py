@@ -68,6 +68,8 @@ class NavItem:
 
     key: str
     path: str
+    role: str = "viewer"
+    """Shown to this role and above only."""
 
 
 NAV = (
@@ -79,6 +81,7 @@ NAV = (
     NavItem("nav.followups", "/followups"),
     NavItem("nav.surveys", "/surveys"),
     NavItem("nav.audit", "/audit"),
+    NavItem("nav.users", "/users", "admin"),
 )
 
 

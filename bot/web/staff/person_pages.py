@@ -61,7 +61,7 @@ async def confirm_erase(request: web.Request) -> web.StreamResponse:
         {
             "title": t(request, "person.erase_title"),
             "c": found,
-            "counts": sorted((kind, n) for kind, n in counts.items() if n),
+            "counts": [(t(request, f"person.kind.{kind}"), n) for kind, n in counts.items() if n],
         },
     )
 
@@ -104,6 +104,14 @@ i18n.add_messages(
             "person.erase_counts": "Det här tas bort:",
             "person.erase_nothing": "Inget mer än kontakten själv.",
             "person.erase_button": "Radera för gott",
+            "person.kind.addresses": "adresser",
+            "person.kind.invitations": "inbjudningar",
+            "person.kind.participations": "deltaganden",
+            "person.kind.conversations": "samtal",
+            "person.kind.messages": "meddelanden",
+            "person.kind.case_events": "händelser från verksamhetssystemet",
+            "person.kind.followups": "uppföljningar",
+            "person.kind.answers": "svar (på enkäter som inte är anonyma)",
             "flash.person_erased": "Personen är raderad.",
             "flash.person_gone": "Personen fanns inte längre (redan raderad?).",
             "flash.person_no_ref": (
@@ -127,6 +135,14 @@ i18n.add_messages(
             "person.erase_counts": "This is removed:",
             "person.erase_nothing": "Nothing but the contact itself.",
             "person.erase_button": "Erase for good",
+            "person.kind.addresses": "addresses",
+            "person.kind.invitations": "invitations",
+            "person.kind.participations": "participations",
+            "person.kind.conversations": "conversations",
+            "person.kind.messages": "messages",
+            "person.kind.case_events": "case events",
+            "person.kind.followups": "follow-ups",
+            "person.kind.answers": "answers (to surveys that are not anonymous)",
             "flash.person_erased": "The person is erased.",
             "flash.person_gone": "The person was no longer there (erased already?).",
             "flash.person_no_ref": (

@@ -40,6 +40,8 @@ PAGES: tuple[tuple[str, str], ...] = (
     ("followups", "/staff/followups"),
     ("surveys", "/staff/surveys"),
     ("audit", "/staff/audit"),
+    ("users", "/staff/users"),
+    ("contact-erase", "/staff/contacts/1/erase"),
     ("not-found", "/staff/campaigns/999"),
     ("results-campaign", "/staff/campaigns/3/results?breakdown=gender"),
     ("results-open", "/staff/campaigns/3/results?open=1"),

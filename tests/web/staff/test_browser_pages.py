@@ -120,3 +120,10 @@ def test_pages_4_to_8_have_no_serious_accessibility_violations(
         driver.find_element(By.XPATH, "//button[contains(., 'Svenska')]").click()
         wait_for(driver, lambda d: "Har du fått hjälp?" in d.page_source)
         assert_accessible(driver)
+    # The admin's pages: the users and a person's erasure.
+    live.call(lambda rt: accounts.add_user(rt, "ada", "admin", PASSWORD, actor="test"))
+    with browser(width) as driver:
+        sign_in(driver, live, "ada", PASSWORD)
+        for path in ("/staff/users", "/staff/contacts/1", "/staff/contacts/1/erase"):
+            driver.get(live.url + path)
+            assert_accessible(driver)
