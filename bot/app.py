@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from bot import features
+from bot.api import auth as api_auth
 from bot.channels import PROVIDERS
 from bot.channels.base import Channel, ReportsStatus, RequestRejected, Webhook, WebRequest
 from bot.clock import Clock
@@ -46,7 +47,9 @@ def create_app(
     `startup` (default: as `background`) loads the follow-up rules and plans periodic feedback."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
     startup = background if startup is None else startup
-    api = web.Application(client_max_size=API_MAX_BODY, middlewares=[error_middleware])
+    api = web.Application(
+        client_max_size=API_MAX_BODY, middlewares=[error_middleware, api_auth.token_middleware]
+    )
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         async with features.open_runtime(

@@ -517,3 +517,17 @@ class StaffSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_staff_sessions_user", "user_id"),)
+
+
+class ApiToken(Base):
+    """A staff API token an admin made in the staff web app; the row keeps only its SHA-256
+    (the token is shown once, when made). Tokens in the configuration work beside these."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]

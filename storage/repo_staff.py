@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import StaffSession, StaffUser
+from storage.models import ApiToken, StaffSession, StaffUser
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,3 +139,43 @@ async def delete_stale_sessions(
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def token_hash(token: str) -> str:
+    """What the database keeps of an API token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+async def add_token(
+    s: AsyncSession, name: str, hashed: str, created_by: str, now: datetime
+) -> None:
+    """Store a new API token by its hash."""
+    s.add(ApiToken(name=name, token_hash=hashed, created_by=created_by, created_at=now))
+    await s.flush()
+
+
+async def get_token(s: AsyncSession, name: str) -> ApiToken | None:
+    """The API token of this name (revoked ones too)."""
+    return await s.scalar(select(ApiToken).where(ApiToken.name == name))
+
+
+async def tokens(s: AsyncSession) -> list[ApiToken]:
+    """Every API token made in the staff app, newest first."""
+    return list(await s.scalars(select(ApiToken).order_by(ApiToken.created_at.desc())))
+
+
+async def active_token_name(s: AsyncSession, hashed: str) -> str | None:
+    """The name of the unrevoked API token with this hash, if any."""
+    return await s.scalar(
+        select(ApiToken.name).where(ApiToken.token_hash == hashed, ApiToken.revoked_at.is_(None))
+    )
+
+
+async def revoke_token(s: AsyncSession, name: str, now: datetime) -> bool:
+    """Revoke an API token; False when no unrevoked token has this name."""
+    result = await s.execute(
+        update(ApiToken)
+        .where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return bool(getattr(result, "rowcount", 0))

@@ -4,6 +4,7 @@ changes the `users` commands make. Every change is written to the audit log."""
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,7 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from bot.runtime import Runtime
 from storage import repo_audit, repo_staff
-from storage.models import StaffUser
+from storage.models import ApiToken, StaffUser
 
 MAX_FAILURES = 5
 """Failed sign-ins in a row after which the account waits LOCKOUT."""
@@ -213,3 +214,39 @@ async def has_users(runtime: Runtime) -> bool:
     """Whether any staff account exists."""
     async with runtime.db.transaction(read_only=True) as s:
         return await repo_staff.count_users(s) > 0
+
+
+TOKEN_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,59}")
+
+
+async def make_token(runtime: Runtime, name: str, *, actor: str) -> str:
+    """A new staff API token named `name` (lowercase letters, digits, . _ -); returns the token,
+    which is shown once: the database keeps only its SHA-256."""
+    name = name.strip().lower()
+    if not TOKEN_NAME.fullmatch(name):
+        raise AccountError(
+            "a token's name is 2-60 lowercase letters, digits, dots, dashes or underscores"
+        )
+    token = secrets.token_urlsafe(32)
+    now = runtime.clock.now()
+    async with runtime.db.transaction() as s:
+        if await repo_staff.get_token(s, name) is not None:
+            raise AccountError(f"a token named {name!r} already exists")
+        await repo_staff.add_token(s, name, repo_staff.token_hash(token), actor, now)
+        await repo_audit.log(s, actor, "staff.token_add", f"api_token:{name}", {}, at=now)
+    return token
+
+
+async def list_tokens(runtime: Runtime) -> list[ApiToken]:
+    """The API tokens made in the staff web app, newest first."""
+    async with runtime.db.transaction(read_only=True) as s:
+        return await repo_staff.tokens(s)
+
+
+async def revoke_token(runtime: Runtime, name: str, *, actor: str) -> None:
+    """Revoke an API token at once (its callers get 401)."""
+    now = runtime.clock.now()
+    async with runtime.db.transaction() as s:
+        if not await repo_staff.revoke_token(s, name, now):
+            raise AccountError(f"no active token named {name!r}")
+        await repo_audit.log(s, actor, "staff.token_revoke", f"api_token:{name}", {}, at=now)

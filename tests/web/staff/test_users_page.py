@@ -3,10 +3,13 @@ browser, as `brukardialog users` does; nobody else sees or uses it."""
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 from sqlalchemy import select
 
 from bot.web.staff import accounts
-from storage.models import AuditEntry
+from storage.models import ApiToken, AuditEntry
 from tests.web.staff.helpers import PASSWORD, Client, add_user, runtime_of, sign_in
 
 NEW = "another long password"
@@ -78,3 +81,47 @@ async def test_only_admins_see_and_use_the_users_page(client: Client) -> None:
     add = {"csrf_token": csrf, "name": "x", "role": "admin", "password": NEW}
     assert (await client.post("/staff/users", data={**add, "password_again": NEW})).status == 403
     assert {u.name for u in await accounts.list_users(runtime_of(client))} == {"bo"}
+
+
+async def test_an_admin_makes_an_api_token_that_works_until_revoked(client: Client) -> None:
+    await add_user(client, "ada", "admin")
+    csrf = await sign_in(client, "ada")
+    bad = await client.post("/staff/users/tokens", data={"csrf_token": csrf, "name": "A B"})
+    assert bad.status == 422
+    made = await client.post(
+        "/staff/users/tokens", data={"csrf_token": csrf, "name": "verksamhetssystem"}
+    )
+    page = await made.text()
+    assert made.status == 200 and "visas inte igen" in page
+    match = re.search(r'<code class="mono" id="new-token">([^<]+)</code>', page)
+    assert match
+    token = match[1]
+    # Only its hash is stored, and the page never shows it again.
+    async with runtime_of(client).db.transaction(read_only=True) as s:
+        stored = list(await s.scalars(select(ApiToken.token_hash)))
+    assert stored == [hashlib.sha256(token.encode()).hexdigest()]
+    assert token not in await (await client.get("/staff/users")).text()
+
+    headers = {"Authorization": f"Bearer {token}"}
+    listed = await client.get("/api/v1/campaigns", headers=headers)
+    assert listed.status == 200
+    wrong = await client.get("/api/v1/campaigns", headers={"Authorization": "Bearer x" + token})
+    assert wrong.status == 401
+    revoked = await client.post(
+        "/staff/users/tokens/verksamhetssystem/revoke",
+        data={"csrf_token": csrf},
+        allow_redirects=False,
+    )
+    assert revoked.status == 303
+    assert (await client.get("/api/v1/campaigns", headers=headers)).status == 401
+    again = await client.post(
+        "/staff/users/tokens/verksamhetssystem/revoke", data={"csrf_token": csrf}
+    )
+    assert again.status == 404
+    async with runtime_of(client).db.transaction(read_only=True) as s:
+        actions = list(
+            await s.scalars(
+                select(AuditEntry.action).where(AuditEntry.action.like("staff.token_%"))
+            )
+        )
+    assert actions == ["staff.token_add", "staff.token_revoke"]
