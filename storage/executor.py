@@ -496,7 +496,9 @@ def load_inbound(
             "status": "received",
             "attempts": 0,
             "not_before": inbound.received_at,
-            "created_at": inbound.received_at,
+            # When we stored it, not the provider's date: retention counts from here, and a
+            # redelivery must find the row for as long as a provider may redeliver.
+            "created_at": now,
             "status_at": inbound.received_at,
         },
     )

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.channels.webchat import WebChatChannel  # noqa: F401  (the web chat is always on)
+from bot.lifecycle import run_retention
 from storage.models import Contact, ContactAddress, Message
 from tests.bot.harness import WEBHOOK_SECRET, Harness, running, settings_for
 from tests.fakes.telegram_server import (
@@ -256,3 +257,23 @@ async def test_a_date_far_in_the_future_is_no_server_error(harness: Harness) -> 
     update = text_update(781, CHAT, "/start")
     update["message"]["chat"]["id"] = 10**30
     assert await harness.telegram(update) == 200
+
+
+async def test_a_redelivery_is_a_duplicate_after_retention_whatever_date_telegram_gave(
+    harness: Harness, telegram: FakeTelegram
+) -> None:
+    # Telegram's `date` of this message is over a year old (a phone with a wrong clock, or a
+    # replayed update); retention counts from when we stored the row, so the row that dedupes
+    # the redelivery stays.
+    update = text_update(7001, CHAT, "UPPFOLJNING", date=1_600_000_000)
+    assert await harness.telegram(update) == 200
+    await harness.deliver()
+    replies = len(sent(telegram))
+    assert replies >= 1
+    await run_retention(harness.runtime, actor="test")
+    assert await harness.telegram(update) == 200
+    await harness.deliver()
+    assert len(sent(telegram)) == replies
+    async with harness.runtime.db.transaction(read_only=True) as s:
+        inbound = list(await s.scalars(select(Message).where(Message.direction == "in")))
+    assert [m.provider_id for m in inbound] == ["7001"]
