@@ -20,6 +20,12 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
+# Run as a script, this folder would come first on sys.path and bench/telegram.py would shadow
+# the python-telegram-bot package: put the repository there instead.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from bot import campaigns
 from bot.campaigns import CampaignRequest
 from bot.clock import FixedClock

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
@@ -25,6 +24,13 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
+# Run as a script, this folder would come first on sys.path and bench/telegram.py would shadow
+# the python-telegram-bot package: put the repository there instead.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.wrkload import Fakes
 from bot.channels.base import Channel, ChannelLimits
 from bot.channels.telegram.channel import TelegramChannel, TelegramSettings
 from bot.channels.twilio.channel import TwilioChannel, TwilioSettings
@@ -64,41 +70,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-class Fakes:
-    """The fake providers in a subprocess."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, urls: dict[str, str]) -> None:
-        self.proc = proc
-        self.urls = urls
-
-    @classmethod
-    async def start(cls) -> Fakes:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            FAKES,
-            cwd=ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert proc.stdout is not None
-        urls = json.loads(await proc.stdout.readline())
-        return cls(proc, urls)
-
-    async def counts(self) -> dict[str, int]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(b"count\n")
-        await self.proc.stdin.drain()
-        counts: dict[str, int] = json.loads(await self.proc.stdout.readline())
-        return counts
-
-    async def stop(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"stop\n")
-        await self.proc.stdin.drain()
-        await self.proc.wait()
 
 
 SEALER = Sealer(bytes(range(32)))
@@ -221,7 +192,7 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", default=None, help="PostgreSQL to use (emptied!)")
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args(argv)
-    fakes = await Fakes.start()
+    fakes = await Fakes.start(FAKES)
     try:
         with tempfile.TemporaryDirectory() as folder:
             where = "PostgreSQL" if args.database_url else "SQLite"

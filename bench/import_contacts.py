@@ -10,10 +10,17 @@ import argparse
 import asyncio
 import io
 import random
+import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
+
+# Run as a script, this folder would come first on sys.path and bench/telegram.py would shadow
+# the python-telegram-bot package: put the repository there instead.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.contacts.importer import import_validated, validate_csv
 from bot.privacy import Pseudonymizer

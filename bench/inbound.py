@@ -25,9 +25,13 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from twilio.request_validator import RequestValidator
+
+# Run as a script, this folder would come first on sys.path and bench/telegram.py would shadow
+# the python-telegram-bot package: put the repository there instead.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.wrkload import (
     ANSWERS,

@@ -301,11 +301,12 @@ class Fakes:
         self.urls = urls
 
     @classmethod
-    async def start(cls) -> Fakes:
+    async def start(cls, script: str = FAKES) -> Fakes:
+        """Start the fakes (`script` may count more than the created messages)."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
-            FAKES,
+            script,
             cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
