@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Table, select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -44,26 +44,6 @@ async def claim(
     rows: list[RowT] = list(await s.scalars(stmt))
     rows.sort(key=sort_key)
     return rows
-
-
-async def claim_columns(
-    s: AsyncSession,
-    table: Table,
-    id_column: Any,
-    *,
-    where: ColumnElement[bool],
-    order_by: tuple[Any, ...],
-    limit: int,
-    values: Mapping[str, Any],
-    returning: Sequence[Any],
-) -> list[Row[Any]]:
-    """`claim` in SQLAlchemy Core: the claimed rows as plain result rows of `returning`, in no
-    particular order. For claimers that want many rows cheaply (no ORM identity map)."""
-    target = await _target(s, id_column, where, order_by, limit)
-    if target is None:
-        return []
-    stmt = update(table).where(target).values(**values).returning(*returning)
-    return list(await s.execute(stmt))
 
 
 async def _target(

@@ -399,8 +399,9 @@ def statements(dialect: str) -> Statements:
 def _filter_only(column: Any) -> Any:
     """`column` as a filter the planner must not pick an index for. SQLite, which keeps no
     statistics here, would otherwise plan "one conversation's outbound messages in flight" on
-    the outbox index (direction, status, not_before) and walk every queued message of everyone
-    (tests/storage/test_query_plans.py); wrapped, the conversation's own index is used."""
+    the outbox index (direction, channel, status, not_before) and walk every queued message of
+    everyone (tests/storage/test_query_plans.py); wrapped, the conversation's own index is
+    used."""
     return func.coalesce(column, column)
 
 
@@ -611,8 +612,16 @@ def survey_version(x: Exec, version_id: int) -> tuple[Mapping[str, Any], str] | 
 # -- writing plans ---------------------------------------------------------------------------------
 
 
-def write(x: Exec, plan: TurnPlan, *, now: datetime, message_id: int | None = None) -> TurnResult:
-    """Write every step of a plan, in order."""
+def write(
+    x: Exec,
+    plan: TurnPlan,
+    *,
+    now: datetime,
+    message_id: int | None = None,
+    linked: tuple[int | None, str | None] = (None, None),
+) -> TurnResult:
+    """Write every step of a plan, in order. `linked` is the contact and conversation the inbound
+    message `message_id` was stored with (`load_inbound`): linking it to them again is skipped."""
     st = statements(x.dialect)
     new_contact: int | None = None
     reply_ids: list[int] = []
@@ -652,14 +661,11 @@ def write(x: Exec, plan: TurnPlan, *, now: datetime, message_id: int | None = No
                 x, st, resolve(step.contact_id), step.channel, step.address, step.address_key, now
             )
         elif isinstance(step, LinkInbound):
-            if message_id is not None:
+            target = (resolve(step.contact_id), step.conversation_id)
+            if message_id is not None and target != linked:
                 x.run(
                     st.link_inbound,
-                    {
-                        "w_id": message_id,
-                        "contact_id": resolve(step.contact_id),
-                        "conversation_id": step.conversation_id,
-                    },
+                    {"w_id": message_id, "contact_id": target[0], "conversation_id": target[1]},
                 )
             contact_seen = resolve(step.contact_id) or contact_seen
         elif isinstance(step, StartConversation):

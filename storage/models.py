@@ -275,7 +275,7 @@ class Message(Base):
 
     __table_args__ = (
         UniqueConstraint("channel", "direction", "provider_id", name="uq_messages_provider_id"),
-        Index("ix_messages_outbox", "direction", "status", "not_before"),
+        Index("ix_messages_outbox", "direction", "channel", "status", "not_before"),
         Index("ix_messages_conversation", "conversation_id"),
         Index("ix_messages_contact", "contact_id"),
         Index("ix_messages_channel_key", "channel", "address_key", "id"),

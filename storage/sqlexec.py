@@ -41,6 +41,11 @@ class Exec(Protocol):
         """Run a statement that returns no rows; the number of rows it changed."""
         ...
 
+    def many(self, stmt: Executable, params: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement that returns no rows once for each set of parameters (executemany;
+        every set has the same names)."""
+        ...
+
 
 _MISSING = object()
 
@@ -110,17 +115,24 @@ class SqliteExec:
         self.connection = connection
         self.compiler = compiler
 
-    def _execute(self, stmt: Executable, params: Mapping[str, Any] | None) -> tuple[Any, _Compiled]:
-        params = params or {}
+    def _compiled(self, stmt: Executable, params: Mapping[str, Any]) -> _Compiled:
         names = tuple(params) if isinstance(stmt, Insert | Update) else None
-        compiled = self.compiler.compiled(stmt, names)
+        return self.compiler.compiled(stmt, names)
+
+    @staticmethod
+    def _values(compiled: _Compiled, params: Mapping[str, Any]) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for name, key, built_in, process in compiled.binds:
             value = params.get(key, built_in)
             if value is _MISSING:
                 raise KeyError(f"no value for parameter {key!r} of {compiled.sql!r}")
             values[name] = process(value) if process is not None else value
-        return self.connection.execute(compiled.sql, values), compiled
+        return values
+
+    def _execute(self, stmt: Executable, params: Mapping[str, Any] | None) -> tuple[Any, _Compiled]:
+        params = params or {}
+        compiled = self._compiled(stmt, params)
+        return self.connection.execute(compiled.sql, self._values(compiled, params)), compiled
 
     def rows(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> list[Row]:
         """Run a statement and return its rows as dicts, values through the columns' processors."""
@@ -141,6 +153,13 @@ class SqliteExec:
         cursor, _ = self._execute(stmt, params)
         return int(cursor.rowcount)
 
+    def many(self, stmt: Executable, params: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement once per set of parameters, in one `executemany`."""
+        if not params:
+            return
+        compiled = self._compiled(stmt, params[0])
+        self.connection.executemany(compiled.sql, [self._values(compiled, p) for p in params])
+
 
 class AlchemyExec:
     """`Exec` on a SQLAlchemy connection (PostgreSQL)."""
@@ -158,3 +177,8 @@ class AlchemyExec:
         """Run a statement and return the number of rows it changed."""
         result = self.connection.execute(stmt, dict(params or {}))
         return int(getattr(result, "rowcount", 0) or 0)
+
+    def many(self, stmt: Executable, params: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement once per set of parameters (the driver's executemany)."""
+        if params:
+            self.connection.execute(stmt, [dict(p) for p in params])

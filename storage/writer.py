@@ -4,12 +4,22 @@ A *job* is a synchronous function of an `Exec` (storage.sqlexec): it reads a tur
 and writes the plan (storage.executor). `await writer.run(job)` returns once the transaction that
 holds the job has committed, so a webhook answered after it has its turn on disk.
 
-SQLite (`SqliteWriter`): SQLite has one writer at a time anyway, so one thread owns a `sqlite3`
-connection and runs jobs in batches: the jobs that arrived while the previous batch was being
-written go together in one transaction (`BEGIN IMMEDIATE` ... `COMMIT`), each inside its own
-savepoint so one failing job fails alone. One trip to the thread and one commit serve the whole
-batch. Batches take the database's write lock, the same lock the ORM's write transactions take
-(storage.db), so staff work and turns queue fairly in one line.
+SQLite (`SqliteWriter`): SQLite has one writer at a time anyway, so one `sqlite3` connection
+runs jobs in batches: the jobs that arrived while the previous batch was being written go
+together in one transaction (`BEGIN IMMEDIATE` ... `COMMIT`), each inside its own savepoint so
+one failing job fails alone, and one commit serves the whole batch. Batches take the database's
+write lock, the same lock the ORM's write transactions take (storage.db), so staff work and
+turns queue fairly in one line.
+
+Where a batch runs: a batch of *quick* jobs (one person's turn, a claim or the outcomes of a
+batch of sends: tens of SQLite statements of some microseconds each) is written right on the
+event loop, which costs less than the trip to a thread and back and never waits for the GIL
+between statements. A batch holding any other job (a campaign's round of invitations, a release
+of answers) runs on the writer's own thread, so the loop keeps answering meanwhile. Nothing the
+loop runs waits for the disk: the connection never checkpoints by itself
+(`wal_autocheckpoint=0`); a second connection on the thread checkpoints the WAL (PASSIVE, which
+never blocks a writer) after every `CHECKPOINT_EVERY` batches. With `synchronous=NORMAL` a
+commit in WAL mode only appends to the log.
 
 PostgreSQL (`AlchemyWriter`): each job in its own transaction on the pool, its rows locked by the
 executor; several service processes write concurrently. A deadlock or serialization failure is
@@ -39,6 +49,8 @@ Job = Callable[[Exec], T]
 
 MAX_BATCH = 256
 """Jobs written in one SQLite transaction at most."""
+CHECKPOINT_EVERY = 32
+"""Batches between two checkpoints of the WAL (on the writer's thread)."""
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 """PostgreSQL serialization failure and deadlock detected."""
 
@@ -50,8 +62,9 @@ class WriteFailed(Exception):
 class TurnWriter(Protocol):
     """Runs jobs in write transactions."""
 
-    async def run(self, job: Job[T]) -> T:
-        """Run `job` in a write transaction; returns its result once committed."""
+    async def run(self, job: Job[T], *, quick: bool = False) -> T:
+        """Run `job` in a write transaction; returns its result once committed. `quick`: the
+        job reads and writes a handful of rows (see SqliteWriter)."""
         ...
 
     async def close(self) -> None:
@@ -80,14 +93,18 @@ class SqliteWriter:
         self._compiler = SqliteCompiler(dialect)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._connection: sqlite3.Connection | None = None
-        self._queue: asyncio.Queue[tuple[Job[Any], asyncio.Future[Any]]] | None = None
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoint: asyncio.Future[None] | None = None
+        self._since_checkpoint = 0
+        self._queue: asyncio.Queue[tuple[Job[Any], bool, asyncio.Future[Any]]] | None = None
         self._pump: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0
         """Transactions written so far (for tests and benchmarks)."""
 
-    async def run(self, job: Job[T]) -> T:
-        """Queue `job` for the next batch and return its result once that batch has committed."""
+    async def run(self, job: Job[T], *, quick: bool = False) -> T:
+        """Queue `job` for the next batch and return its result once that batch has committed.
+        A batch of quick jobs only is written on the event loop, any other on the thread."""
         if self._holds_lock():
             raise RuntimeError("a turn was written from inside a write transaction (SQLite)")
         loop = asyncio.get_running_loop()
@@ -97,7 +114,7 @@ class SqliteWriter:
             self._pump = loop.create_task(self._run_batches(), name="sqlite-writer")
         future: asyncio.Future[T] = loop.create_future()
         assert self._queue is not None
-        self._queue.put_nowait((job, future))
+        self._queue.put_nowait((job, quick, future))
         return await future
 
     async def _run_batches(self) -> None:
@@ -108,13 +125,15 @@ class SqliteWriter:
             batch = [await queue.get()]
             while len(batch) < MAX_BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
+            jobs = [job for job, _, _ in batch]
             try:
                 async with self._lock:
-                    outcomes = await loop.run_in_executor(
-                        self._thread, self._write, [job for job, _ in batch]
-                    )
+                    if all(quick for _, quick, _ in batch):
+                        outcomes = self._write(jobs)
+                    else:
+                        outcomes = await loop.run_in_executor(self._thread, self._write, jobs)
             except BaseException as e:  # cancelled while waiting: fail the batch, then stop
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_exception(WriteFailed("the writer stopped"))
                 if isinstance(e, asyncio.CancelledError):
@@ -122,7 +141,13 @@ class SqliteWriter:
                 log.exception("SQLite writer failed")
                 continue
             self.batches += 1
-            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+            self._since_checkpoint += 1
+            if self._since_checkpoint >= CHECKPOINT_EVERY and (
+                self._checkpoint is None or self._checkpoint.done()
+            ):
+                self._since_checkpoint = 0
+                self._checkpoint = loop.run_in_executor(self._thread, self._checkpoint_wal)
+            for (_, _, future), (ok, value) in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
                 if ok:
@@ -130,16 +155,33 @@ class SqliteWriter:
                 else:
                     future.set_exception(value)
 
+    def _connect(self) -> sqlite3.Connection:
+        # Used from the loop and the writer's thread, never from both at once (one batch at a
+        # time, and the checkpointer only on the thread).
+        connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        for pragma in self._pragmas:
+            connection.execute(pragma)
+        return connection
+
     def _open(self) -> sqlite3.Connection:
         if self._connection is None:
-            connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=True)
-            for pragma in self._pragmas:
-                connection.execute(pragma)
+            connection = self._connect()
+            connection.execute("PRAGMA wal_autocheckpoint=0")
             self._connection = connection
         return self._connection
 
+    def _checkpoint_wal(self) -> None:
+        """On the writer's thread: copy what the WAL holds into the database, without blocking
+        the writer (PASSIVE)."""
+        try:
+            if self._checkpointer is None:
+                self._checkpointer = self._connect()
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as e:
+            log.warning("SQLite checkpoint failed (%s); trying again later", type(e).__name__)
+
     def _write(self, jobs: list[Job[Any]]) -> list[tuple[bool, Any]]:
-        """On the writer thread: one transaction for the batch, a savepoint per job."""
+        """One transaction for the batch, a savepoint per job (on the loop or the thread)."""
         try:
             connection = self._open()
             connection.execute("BEGIN IMMEDIATE")
@@ -175,9 +217,14 @@ class SqliteWriter:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, RuntimeError):
                 await pump
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, connection.close)
+        loop = asyncio.get_running_loop()
+        if self._checkpoint is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpoint
+        for connection in (self._connection, self._checkpointer):
+            if connection is not None:
+                await loop.run_in_executor(self._thread, connection.close)
+        self._connection = self._checkpointer = None
         self._thread.shutdown(wait=False)
 
 
@@ -188,8 +235,9 @@ class AlchemyWriter:
         self._engine = engine
         self._attempts = attempts
 
-    async def run(self, job: Job[T]) -> T:
-        """Run `job` in its own transaction, trying again on a serialization failure or deadlock."""
+    async def run(self, job: Job[T], *, quick: bool = False) -> T:
+        """Run `job` in its own transaction, trying again on a serialization failure or deadlock
+        (`quick` makes no difference here)."""
         for attempt in range(1, self._attempts + 1):
             try:
                 async with self._engine.begin() as conn:

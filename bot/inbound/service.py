@@ -147,11 +147,15 @@ class ConversationService:
             plan = decide_inbound(
                 msg, facts, catalog, address_key=key, now=now, ids=ids, policy=policy
             )
-            return executor.write(x, plan, now=now, message_id=facts.message_id)
+            linked = (
+                facts.sender.id if facts.sender else None,
+                facts.conversation.id if facts.conversation else None,
+            )
+            return executor.write(x, plan, now=now, message_id=facts.message_id, linked=linked)
 
         started = time.perf_counter()
         try:
-            result = await self.db.turns.run(turn)
+            result = await self.db.turns.run(turn, quick=True)
         except Exception:
             self.metrics.inbound_done(msg.channel, "error")
             raise
@@ -196,7 +200,7 @@ class ConversationService:
             plan = decide_provider_opt_out(contact_id, facts.active, catalog, now=now)
             return executor.write(x, plan, now=now)
 
-        await self.db.turns.run(turn)
+        await self.db.turns.run(turn, quick=True)
 
     # -- starts ----------------------------------------------------------------------------
 
@@ -211,7 +215,7 @@ class ConversationService:
         token = secrets.token_urlsafe(18)
         to = Address(WEBCHAT, token, self.pseudonymizer.address_key(WEBCHAT, token))
         plan = decide_webchat_start(survey, version_id, lang, to, now=now, ids=self.ids)
-        result = await self.db.turns.run(lambda x: executor.write(x, plan, now=now))
+        result = await self.db.turns.run(lambda x: executor.write(x, plan, now=now), quick=True)
         assert result.conversation_id is not None
         return WebChatSession(token, result.conversation_id, result.reply_ids)
 
@@ -272,7 +276,7 @@ class ConversationService:
             )
             return executor.write(x, plan, now=now)
 
-        return (await self.db.turns.run(turn)).outcome
+        return (await self.db.turns.run(turn, quick=True)).outcome
 
     async def remind(
         self, *, conversation_id: str, campaign_id: int, route: Route, not_before: datetime
@@ -296,7 +300,7 @@ class ConversationService:
             )
             return executor.write(x, plan, now=now)
 
-        return (await self.db.turns.run(turn)).outcome == "reminded"
+        return (await self.db.turns.run(turn, quick=True)).outcome == "reminded"
 
     # -- endings ---------------------------------------------------------------------------
 
@@ -313,7 +317,7 @@ class ConversationService:
             plan = decide_expire(conv, survey, pending_out=waiting, now=now)
             return executor.write(x, plan, now=now)
 
-        return (await self.db.turns.run(turn)).outcome == "expired"
+        return (await self.db.turns.run(turn, quick=True)).outcome == "expired"
 
     async def close_conversation(self, conversation_id: str) -> bool:
         """End a conversation because its campaign closed (no message is sent)."""
@@ -326,7 +330,7 @@ class ConversationService:
             survey = catalog.ensure_version(x, conv.survey_version_id)
             return executor.write(x, decide_close(conv, survey, now=now), now=now)
 
-        return (await self.db.turns.run(turn)).outcome == "closed"
+        return (await self.db.turns.run(turn, quick=True)).outcome == "closed"
 
     async def release_answers(self) -> int:
         """Release the answers of finished anonymous conversations that are ready (see

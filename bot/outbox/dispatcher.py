@@ -9,8 +9,10 @@ recipient go out one at a time, in order; Telegram's one-message-a-second per ch
 making that chat's next message wait its turn in memory while every other chat goes on.
 
 Keeping up: a lane claims many due rows in one statement, and the outcomes of many sends (sent,
-retry later, failed) are written together in one transaction by a recorder, so the database sees a
-few transactions a second however many messages go out.
+retry later, failed) are written together by a recorder. Claims, outcomes and leases are jobs on
+the database's writer (storage.outbox, storage.writer): on SQLite they join the turns' group
+commit, one job among the turns of the moment, instead of holding a write lock of their own
+that turns would queue behind.
 
 Outlasting an outage: transient failures (5xx, timeouts, connection errors, 429) are retried with
 capped exponential backoff and jitter until `dispatcher.retry_horizon` has passed since the
@@ -61,9 +63,10 @@ from bot.config import DispatcherSettings, Settings
 from bot.ops import events
 from bot.ops.metrics import Metrics
 from flows.conversation import Button
-from storage import repo_contacts, repo_leases, repo_messages
+from storage import outbox, repo_messages
 from storage.db import Database
-from storage.repo_messages import Outgoing, Release, SentMark
+from storage.outbox import Claim, Failure, Outgoing, Release, SentMark
+from storage.sqlexec import Exec
 
 if TYPE_CHECKING:
     from bot.inbound.service import ConversationService
@@ -92,6 +95,8 @@ RECONCILE_MARGIN = timedelta(minutes=2)
 """How far before a row was queued a provider's message may be dated and still be that row's
 (clocks differ)."""
 
+_NOTHING_DUE = Claim([], set())
+"""What an idle lane's claim finds when nothing on its channel is due (no lease is taken)."""
 _EPSILON = 1e-6
 """Seconds of pacing slack: a wait computed in floats may end a hair early."""
 _DIGITS = re.compile(r"\+?\d[\d\s-]{5,}\d")
@@ -541,57 +546,53 @@ class Dispatcher:
     # -- claiming and leases ---------------------------------------------------------------------
 
     async def _fill(self, lane: _Lane, limit: int | None = None) -> int:
-        """Take or renew the channel's lease and claim what is due. Returns rows claimed."""
+        """Take or renew the channel's lease and claim what is due, in one writer job. Returns
+        rows claimed."""
         now = self.clock.now()
         lane.last_fill = self.timer.monotonic()
         lane.forget_old(lane.last_fill, now)
         if lane.paused(now):
             return 0
         lane.paused_until = None
-        ttl = self.settings.lease_seconds
+        worker, name, lease_name = self.worker, lane.name, lane.lease_name
+        until = now + timedelta(seconds=self.settings.lease_seconds)
         room = lane.room(limit)
-        opted_out: set[int] = set()
-        if not lane.pending and not lane.in_flight:
-            # Idle: look before taking the write lock (wake() comes with every inbound message).
-            async with self.db.transaction(read_only=True) as s:
-                if not await repo_messages.due_on(s, lane.name, now):
-                    return 0
-        async with self.db.transaction() as s:
-            if not await repo_leases.acquire(s, lane.lease_name, self.worker, now, ttl):
-                self._lost(lane)
-                lane.blocked_until = self.timer.monotonic() + self.settings.poll_interval
-                return 0
-            self._holding(lane, now)
-            if (lane.pending or lane.in_flight) and not self._tasks:
-                # Driven by run_once, with no heartbeat: renew here. In the background only the
-                # heartbeat renews, never alongside the recorder's writes to the same rows.
-                await repo_messages.renew_leases(
-                    s, self.worker, lane.name, now + timedelta(seconds=ttl)
-                )
-            items = []
-            if room > 0:
-                items = await repo_messages.claim_outgoing(
-                    s,
-                    channel=lane.name,
-                    worker=self.worker,
-                    now=now,
-                    lease_seconds=ttl,
-                    limit=room,
-                )
-                contacts = {i.contact_id for i in items if i.contact_id is not None}
-                if contacts:
-                    opted_out = await repo_contacts.opted_out_among(s, contacts)
+        # Idle: no lease is taken unless something is due (wake() comes with every inbound
+        # message). Driven by run_once, with no heartbeat, the rows' leases are renewed here; in
+        # the background only the heartbeat renews them.
+        idle = not lane.pending and not lane.in_flight
+        renew_rows = not idle and not self._tasks
+
+        def job(x: Exec) -> Claim | None:
+            if idle and not outbox.due(x, name, now):
+                return _NOTHING_DUE
+            if not outbox.acquire_lease(x, lease_name, worker, now, until):
+                return None
+            if renew_rows:
+                outbox.renew(x, worker, name, until)
+            if room <= 0:
+                return Claim([], set())
+            return outbox.claim(x, channel=name, worker=worker, now=now, until=until, limit=room)
+
+        claimed = await self.db.turns.run(job, quick=True)
+        if claimed is _NOTHING_DUE:
+            return 0
+        if claimed is None:
+            self._lost(lane)
+            lane.blocked_until = self.timer.monotonic() + self.settings.poll_interval
+            return 0
+        self._holding(lane, now)
         mono = self.timer.monotonic()
-        for item in items:
-            if item.kind not in ALWAYS_SENT and item.contact_id in opted_out:
+        for item in claimed.items:
+            if item.kind not in ALWAYS_SENT and item.contact_id in claimed.opted_out:
                 self._record(_Failed(item, "recipient has opted out", cancelled=True))
             elif not lane.add(item, mono):
                 waiting = len(lane.queues[item.address])
                 later = now + timedelta(seconds=lane.gap * (waiting + 1))
                 self._record(_Retry(item, Release(item.id, later, counted=False)))
-        if items:
+        if claimed.items:
             lane.signal.set()
-        return len(items)
+        return len(claimed.items)
 
     def _holding(self, lane: _Lane, now: datetime) -> None:
         if lane.lease_valid_until is None:
@@ -621,15 +622,23 @@ class Dispatcher:
         ]
         if not held:
             return
-        async with self.db.transaction() as s:
-            for lane in held:
-                if await repo_leases.acquire(s, lane.lease_name, self.worker, now, ttl):
-                    self._holding(lane, now)
-                    await repo_messages.renew_leases(
-                        s, self.worker, lane.name, now + timedelta(seconds=ttl)
-                    )
-                else:
-                    self._lost(lane)
+        worker, until = self.worker, now + timedelta(seconds=ttl)
+        names = [(lane.name, lane.lease_name) for lane in held]
+
+        def job(x: Exec) -> dict[str, bool]:
+            kept = {}
+            for name, lease_name in names:
+                kept[name] = outbox.acquire_lease(x, lease_name, worker, now, until)
+                if kept[name]:
+                    outbox.renew(x, worker, name, until)
+            return kept
+
+        kept = await self.db.turns.run(job, quick=True)
+        for lane in held:
+            if kept[lane.name]:
+                self._holding(lane, now)
+            else:
+                self._lost(lane)
 
     async def _run_heartbeat(self) -> None:
         interval = self.settings.lease_seconds / 3
@@ -650,11 +659,14 @@ class Dispatcher:
             for lane in self.lanes.values()
             for item in lane.drain()
         ]
-        async with self.db.transaction() as s:
-            await repo_messages.release_many(s, self.worker, releases)
-            await repo_leases.release(
-                s, self.worker, [lane.lease_name for lane in self.lanes.values()]
-            )
+        worker, now = self.worker, self.clock.now()
+        names = [lane.lease_name for lane in self.lanes.values()]
+
+        def job(x: Exec) -> None:
+            outbox.record(x, worker, now=now, releases=releases)
+            outbox.release_leases(x, worker, names)
+
+        await self.db.turns.run(job, quick=True)
         for lane in self.lanes.values():
             lane.lease_valid_until = None
 
@@ -867,34 +879,25 @@ class Dispatcher:
         ]
         releases = [o.release for o in batch if isinstance(o, _Retry)]
         failed = [o for o in batch if isinstance(o, _Failed)]
-        recovering = [lane for lane in self.lanes.values() if lane.recover]
-        opted_out: list[int] = []
-        async with self.db.transaction() as s:
-            for lane in recovering:
-                lane.recover = False
-                due_by = now + timedelta(seconds=self.settings.backoff_max)
-                brought = await repo_messages.retry_now(s, lane.name, now, due_by=due_by)
-                log.info(
-                    "outbox %s: the provider answers again; %d messages waiting to be retried "
-                    "go now",
-                    lane.name,
-                    brought,
-                )
-            if sent:
-                await repo_messages.mark_sent_many(s, self.worker, sent, now)
-            if releases:
-                await repo_messages.release_many(s, self.worker, releases)
-            for f in failed:
-                await repo_messages.mark_failed(
-                    s,
-                    f.item.id,
-                    self.worker,
-                    error=f.reason,
-                    status=repo_messages.CANCELLED if f.cancelled else repo_messages.FAILED,
-                    now=now,
-                )
-                if f.opted_out and f.item.contact_id is not None:
-                    opted_out.append(f.item.contact_id)
+        failures = [Failure(f.item.id, f.reason, cancelled=f.cancelled) for f in failed]
+        opted_out = [f.item.contact_id for f in failed if f.opted_out and f.item.contact_id]
+        recovering = [lane.name for lane in self.lanes.values() if lane.recover]
+        due_by = now + timedelta(seconds=self.settings.backoff_max)
+        worker = self.worker
+
+        def job(x: Exec) -> dict[str, int]:
+            brought = {name: outbox.retry_now(x, name, now, due_by=due_by) for name in recovering}
+            outbox.record(x, worker, now=now, sent=sent, releases=releases, failures=failures)
+            return brought
+
+        brought = await self.db.turns.run(job, quick=True)
+        for name, count in brought.items():
+            self.lanes[name].recover = False
+            log.info(
+                "outbox %s: the provider answers again; %d messages waiting to be retried go now",
+                name,
+                count,
+            )
         # The provider says they unsubscribed: a turn of its own ends their survey.
         if self.service is not None:
             for contact_id in dict.fromkeys(opted_out):

@@ -36,7 +36,7 @@ from bot.channels.twilio.channel import TwilioChannel, TwilioSettings
 from bot.clock import FixedClock
 from bot.config import DispatcherSettings
 from bot.outbox.dispatcher import Dispatcher, TokenBucket, backoff
-from storage import repo_messages
+from storage import outbox, repo_messages
 from storage.db import Database
 from storage.models import Lease, Message
 from tests.conftest import TEST_SEALER
@@ -344,13 +344,14 @@ async def test_outcomes_are_written_in_batches(
     channel = RecordingChannel()
     await enqueue(db, 200)
     calls: list[int] = []
-    original = repo_messages.mark_sent_many
+    original = outbox.record
 
-    async def counting(s: Any, worker: str, marks: Any, now: datetime) -> None:
-        calls.append(len(marks))
-        await original(s, worker, marks, now)
+    def counting(x: Any, worker: str, **outcomes: Any) -> None:
+        if outcomes.get("sent"):
+            calls.append(len(outcomes["sent"]))
+        original(x, worker, **outcomes)
 
-    monkeypatch.setattr(repo_messages, "mark_sent_many", counting)
+    monkeypatch.setattr(outbox, "record", counting)
     d = make(db, [channel], FixedClock(NOW), limits={"sms": ChannelLimits(1000.0, concurrency=50)})
     assert await d.run_once() == 200
     assert sum(calls) == 200 and len(calls) <= 4, calls

@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from storage import repo_leases
+from storage import outbox
 from storage.db import Database
 from tests.storage.conftest import NOW
 
 
 async def _acquire(db: Database, holder: str, at_seconds: float, ttl: float = 30) -> bool:
-    async with db.transaction() as s:
-        return await repo_leases.acquire(
-            s, "outbox:sms", holder, NOW + timedelta(seconds=at_seconds), ttl
-        )
+    now = NOW + timedelta(seconds=at_seconds)
+    until = now + timedelta(seconds=ttl)
+    return await db.turns.run(lambda x: outbox.acquire_lease(x, "outbox:sms", holder, now, until))
 
 
 async def test_one_holder_until_the_lease_runs_out(db: Database) -> None:
@@ -32,8 +31,7 @@ async def test_one_holder_until_the_lease_runs_out(db: Database) -> None:
 
 async def test_release_lets_another_take_over_at_once(db: Database) -> None:
     assert await _acquire(db, "a", 0)
-    async with db.transaction() as s:
-        await repo_leases.release_all(s, "a")
+    await db.turns.run(lambda x: outbox.release_leases(x, "a"))
     assert await _acquire(db, "b", 1)
 
 

@@ -3,13 +3,16 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from storage import repo_contacts, repo_messages
+from storage import outbox, repo_contacts, repo_messages
 from storage.db import Database
 from storage.models import Message
+from storage.outbox import Failure, Outgoing, Release, SentMark
+from storage.sqlexec import AlchemyExec
 from tests.conftest import TEST_SEALER
 from tests.storage.conftest import NOW, record_inbound
 
@@ -44,12 +47,18 @@ async def _enqueue(
 
 
 async def _claim(
-    db: Database, worker: str, *, now: datetime = NOW, limit: int = 10, channel: str | None = "sms"
-) -> list[Message]:
-    async with db.transaction() as s:
-        return await repo_messages.claim(
-            s, channel=channel, worker=worker, now=now, lease_seconds=LEASE, limit=limit
+    db: Database, worker: str, *, now: datetime = NOW, limit: int = 10, channel: str = "sms"
+) -> list[Outgoing]:
+    until = now + timedelta(seconds=LEASE)
+    return await db.turns.run(
+        lambda x: (
+            outbox.claim(x, channel=channel, worker=worker, now=now, until=until, limit=limit).items
         )
+    )
+
+
+async def _record(db: Database, worker: str, now: datetime = NOW, **outcomes: Any) -> None:
+    await db.turns.run(lambda x: outbox.record(x, worker, now=now, **outcomes))
 
 
 async def _status(db: Database, message_id: int) -> Message:
@@ -93,15 +102,19 @@ async def test_claim_takes_due_rows_oldest_first_and_leases_them(db: Database) -
     await _enqueue(db, 1, channel="telegram")
     claimed = await _claim(db, "w1", limit=3)
     assert [m.id for m in claimed] == [*early, due[0]]
-    assert all(
-        (m.status, m.claimed_by, m.attempts, m.lease_until)
-        == ("sending", "w1", 1, NOW + timedelta(seconds=LEASE))
-        for m in claimed
-    )
+    assert {m.attempts for m in claimed} == {1}
+    for m in claimed:
+        row = await _status(db, m.id)
+        assert (row.status, row.claimed_by, row.attempts, row.lease_until) == (
+            "sending",
+            "w1",
+            1,
+            NOW + timedelta(seconds=LEASE),
+        )
     rest = await _claim(db, "w1", limit=10)
     assert [m.id for m in rest] == [due[1]], "not-yet-due and other channels stay queued"
     assert later[0] not in {m.id for m in rest}
-    assert len(await _claim(db, "w1", channel=None)) == 1, "channel=None claims every channel"
+    assert len(await _claim(db, "w1", channel="telegram")) == 1
 
 
 async def test_concurrent_claimers_never_share_a_row(database_url: str) -> None:
@@ -131,9 +144,19 @@ async def test_skip_locked_passes_over_rows_claimed_in_an_open_transaction(db: D
     if db.dialect != "postgresql":
         pytest.skip("SQLite write transactions are serial: a second claimer waits instead")
     await _enqueue(db, 10)
+    until = NOW + timedelta(seconds=LEASE)
     async with db.transaction() as s:
-        first = await repo_messages.claim(
-            s, channel="sms", worker="w1", now=NOW, lease_seconds=LEASE, limit=4
+        first = await s.run_sync(
+            lambda sync: (
+                outbox.claim(
+                    AlchemyExec(sync.connection()),
+                    channel="sms",
+                    worker="w1",
+                    now=NOW,
+                    until=until,
+                    limit=4,
+                ).items
+            )
         )
         # Still uncommitted: a second claimer (another pooled connection) must neither wait for
         # it nor get the same rows.
@@ -147,20 +170,15 @@ async def test_expired_lease_is_reclaimed(db: Database) -> None:
     [first] = await _claim(db, "w1")
     assert await _claim(db, "w2", now=NOW + timedelta(seconds=LEASE)) == []
     [again] = await _claim(db, "w2", now=NOW + timedelta(seconds=LEASE + 1))
-    assert (again.id, again.claimed_by, again.attempts) == (mid, "w2", 2)
-    async with db.transaction() as s:
-        assert not await repo_messages.mark_sent(
-            s, mid, "w1", provider_id="SM-late", now=NOW + timedelta(seconds=70)
-        ), "the worker that lost its lease cannot record a send"
-        assert await repo_messages.mark_sent(
-            s,
-            mid,
-            "w2",
-            provider_id="SM-ok",
-            segments=2,
-            encoding="GSM-7",
-            now=NOW + timedelta(seconds=71),
-        )
+    assert (again.id, again.attempts) == (mid, 2)
+    assert (await _status(db, mid)).claimed_by == "w2"
+    await _record(db, "w1", NOW + timedelta(seconds=70), sent=[SentMark(mid, "SM-late")])
+    assert (await _status(db, mid)).provider_id is None, (
+        "the worker that lost its lease cannot record a send"
+    )
+    await _record(
+        db, "w2", NOW + timedelta(seconds=71), sent=[SentMark(mid, "SM-ok", "sent", 2, "GSM-7")]
+    )
     message = await _status(db, mid)
     assert (message.status, message.provider_id, message.segments, message.encoding) == (
         "sent",
@@ -176,15 +194,16 @@ async def test_only_the_lease_holder_changes_a_claimed_row(db: Database) -> None
     [mid] = await _enqueue(db, 1)
     await _claim(db, "w1")
     retry_at = NOW + timedelta(minutes=1)
-    async with db.transaction() as s:
-        assert not await repo_messages.mark_sent(s, mid, "intruder", provider_id="x", now=NOW)
-        assert not await repo_messages.release_for_retry(
-            s, mid, "intruder", not_before=retry_at, error="e"
-        )
-        assert not await repo_messages.mark_failed(s, mid, "intruder", error="e")
-        assert await repo_messages.release_for_retry(
-            s, mid, "w1", not_before=retry_at, error="429 too many requests"
-        )
+    await _record(
+        db,
+        "intruder",
+        sent=[SentMark(mid, "x")],
+        releases=[Release(mid, retry_at, "e")],
+        failures=[Failure(mid, "e")],
+    )
+    intruded = await _status(db, mid)
+    assert (intruded.status, intruded.claimed_by, intruded.error) == ("sending", "w1", None)
+    await _record(db, "w1", releases=[Release(mid, retry_at, "429 too many requests")])
     message = await _status(db, mid)
     assert (message.status, message.claimed_by, message.not_before, message.error) == (
         "queued",
@@ -194,38 +213,33 @@ async def test_only_the_lease_holder_changes_a_claimed_row(db: Database) -> None
     )
     assert await _claim(db, "w1", now=NOW) == []
     [again] = await _claim(db, "w1", now=retry_at)
-    async with db.transaction() as s:
-        assert await repo_messages.mark_failed(s, mid, "w1", error="21211 invalid number")
-        assert not await repo_messages.mark_sent(s, mid, "w1", provider_id="x", now=NOW)
+    await _record(db, "w1", failures=[Failure(mid, "21211 invalid number")])
+    await _record(db, "w1", sent=[SentMark(mid, "x")])
     message = await _status(db, mid)
     assert (message.status, message.error, again.attempts) == ("failed", "21211 invalid number", 2)
 
 
 async def test_the_dispatchers_batch_functions_change_only_the_holders_rows(db: Database) -> None:
     ids = await _enqueue(db, 4)
-    async with db.transaction() as s:
-        claimed = await repo_messages.claim_outgoing(
-            s, channel="sms", worker="w1", now=NOW, lease_seconds=LEASE, limit=3
-        )
+    claimed = await _claim(db, "w1", limit=3)
     assert [m.id for m in claimed] == ids[:3] and {m.attempts for m in claimed} == {1}
     first, second, third = ids[:3]
     later, failed_at = NOW + timedelta(minutes=5), NOW + timedelta(seconds=1)
-    async with db.transaction() as s:
-        assert await repo_messages.due_on(s, "sms", NOW)  # the fourth
-        assert not await repo_messages.due_on(s, "telegram", NOW)
-        assert await repo_messages.renew_leases(s, "intruder", "sms", later) == 0
-        assert await repo_messages.renew_leases(s, "w1", "sms", later) == 3
-        marks = [repo_messages.SentMark(first, "SM1", segments=1, encoding="GSM-7")]
-        await repo_messages.mark_sent_many(s, "intruder", marks, NOW)
-        assert (await repo_messages.get(s, first)).status == "sending"  # type: ignore[union-attr]
-        await repo_messages.mark_sent_many(s, "w1", marks, NOW)
-        releases = [
-            repo_messages.Release(second, later, "HTTP 503", failed_at=failed_at),
-            repo_messages.Release(third, None, counted=False),
-        ]
-        await repo_messages.release_many(s, "intruder", releases)
-        assert (await repo_messages.get(s, second)).status == "sending"  # type: ignore[union-attr]
-        await repo_messages.release_many(s, "w1", releases)
+    assert await db.turns.run(lambda x: outbox.due(x, "sms", NOW))  # the fourth
+    assert not await db.turns.run(lambda x: outbox.due(x, "telegram", NOW))
+    assert await db.turns.run(lambda x: outbox.renew(x, "intruder", "sms", later)) == 0
+    assert await db.turns.run(lambda x: outbox.renew(x, "w1", "sms", later)) == 3
+    marks = [SentMark(first, "SM1", segments=1, encoding="GSM-7")]
+    await _record(db, "intruder", sent=marks)
+    assert (await _status(db, first)).status == "sending"
+    await _record(db, "w1", sent=marks)
+    releases = [
+        Release(second, later, "HTTP 503", failed_at=failed_at),
+        Release(third, None, counted=False),
+    ]
+    await _record(db, "intruder", releases=releases)
+    assert (await _status(db, second)).status == "sending"
+    await _record(db, "w1", releases=releases)
     sent, retried, deferred = [await _status(db, i) for i in (first, second, third)]
     assert (sent.status, sent.provider_id, sent.lease_until) == ("sent", "SM1", None)
     assert (retried.status, retried.not_before, retried.error, retried.attempts) == (
@@ -241,18 +255,15 @@ async def test_the_dispatchers_batch_functions_change_only_the_holders_rows(db: 
         0,
         None,
     ), "deferred without an attempt: nothing counted, nothing moved"
-    async with db.transaction() as s:
-        brought = await repo_messages.retry_now(s, "sms", NOW, due_by=NOW + timedelta(minutes=5))
+    due_by = NOW + timedelta(minutes=5)
+    brought = await db.turns.run(lambda x: outbox.retry_now(x, "sms", NOW, due_by=due_by))
     assert brought == 1 and (await _status(db, second)).not_before == NOW
 
 
 async def test_mark_sent_can_clear_the_body(db: Database) -> None:
     [mid] = await _enqueue(db, 1)
     await _claim(db, "w1")
-    async with db.transaction() as s:
-        assert await repo_messages.mark_sent(
-            s, mid, "w1", provider_id="t1", now=NOW, clear_body=True
-        )
+    await _record(db, "w1", sent=[SentMark(mid, "t1", clear_body=True)])
     message = await _status(db, mid)
     assert (message.body, message.payload, message.status) == (None, {}, "sent")
 
@@ -281,8 +292,8 @@ async def test_statuses_only_move_forward(
 ) -> None:
     [mid] = await _enqueue(db, 1)
     await _claim(db, "w1")
+    await _record(db, "w1", sent=[SentMark(mid, "SM1")])
     async with db.transaction() as s:
-        await repo_messages.mark_sent(s, mid, "w1", provider_id="SM1", now=NOW)
         if before != "sent":
             await repo_messages.apply_status(s, "sms", "SM1", before, "e0", NOW)
     later = NOW + timedelta(seconds=5)
@@ -375,8 +386,8 @@ async def test_scrub_due_clears_in_flight_rows_later(db: Database) -> None:
         message.scrub_after = NOW + timedelta(minutes=15)
     assert (await _status(db, mid)).body == "message 0", "a queued reply is still sent"
     await _claim(db, "w1")
+    await _record(db, "w1", sent=[SentMark(mid, "p")])
     async with db.transaction() as s:
-        await repo_messages.mark_sent(s, mid, "w1", provider_id="p", now=NOW)
         assert await repo_messages.scrub_due(s, NOW + timedelta(minutes=14)) == 0
         assert await repo_messages.scrub_due(s, NOW + timedelta(minutes=15)) == 1
     message = await _status(db, mid)

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from storage import outbox
 from storage.executor import Statements
 
 
@@ -80,3 +81,29 @@ def test_statements_on_one_persons_messages_use_that_persons_index(
                 assert "ix_messages_outbox" not in plan, (name, plan)
                 assert any(index in plan for index in wanted), (name, plan)
     assert {"scrub_later", "clear_messages", "pending_out", "cancel_queued"} <= set(checked)
+
+
+def test_a_channels_sender_reads_only_its_own_channels_rows(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    """The outbox index leads with the channel (migration 0009): the web chat's sender asking
+    "anything due?" while 10,000 SMS wait must not walk them."""
+    dialect = SQLiteDialect_pysqlite(paramstyle="named")
+    st = outbox.statements("sqlite")
+    checked = {
+        "due": st.due,
+        "claims": st.claims,
+        "renew": [st.renew],
+        "opted_out": [st.opted_out],
+        "retry_now": [st.retry_now],
+    }
+    with sqlite3.connect(busy_outbox(sqlite_template, tmp_path)) as conn:
+        for name, stmts in checked.items():
+            for stmt in stmts:
+                sql = str(stmt.compile(dialect=dialect))
+                params = {key: "webchat" for key in re.findall(r":(\w+)", sql)}
+                plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+                assert "ix_messages_outbox (direction=? AND channel=? AND status=?" in plan, (
+                    name,
+                    plan,
+                )
