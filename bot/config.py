@@ -224,7 +224,7 @@ class DispatcherSettings:
     """How long transient failures are retried, from a message's first failed attempt."""
     backoff_base: float = 2.0
     backoff_max: float = 60.0
-    sms_concurrency: int = 8
+    sms_concurrency: int = 16
     telegram_rate: float = 30.0
     telegram_per_chat_rate: float = 1.0
     telegram_concurrency: int = 16

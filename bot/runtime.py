@@ -58,6 +58,7 @@ class Runtime:
             limits=limits_from(self.settings),
             metrics=self.metrics,
         )
+        self.service.sender = self.dispatcher
         self.tasks = TaskRunner(
             self.db, self.clock, self.settings.schedule.poll_interval, metrics=self.metrics
         )

@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Final
 
 from flows.conversation import AnswerValue, Input
@@ -120,8 +121,12 @@ def _strip_edges(text: str) -> str:
     return text[start:end]
 
 
+@lru_cache(maxsize=4096)
 def normalize(text: str) -> str:
-    """Fold `text` for comparison: no diacritics, case or surrounding punctuation; ASCII digits."""
+    """Fold `text` for comparison: no diacritics, case or surrounding punctuation; ASCII digits.
+
+    Remembered for the latest few thousand texts: one answer is folded several times in its turn
+    (keywords, then the question's own parser), and answers repeat ("1", "ja", "stopp")."""
     decomposed = unicodedata.normalize("NFKD", text).translate(_TRANSLATE)
     kept = "".join(
         " " if c.isspace() else c

@@ -44,6 +44,7 @@ from storage.models import (
     Respondent,
     SurveyVersion,
 )
+from storage.outbox import Outgoing
 from storage.plan import (
     ACTIVE,
     COMPLETED,
@@ -56,6 +57,7 @@ from storage.plan import (
     ConversationFacts,
     Enqueue,
     FinishConversation,
+    Handoff,
     InboundFacts,
     LinkAddress,
     LinkInbound,
@@ -619,12 +621,15 @@ def write(
     now: datetime,
     message_id: int | None = None,
     linked: tuple[int | None, str | None] = (None, None),
+    handoff: Mapping[str, Handoff] | None = None,
 ) -> TurnResult:
     """Write every step of a plan, in order. `linked` is the contact and conversation the inbound
-    message `message_id` was stored with (`load_inbound`): linking it to them again is skipped."""
+    message `message_id` was stored with (`load_inbound`): linking it to them again is skipped.
+    A reply due now on a channel in `handoff` is written claimed by that sender (`Handoff`)."""
     st = statements(x.dialect)
     new_contact: int | None = None
     reply_ids: list[int] = []
+    handed: list[Outgoing] = []
     started: str | None = None
     contact_seen: int | None = None
 
@@ -700,7 +705,13 @@ def write(
         elif isinstance(step, FinishConversation):
             _finish(x, st, step, resolve(step.contact_id), now)
         elif isinstance(step, Enqueue):
-            reply_ids.append(_enqueue(x, st, step, resolve(step.contact_id), now))
+            claimant = handoff.get(step.channel) if handoff else None
+            if claimant is not None and step.not_before > now:
+                claimant = None
+            reply_id = _enqueue(x, st, step, resolve(step.contact_id), now, claimant)
+            reply_ids.append(reply_id)
+            if claimant is not None:
+                handed.append(_claimed(step, reply_id, resolve(step.contact_id), now))
         elif isinstance(step, ScheduleTask):
             x.run(
                 st.schedule_replace if step.replace else st.schedule,
@@ -747,6 +758,7 @@ def write(
         contact_id=contact_seen,
         conversation_id=started,
         outcome=plan.outcome,
+        handed=tuple(handed),
     )
 
 
@@ -878,7 +890,23 @@ def _finish(
         x.run(st.scrub_later, {"w_conv": conv, "w_after": now + SCRUB_GRACE})
 
 
-def _enqueue(x: Exec, st: Statements, step: Enqueue, contact_id: int | None, now: datetime) -> int:
+def _enqueue(
+    x: Exec,
+    st: Statements,
+    step: Enqueue,
+    contact_id: int | None,
+    now: datetime,
+    claimant: Handoff | None = None,
+) -> int:
+    claimed: dict[str, Any] = {"status": "queued", "attempts": 0}
+    if claimant is not None:
+        # As a claim would leave it (storage.outbox.claim): sending, leased, one attempt.
+        claimed = {
+            "status": "sending",
+            "attempts": 1,
+            "claimed_by": claimant.worker,
+            "lease_until": claimant.until,
+        }
     rows = x.rows(
         st.enqueue,
         {
@@ -892,13 +920,29 @@ def _enqueue(x: Exec, st: Statements, step: Enqueue, contact_id: int | None, now
             "contact_id": contact_id,
             "conversation_id": step.conversation_id,
             "campaign_id": step.campaign_id,
-            "status": "queued",
-            "attempts": 0,
+            **claimed,
             "not_before": step.not_before,
             "created_at": now,
         },
     )
     return int(rows[0]["id"])
+
+
+def _claimed(step: Enqueue, reply_id: int, contact_id: int | None, now: datetime) -> Outgoing:
+    """The reply as its sender gets it from a claim."""
+    return Outgoing(
+        id=reply_id,
+        channel=step.channel,
+        address=step.address,
+        body=step.body,
+        payload=dict(step.payload),
+        kind=step.kind,
+        contact_id=contact_id,
+        attempts=1,
+        not_before=step.not_before,
+        created_at=now,
+        retrying_since=None,
+    )
 
 
 def _update_invitation(

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from storage.outbox import Outgoing
+
 NEW_CONTACT = -1
 """The contact id of the contact a plan's `NewContact` step creates."""
 
@@ -359,3 +361,17 @@ class TurnResult:
     contact_id: int | None = None
     conversation_id: str | None = None
     outcome: str = ""
+    handed: tuple[Outgoing, ...] = ()
+    """Replies written already claimed by this process's sender (see `Handoff`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """A sender in this process that holds `channel`'s lease and has room: a reply due now on
+    that channel is written already claimed by `worker` until `until`, and handed to the sender
+    in memory once the turn commits, instead of being claimed back from the table a moment
+    later. Should the process die, the row's lease runs out and it is claimed as any other."""
+
+    channel: str
+    worker: str
+    until: datetime

@@ -12,9 +12,10 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from bot.catalog import SurveyCatalog
 from bot.channels.base import InboundMessage, StatusUpdate, clean_text
@@ -39,7 +40,8 @@ from flows.model import Survey
 from storage import executor, repo_messages
 from storage.db import Database
 from storage.executor import Inbound
-from storage.plan import InboundFacts, TurnResult
+from storage.outbox import Outgoing
+from storage.plan import Handoff, InboundFacts, TurnResult
 from storage.sqlexec import Exec
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,18 @@ class WebChatSession:
     reply_ids: tuple[int, ...] = field(default=())
 
 
+class Sender(Protocol):
+    """This process's outbox sender, as turns see it (bot.outbox.dispatcher.Dispatcher)."""
+
+    def handoffs(self) -> Mapping[str, Handoff]:
+        """The channels whose replies it takes straight from a turn (`storage.plan.Handoff`)."""
+        ...
+
+    def hand_over(self, items: Sequence[Outgoing]) -> None:
+        """Replies a committed turn wrote claimed by it: send them."""
+        ...
+
+
 class ConversationService:
     """Runs turns through the executor, one transaction (or one group commit) each."""
 
@@ -95,6 +109,8 @@ class ConversationService:
         self.release_batch = release_batch
         self.ids = new_id
         self.metrics = metrics or Metrics()
+        self.sender: Sender | None = None
+        """Set by the runtime: replies due now go to it from the turn (`Handoff`)."""
 
     def address(self, route: Route) -> Address:
         """Where a route's messages go, with the address's key."""
@@ -136,6 +152,7 @@ class ConversationService:
         )
         catalog, policy, ids = self.catalog, self.policy, self.ids
         period = policy.period(now.date())
+        handoffs = self.sender.handoffs() if self.sender is not None else None
 
         def turn(x: Exec) -> TurnResult:
             facts = executor.load_inbound(
@@ -151,7 +168,9 @@ class ConversationService:
                 facts.sender.id if facts.sender else None,
                 facts.conversation.id if facts.conversation else None,
             )
-            return executor.write(x, plan, now=now, message_id=facts.message_id, linked=linked)
+            return executor.write(
+                x, plan, now=now, message_id=facts.message_id, linked=linked, handoff=handoffs
+            )
 
         started = time.perf_counter()
         try:
@@ -159,6 +178,8 @@ class ConversationService:
         except Exception:
             self.metrics.inbound_done(msg.channel, "error")
             raise
+        if result.handed and self.sender is not None:
+            self.sender.hand_over(result.handed)
         outcome = "duplicate" if result.duplicate else "ignored" if msg.ignore else "handled"
         self.metrics.inbound_done(msg.channel, outcome, time.perf_counter() - started)
         return InboundResult(

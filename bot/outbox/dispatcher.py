@@ -66,6 +66,7 @@ from flows.conversation import Button
 from storage import outbox, repo_messages
 from storage.db import Database
 from storage.outbox import Claim, Failure, Outgoing, Release, SentMark
+from storage.plan import Handoff
 from storage.sqlexec import Exec
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ log = logging.getLogger(__name__)
 ALWAYS_SENT = frozenset({"opt_out", "ack"})
 """Kinds sent even to an opted-out contact: the one confirmation, and a button acknowledgement."""
 
-CLAIM_BATCH = 500
+CLAIM_BATCH = 64
 """Most rows one claim takes."""
 CLAIM_AHEAD = 2.0
 """A lane holds about this many seconds of sending (at its rate) claimed in memory."""
@@ -477,8 +478,11 @@ class Dispatcher:
         recipient's pacing asks for it. Returns how many messages were handled (sent, failed,
         cancelled or put back to retry)."""
         handled = 0
+        full: list[_Lane] = []
         for lane in self.lanes.values():
-            await self._fill(lane, limit)
+            room = lane.room(limit)
+            if room and await self._fill(lane, limit) >= room:
+                full.append(lane)
         while True:
             started: list[asyncio.Task[None]] = []
             for lane in self.lanes.values():
@@ -489,7 +493,15 @@ class Dispatcher:
                 await asyncio.gather(*started)
             handled += await self.flush()
             if not any(lane.pending for lane in self.lanes.values()):
-                return handled
+                # A lane that took a whole claim's worth may have more due (without a limit).
+                again, full = (full if limit is None else []), []
+                for lane in again:
+                    room = lane.room(None)
+                    if await self._fill(lane) >= room:
+                        full.append(lane)
+                if not any(lane.pending for lane in self.lanes.values()):
+                    return handled
+                continue
             if not started:
                 mono = self.timer.monotonic()
                 hints = [
@@ -542,6 +554,37 @@ class Dispatcher:
             task.add_done_callback(lane.tasks.discard)
             started.append(task)
         return started
+
+    # -- replies straight from turns ---------------------------------------------------------------
+
+    def handoffs(self) -> dict[str, Handoff]:
+        """The channels whose replies a turn may write already claimed by this sender: sending in
+        the background, holding the channel's lease, not paused, with room in memory."""
+        if not self._tasks or self._stopping:
+            return {}
+        now = self.clock.now()
+        until = now + timedelta(seconds=self.settings.lease_seconds)
+        return {
+            name: Handoff(name, self.worker, until)
+            for name, lane in self.lanes.items()
+            if lane.holds_lease(now) and not lane.paused(now) and lane.pending < lane.target
+        }
+
+    def hand_over(self, items: Sequence[Outgoing]) -> None:
+        """Replies a committed turn wrote claimed by this sender (`handoffs`): queue them as if
+        claimed. Should the lane have lost its channel meanwhile, they go back to the table."""
+        now, mono = self.clock.now(), self.timer.monotonic()
+        for item in items:
+            lane = self.lanes.get(item.channel)
+            if lane is None or self._stopping or not lane.holds_lease(now):
+                self._record(_Retry(item, Release(item.id, None, counted=False)))
+            elif not lane.add(item, mono):
+                waiting = len(lane.queues[item.address])
+                later = now + timedelta(seconds=lane.gap * (waiting + 1))
+                self._record(_Retry(item, Release(item.id, later, counted=False)))
+            else:
+                self._start_ready(lane)
+                lane.signal.set()
 
     # -- claiming and leases ---------------------------------------------------------------------
 
