@@ -171,6 +171,7 @@ class Database:
                     lock=self._write_lock,
                     pragmas=sqlite_pragmas(),
                     holds_lock=self._holds_write_lock,
+                    busy_timeout_ms=BUSY_TIMEOUT_MS,
                 )
         return self._turns
 

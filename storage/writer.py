@@ -16,7 +16,9 @@ batch of sends: tens of SQLite statements of some microseconds each) is written 
 event loop, which costs less than the trip to a thread and back and never waits for the GIL
 between statements. A batch holding any other job (a campaign's round of invitations, a release
 of answers) runs on the writer's own thread, so the loop keeps answering meanwhile. Nothing the
-loop runs waits for the disk: the connection never checkpoints by itself
+loop runs waits for another process or the disk: on the loop a batch asks for the write lock
+without waiting (`busy_timeout` 0) and, should another process hold it (a command writing to the
+same file), goes to the thread to wait there; the connection never checkpoints by itself
 (`wal_autocheckpoint=0`); a second connection on the thread checkpoints the WAL (PASSIVE, which
 never blocks a writer) after every `CHECKPOINT_EVERY` batches. With `synchronous=NORMAL` a
 commit in WAL mode only appends to the log.
@@ -83,8 +85,12 @@ class SqliteWriter:
         lock: asyncio.Lock,
         pragmas: tuple[str, ...],
         holds_lock: Callable[[], bool] = lambda: False,
+        busy_timeout_ms: int = 5000,
     ) -> None:
         self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._waits: bool | None = None
+        """Whether the connection's busy_timeout is the waiting one (None: not set yet)."""
         self._lock = lock
         self._pragmas = pragmas
         self._holds_lock = holds_lock
@@ -128,10 +134,12 @@ class SqliteWriter:
             jobs = [job for job, _, _ in batch]
             try:
                 async with self._lock:
+                    outcomes = None
                     if all(quick for _, quick, _ in batch):
-                        outcomes = self._write(jobs)
-                    else:
+                        outcomes = self._write(jobs, wait=False)
+                    if outcomes is None:  # a long job, or another process holds the lock
                         outcomes = await loop.run_in_executor(self._thread, self._write, jobs)
+                    assert outcomes is not None, "a waiting write always has outcomes"
             except BaseException as e:  # cancelled while waiting: fail the batch, then stop
                 for _, _, future in batch:
                     if not future.done():
@@ -180,11 +188,21 @@ class SqliteWriter:
         except sqlite3.Error as e:
             log.warning("SQLite checkpoint failed (%s); trying again later", type(e).__name__)
 
-    def _write(self, jobs: list[Job[Any]]) -> list[tuple[bool, Any]]:
-        """One transaction for the batch, a savepoint per job (on the loop or the thread)."""
+    def _write(self, jobs: list[Job[Any]], wait: bool = True) -> list[tuple[bool, Any]] | None:
+        """One transaction for the batch, a savepoint per job (on the loop or the thread).
+        Without `wait`, None when another connection holds the write lock."""
         try:
             connection = self._open()
+            if self._waits is not wait:
+                timeout = self._busy_timeout_ms if wait else 0
+                connection.execute(f"PRAGMA busy_timeout={timeout}")
+                self._waits = wait
             connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if not wait and e.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return None
+            failure = WriteFailed(f"cannot start a write transaction: {e}")
+            return [(False, failure) for _ in jobs]
         except sqlite3.Error as e:
             failure = WriteFailed(f"cannot start a write transaction: {e}")
             return [(False, failure) for _ in jobs]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import make_url, select, text
 
 from storage import executor, repo_contacts
 from storage.db import Database
@@ -159,3 +160,32 @@ async def test_opting_out_cancels_queued_messages_but_the_confirmation(db: Datab
         statuses = sorted((m.kind, m.status) for m in await s.scalars(select(Message)))
     assert contact is not None and contact.opted_out_at == later
     assert statuses == [("opt_out", "queued"), ("reply", "cancelled")]
+
+
+async def test_while_another_process_writes_the_loop_keeps_running(db: Database) -> None:
+    """A quick batch asks for SQLite's write lock without waiting; while another connection (a
+    command run against the same file) holds it, the batch waits on the writer's thread and the
+    event loop keeps serving."""
+    if db.dialect != "sqlite":
+        pytest.skip("PostgreSQL turns have their own transactions")
+    path = make_url(db.url).database
+    assert path
+    await db.turns.run(lambda x: executor.write(x, newcomer(0), now=NOW), quick=True)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        turn = asyncio.ensure_future(
+            db.turns.run(lambda x: executor.write(x, newcomer(1), now=NOW), quick=True)
+        )
+        loop = asyncio.get_running_loop()
+        for _ in range(5):
+            started = loop.time()
+            await asyncio.sleep(0.05)
+            assert loop.time() - started < 0.5, "the loop was blocked"
+        assert not turn.done(), "written while another connection held the write lock"
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    result = await asyncio.wait_for(turn, 10)
+    assert result.contact_id is not None
+    assert await db.turns.run(lambda x: executor.write(x, newcomer(2), now=NOW), quick=True)
