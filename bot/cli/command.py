@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -64,6 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "the database schema is not up to date: run `brukardialog db upgrade` first"
             )
     app = create_app(settings, migrate=embedded)
+    app.on_startup.append(_freeze_startup_objects)
     host, port = settings.server.host, settings.server.port
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
     ready = f"Brukardialog is running. Web chat: http://{shown}:{port}/chat"
@@ -77,6 +79,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ListenError as e:
         raise CommandError(str(e)) from None
     return 0
+
+
+async def _freeze_startup_objects(app: web.Application) -> None:
+    """Once the service has started (after the runtime: registered first), keep what startup
+    made out of the garbage collector's full passes: the surveys, SQLAlchemy's metadata and the
+    libraries stay for the life of the process, and walking them made every full collection
+    stop the event loop for about 50 ms under load (`gc.freeze`)."""
+    gc.collect()
+    gc.freeze()
 
 
 # -- db ------------------------------------------------------------------------------------------

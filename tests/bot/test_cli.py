@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import re
 import subprocess
@@ -10,9 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from bot.cli import main
-from bot.cli.command import try_survey
+from bot.cli.command import _freeze_startup_objects, try_survey
 from bot.survey_files import load_paths
 from flows import engine
 from flows.conversation import Input
@@ -365,3 +367,14 @@ def test_the_readme_tour_runs_when_pasted(tmp_path: Path) -> None:
     assert "imported 6 contacts (6 new, 0 updated)" in result.stdout
     assert "  uppfoljning-efter-insats -> uppfoljning-insats: pending, due" in result.stdout
     assert (tmp_path / "resultat.xlsx").exists() and (tmp_path / "links.csv").exists()
+
+
+async def test_serve_keeps_what_startup_made_out_of_full_collections() -> None:
+    """`serve` freezes the objects alive after startup (`gc.freeze`): a full collection under
+    load then walks only what the service made since, not every survey and library."""
+    assert gc.get_freeze_count() == 0
+    try:
+        await _freeze_startup_objects(web.Application())
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
