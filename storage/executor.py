@@ -259,6 +259,13 @@ class Statements:
         )
         self.update_conversation = update(v).where(v.c.id == bindparam("w_id"))
         self.update_respondent = update(_respondents).where(_respondents.c.id == bindparam("w_id"))
+        # PostgreSQL: a finishing turn locks its conversation's messages in id order before
+        # changing any, as the outbox's recorder locks the rows it records (storage.outbox), so
+        # the two never wait for each other in a circle (a deadlock costs PostgreSQL's
+        # deadlock_timeout, a second, before one of them is retried).
+        self.lock_conversation_messages = locked(
+            select(m.c.id).where(m.c.conversation_id == bindparam("w_conv")).order_by(m.c.id)
+        )
         self.clear_messages = (
             update(m)
             .where(
@@ -841,6 +848,8 @@ def _finish(
     x: Exec, st: Statements, step: FinishConversation, contact_id: int | None, now: datetime
 ) -> None:
     conv = step.conversation_id
+    if x.dialect == "postgresql" and (step.discard or step.anonymous):
+        x.rows(st.lock_conversation_messages, {"w_conv": conv})
     if step.discard:
         x.run(st.delete_messages, {"w_conv": conv})
         x.run(st.blank_inbound, {"w_conv": conv})

@@ -192,6 +192,14 @@ class Statements:
             "lease_until": None,
             "error": None,
         }
+        # PostgreSQL: the rows of one record, locked in id order before any is changed (a
+        # finishing turn locks its conversation's messages in the same order: storage.executor).
+        self.lock_rows = (
+            select(m.c.id)
+            .where(m.c.id.in_(bindparam("o_ids", expanding=True)))
+            .order_by(m.c.id)
+            .with_for_update()
+        )
         self.mark_sent = update(m).where(held).values(**sent)
         self.mark_sent_clear = update(m).where(held).values(**sent, body=None, payload={})
         self.release = (
@@ -338,6 +346,10 @@ def record(
     """Write what became of claimed messages, each statement once for many rows. Rows whose
     lease `worker` no longer holds are left alone."""
     st = statements(x.dialect)
+    if x.dialect == "postgresql":
+        ids = sorted({o.id for group in (sent, releases, failures) for o in group})
+        if ids:
+            x.rows(st.lock_rows, {"o_ids": ids})
     for clear_body in (False, True):
         group = [s for s in sent if s.clear_body is clear_body]
         if group:
