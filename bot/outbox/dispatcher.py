@@ -77,7 +77,7 @@ log = logging.getLogger(__name__)
 ALWAYS_SENT = frozenset({"opt_out", "ack"})
 """Kinds sent even to an opted-out contact: the one confirmation, and a button acknowledgement."""
 
-CLAIM_BATCH = 64
+CLAIM_BATCH = 200
 """Most rows one claim takes."""
 CLAIM_AHEAD = 2.0
 """A lane holds about this many seconds of sending (at its rate) claimed in memory."""
