@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from twilio.base.exceptions import TwilioServiceException
+from twilio.base.version import Version
+from twilio.http.response import Response as TwilioResponse
 
 from bot.channels.base import OutboundMessage, RequestRejected, SendError, StatusUpdate, WebRequest
-from bot.channels.twilio.channel import STATUS_MAP, TwilioChannel, TwilioSettings
+from bot.channels.twilio.channel import STATUS_MAP, TwilioChannel, TwilioSettings, api_error
 from bot.clock import FixedClock
 from flows.conversation import Button
 from tests.channels.twilio_cases import (
@@ -425,6 +428,11 @@ async def test_auth_token_never_reaches_logs_or_errors(
         with pytest.raises(SendError) as failed:
             await channel.send(outbound(QUESTION))
         errors.append(failed.value)
+    # Asking what Twilio accepted goes through the twilio library, with its own request logs.
+    await channels[0].sent_since(outbound(QUESTION), datetime.now(UTC) - timedelta(minutes=5))
+    with pytest.raises(SendError) as failed:
+        await channels[2].sent_since(outbound(QUESTION), datetime.now(UTC) - timedelta(minutes=5))
+    errors.append(failed.value)
 
     secrets = {
         FAKE_AUTH_TOKEN,
@@ -551,3 +559,35 @@ async def test_asking_twilio_what_it_accepted_can_fail_retryably(
     with pytest.raises(SendError) as raised:
         await channel.sent_since(outbound("Hej"), datetime.now(UTC))
     assert not raised.value.retryable and raised.value.code == "20003"
+
+
+API_ERRORS = [
+    (400, '{"code": 21211, "message": "The \'To\' number 123 is not valid.", "status": 400}'),
+    (400, '{"code": 21610, "message": "Attempt to send to unsubscribed recipient"}'),
+    (429, '{"code": 20429, "message": "Too Many Requests", "more_info": "x"}'),
+    (500, '{"message": "Internal error"}'),
+    (503, "<html>Service Unavailable</html>"),
+    (502, ""),
+    (400, '["not", "an", "object"]'),
+    (401, '{"status": 401}'),
+    (
+        400,
+        '{"type": "https://www.twilio.com/docs/errors/21211", "title": "Invalid To",'
+        ' "status": 400, "code": 21211, "detail": "not a number"}',
+    ),
+    (400, '{"type": "t", "title": "Bad request", "status": 400, "code": 20001}'),
+]
+
+
+@pytest.mark.parametrize(("status", "body"), API_ERRORS)
+def test_send_errors_are_read_as_the_twilio_library_reads_them(status: int, body: str) -> None:
+    """`send` posts without the library's layers; its error payloads still mean what the
+    library's `Version.exception` makes of them."""
+    exc = Version.exception(
+        "POST", "/Messages.json", TwilioResponse(status, body), "Unable to create record"
+    )
+    if isinstance(exc, TwilioServiceException):
+        expected = (exc.code, f"{exc.title}: {exc.detail}" if exc.detail else exc.title)
+    else:
+        expected = (exc.code, exc.msg.removeprefix("Unable to create record: "))
+    assert api_error(status, body) == expected
