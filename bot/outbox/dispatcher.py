@@ -481,7 +481,7 @@ class Dispatcher:
         full: list[_Lane] = []
         for lane in self.lanes.values():
             room = lane.room(limit)
-            if room and await self._fill(lane, limit) >= room:
+            if await self._fill(lane, limit) >= room > 0:
                 full.append(lane)
         while True:
             started: list[asyncio.Task[None]] = []
@@ -497,7 +497,7 @@ class Dispatcher:
                 again, full = (full if limit is None else []), []
                 for lane in again:
                     room = lane.room(None)
-                    if await self._fill(lane) >= room:
+                    if await self._fill(lane) >= room > 0:
                         full.append(lane)
                 if not any(lane.pending for lane in self.lanes.values()):
                     return handled
