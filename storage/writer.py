@@ -21,7 +21,8 @@ without waiting (`busy_timeout` 0) and, should another process hold it (a comman
 same file), goes to the thread to wait there; the connection never checkpoints by itself
 (`wal_autocheckpoint=0`); a second connection on the thread checkpoints the WAL (PASSIVE, which
 never blocks a writer) after every `CHECKPOINT_EVERY` batches. With `synchronous=NORMAL` a
-commit in WAL mode only appends to the log.
+commit in WAL mode only appends to the log. The writer's connection keeps up to 64 MB of pages
+(`cache_size`), so the index pages turns look people up in stay in memory as the file grows.
 
 PostgreSQL (`AlchemyWriter`): each job in its own transaction on the pool, its rows locked by the
 executor; several service processes write concurrently. A deadlock or serialization failure is
@@ -175,6 +176,7 @@ class SqliteWriter:
         if self._connection is None:
             connection = self._connect()
             connection.execute("PRAGMA wal_autocheckpoint=0")
+            connection.execute("PRAGMA cache_size=-65536")
             self._connection = connection
         return self._connection
 
