@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -318,7 +319,14 @@ class Message(Base):
         Index("ix_messages_conversation", "conversation_id"),
         Index("ix_messages_contact", "contact_id"),
         Index("ix_messages_channel_key", "channel", "address_key", "id"),
-        Index("ix_messages_scrub_after", "scrub_after"),
+        # Only the few rows waiting to be scrubbed: most rows never have one, and every message
+        # written paid for an entry (migration 0009).
+        Index(
+            "ix_messages_scrub_after",
+            "scrub_after",
+            sqlite_where=text("scrub_after IS NOT NULL"),
+            postgresql_where=text("scrub_after IS NOT NULL"),
+        ),
         # Ids never come back after rows are deleted: the web chat polls "after id N".
         {"sqlite_autoincrement": True},
     )

@@ -107,3 +107,20 @@ def test_a_channels_sender_reads_only_its_own_channels_rows(
                     name,
                     plan,
                 )
+
+
+def test_scrubbing_reads_only_the_rows_waiting_for_it(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    """`ix_messages_scrub_after` is partial (migration 0009): only rows with a `scrub_after` have
+    an entry, and the scrub's query still finds them through it."""
+    # storage.repo_messages.scrub_due's query.
+    sql = (
+        "SELECT id FROM messages WHERE scrub_after IS NOT NULL AND scrub_after <= :now "
+        "AND status NOT IN ('queued', 'sending') LIMIT 1000"
+    )
+    with sqlite3.connect(busy_outbox(sqlite_template, tmp_path)) as conn:
+        plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", {"now": "x"}))
+        assert "ix_messages_scrub_after" in plan, plan
+        partial = {row[1]: row[4] for row in conn.execute("PRAGMA index_list(messages)")}
+        assert partial["ix_messages_scrub_after"] == 1, "an entry only for rows to scrub"
