@@ -168,10 +168,8 @@ class Statements:
             _filter_only(m.c.direction) == "out",
             _one_of(m.c.status, IN_FLIGHT),
         )
-        self.record_inbound = (
-            insert(m)
-            .on_conflict_do_nothing(index_elements=[m.c.channel, m.c.direction, m.c.provider_id])
-            .returning(m.c.id)
+        self.record_inbound = insert(m).on_conflict_do_nothing(
+            index_elements=[m.c.channel, m.c.direction, m.c.provider_id]
         )
         self.pressed = select(m.c.payload, m.c.conversation_id).where(
             m.c.channel == bindparam("channel"),
@@ -214,7 +212,7 @@ class Statements:
         )
 
         # -- writes
-        self.insert_contact = insert(c).returning(c.c.id)
+        self.insert_contact = insert(c)
         self.upsert_address = insert(_addresses)
         self.upsert_address = self.upsert_address.on_conflict_do_update(
             index_elements=[_addresses.c.channel, _addresses.c.address_key],
@@ -327,7 +325,7 @@ class Statements:
         self.insert_participation = insert(p).on_conflict_do_nothing(
             index_elements=[p.c.contact_id, p.c.survey_id, p.c.period]
         )
-        self.enqueue = insert(m).returning(m.c.id)
+        self.enqueue = insert(m)
         t = _tasks
         self.schedule = insert(t).on_conflict_do_nothing(index_elements=[t.c.key])
         replace = insert(t)
@@ -491,7 +489,7 @@ def load_inbound(
     if sender is not None:
         active = x.rows(st.active, {"contact_id": sender.id})
         conv = _conversation(active[0]) if active else None
-    recorded = x.rows(
+    recorded = x.insert(
         st.record_inbound,
         {
             "direction": "in",
@@ -512,7 +510,7 @@ def load_inbound(
             "status_at": inbound.received_at,
         },
     )
-    if not recorded:
+    if recorded is None:
         return None
     facts: dict[str, Any] = {}
     if inbound.start_token_key is not None:
@@ -536,9 +534,7 @@ def load_inbound(
             facts["pressed"] = PressedButton(None, None, known=False)
     if sender is not None and conv is None:
         facts.update(_keyword_facts(x, st, sender.id, now, closed_grace, period))
-    return InboundFacts(
-        message_id=int(recorded[0]["id"]), sender=sender, conversation=conv, **facts
-    )
+    return InboundFacts(message_id=recorded, sender=sender, conversation=conv, **facts)
 
 
 def _keyword_facts(
@@ -770,11 +766,11 @@ def write(
 
 
 def _new_contact(x: Exec, st: Statements, step: NewContact, now: datetime) -> int:
-    rows = x.rows(
+    contact_id = x.insert(
         st.insert_contact,
         {"language": step.language, "attributes": {}, "created_at": now, "updated_at": now},
     )
-    contact_id = int(rows[0]["id"])
+    assert contact_id is not None
     _link_address(x, st, contact_id, step.channel, step.address, step.address_key, now)
     return contact_id
 
@@ -916,7 +912,7 @@ def _enqueue(
             "claimed_by": claimant.worker,
             "lease_until": claimant.until,
         }
-    rows = x.rows(
+    reply_id = x.insert(
         st.enqueue,
         {
             "direction": "out",
@@ -934,7 +930,8 @@ def _enqueue(
             "created_at": now,
         },
     )
-    return int(rows[0]["id"])
+    assert reply_id is not None
+    return reply_id
 
 
 def _claimed(step: Enqueue, reply_id: int, contact_id: int | None, now: datetime) -> Outgoing:

@@ -52,6 +52,9 @@ Job = Callable[[Exec], T]
 
 MAX_BATCH = 256
 """Jobs written in one SQLite transaction at most."""
+GATHER_ROUNDS = 3
+"""Loop iterations a batch waits for the turns of requests already being read (see
+`_run_batches`): a request reaches the writer some iterations after its bytes arrive."""
 CHECKPOINT_EVERY = 32
 """Batches between two checkpoints of the WAL (on the writer's thread)."""
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})
@@ -130,6 +133,10 @@ class SqliteWriter:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await queue.get()]
+            # Requests that arrived with this one are still on their way through the loop (read,
+            # parsed, verified): let them catch up so one commit serves them all.
+            for _ in range(GATHER_ROUNDS):
+                await asyncio.sleep(0)
             while len(batch) < MAX_BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
             jobs = [job for job, _, _ in batch]
