@@ -225,9 +225,11 @@ def webhook_handler(name: str, hook: Webhook) -> Callable[[web.Request], Awaitab
                 if update is not None:
                     await runtime.service.handle_status(update)
             else:
+                queued = False
                 for message in channel.parse(req):
-                    await runtime.service.handle_inbound(message)
-                runtime.dispatcher.wake()
+                    queued |= (await runtime.service.handle_inbound(message)).queued
+                if queued:  # replies handed to this process's sender are on their way already
+                    runtime.dispatcher.wake()
         except RequestRejected as e:
             refused(request, label, e, req.body)
             return web.Response(status=e.status, text=e.reason)

@@ -64,6 +64,9 @@ class InboundResult:
     message_id: int | None = None
     reply_ids: tuple[int, ...] = ()
     outcome: str = ""
+    queued: bool = False
+    """Some reply waits in the outbox to be claimed (not handed to this process's sender):
+    wake the dispatcher."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +190,7 @@ class ConversationService:
             message_id=result.message_id,
             reply_ids=result.reply_ids,
             outcome=result.outcome,
+            queued=len(result.reply_ids) > len(result.handed),
         )
 
     def _ensure_versions(self, x: Exec, facts: InboundFacts) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -543,3 +544,34 @@ async def test_every_refused_webhook_leaves_a_log_line_without_personal_data(
         if status in (400, 403):
             assert sid in lines[0]
     assert await harness.count(Message) == 0
+
+
+async def test_a_webhook_wakes_the_sender_only_for_replies_left_in_the_table(
+    harness: Harness, twilio: FakeTwilio
+) -> None:
+    """A reply handed from the turn to this process's sender needs no wake-up (one claim query
+    per idle channel saved per message); one left in the outbox does."""
+    dispatcher = harness.runtime.dispatcher
+    woken: list[int] = []
+    wake = dispatcher.wake
+    dispatcher.wake = lambda: (woken.append(1), wake())[1]  # type: ignore[method-assign]
+    assert await harness.sms(PHONE, "uppfoljning") == 200
+    assert woken == [1], "no sender in the background: the reply waits for a claim"
+    await harness.deliver()
+    await dispatcher.start()
+    try:
+        for _ in range(100):  # the background sender takes the SMS channel's lease
+            if dispatcher.handoffs():
+                break
+            await asyncio.sleep(0.02)
+        assert set(dispatcher.handoffs()) >= {"sms"}
+        before = len(twilio.sends)
+        assert await harness.sms(PHONE, "2") == 200
+        assert woken == [1], "the reply went to the sender from the turn"
+        for _ in range(200):
+            if len(twilio.sends) > before:
+                break
+            await asyncio.sleep(0.02)
+        assert len(twilio.sends) == before + 1
+    finally:
+        await dispatcher.stop()

@@ -189,3 +189,32 @@ async def test_while_another_process_writes_the_loop_keeps_running(db: Database)
     result = await asyncio.wait_for(turn, 10)
     assert result.contact_id is not None
     assert await db.turns.run(lambda x: executor.write(x, newcomer(2), now=NOW), quick=True)
+
+
+async def test_an_insert_returns_the_new_rows_id_and_none_when_its_conflict_clause_skips_it(
+    db: Database,
+) -> None:
+    """`Exec.insert`: lastrowid on SQLite (no RETURNING), RETURNING on PostgreSQL."""
+    inbound = executor.Inbound("sms", "SM1", "key-1", "hej", {}, NOW)
+
+    def record(provider_id: str) -> Callable[[Exec], int | None]:
+        def job(x: Exec) -> int | None:
+            facts = executor.load_inbound(
+                x,
+                executor.Inbound("sms", provider_id, "key-1", "hej", {}, NOW),
+                now=NOW,
+                closed_grace=timedelta(hours=1),
+                period="2026",
+            )
+            return None if facts is None else facts.message_id
+
+        return job
+
+    first = await db.turns.run(record(inbound.provider_id), quick=True)
+    again = await db.turns.run(record(inbound.provider_id), quick=True)
+    other = await db.turns.run(record("SM2"), quick=True)
+    assert isinstance(first, int) and isinstance(other, int) and other > first
+    assert again is None, "a redelivery inserts nothing"
+    async with db.transaction(read_only=True) as s:
+        stored = (await s.scalars(select(Message.id).order_by(Message.id))).all()
+    assert stored == [first, other]

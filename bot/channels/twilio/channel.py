@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import phonenumbers
@@ -195,6 +196,7 @@ class TwilioChannel:
         self._headers = {
             "Authorization": aiohttp.encode_basic_auth(settings.account_sid, settings.auth_token),
             "Accept": "application/json",
+            "Content-Type": "application/x-www-form-urlencoded",
         }
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
 
@@ -284,14 +286,16 @@ class TwilioChannel:
             form["StatusCallback"] = settings.status_callback_url
         retry_after: float | None = None
         try:
+            # The form encoded as aiohttp's FormData would (urlencode, UTF-8), without building one.
             async with self._session().post(
                 self._create_url,
-                data=form,
+                data=urlencode(form).encode(),
                 headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:
-                status, body = response.status, await response.text()
+                status = response.status
+                body = (await response.read()).decode("utf-8", "replace")
                 if status == 429:
                     retry_after = _parse_retry_after(response.headers.get("Retry-After"))
         except TimeoutError:
