@@ -21,10 +21,10 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import and_, bindparam, delete, func, literal, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -73,6 +73,7 @@ from storage.plan import (
     SetOptedOut,
     StartConversation,
     StartFacts,
+    Step,
     TurnPlan,
     TurnResult,
     UpdateFollowup,
@@ -642,7 +643,7 @@ def write(
             return new_contact
         return contact_id
 
-    for step in plan.steps:
+    for step in folded(plan.steps):
         if isinstance(step, NewContact):
             new_contact = _new_contact(x, st, step, now)
             contact_seen = new_contact
@@ -763,6 +764,38 @@ def write(
         outcome=plan.outcome,
         handed=tuple(handed),
     )
+
+
+def folded(steps: Sequence[Step]) -> list[Step]:
+    """The steps with a new contact's language and a new conversation's state written with the
+    row they belong to: the rows `write` leaves are the same, with one statement less each
+    (a survey started by keyword runs both). A state saved after the conversation finished in
+    the same plan stays a step of its own."""
+    out: list[Step | None] = list(steps)
+    contact: int | None = None
+    started: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        if isinstance(step, NewContact):
+            contact = i
+        elif (
+            isinstance(step, SetLanguage) and step.contact_id == NEW_CONTACT and contact is not None
+        ):
+            out[contact] = replace(cast(NewContact, out[contact]), language=step.language)
+            out[i] = None
+        elif isinstance(step, StartConversation):
+            started[step.id] = i
+        elif isinstance(step, FinishConversation):
+            started.pop(step.conversation_id, None)
+        elif isinstance(step, SaveState) and step.conversation_id in started:
+            at = started[step.conversation_id]
+            out[at] = replace(
+                cast(StartConversation, out[at]),
+                state=step.state,
+                expires_at=step.expires_at,
+                channel=step.channel,
+            )
+            out[i] = None
+    return [step for step in out if step is not None]
 
 
 def _new_contact(x: Exec, st: Statements, step: NewContact, now: datetime) -> int:

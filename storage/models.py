@@ -67,16 +67,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
 
-        def process(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is not UTC:
-                if value.tzinfo is None:
-                    raise ValueError("naive datetime given to a UTC column")
-                value = value.astimezone(UTC)
-            return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
-
-        return process
+        return _sqlite_text
 
     def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
         """SQLite: the stored text straight to an aware UTC datetime; else the usual way."""
@@ -96,6 +87,29 @@ class UTCDateTime(TypeDecorator[datetime]):
             return parsed.astimezone(UTC)
 
         return process
+
+
+_last_bound: tuple[datetime | None, str | None] = (None, None)
+"""The last datetime bound on SQLite and its text: a turn binds the same `now` to most of its
+columns. One tuple, replaced whole, so threads never see half of one."""
+
+
+def _sqlite_text(value: datetime | None) -> str | None:
+    """An aware datetime as SQLAlchemy's SQLite text, naive UTC ("2026-03-02 09:30:00.000000")."""
+    global _last_bound
+    if value is None:
+        return None
+    seen, text = _last_bound
+    if value is seen:
+        return text
+    stamp = value
+    if stamp.tzinfo is not UTC:
+        if stamp.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        stamp = stamp.astimezone(UTC)
+    text = stamp.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
+    _last_bound = (value, text)
+    return text
 
 
 def utcnow() -> datetime:

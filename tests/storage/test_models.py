@@ -27,11 +27,17 @@ aware = st.builds(
 )
 
 
-@given(aware)
-def test_the_shortcut_stores_and_reads_what_sqlalchemy_does(value: datetime) -> None:
+@given(aware, aware)
+def test_the_shortcut_stores_and_reads_what_sqlalchemy_does(
+    value: datetime, other: datetime
+) -> None:
     assert FAST_BIND is not None and USUAL_BIND is not None
     stored = FAST_BIND(value)
     assert stored == USUAL_BIND(value)
+    # The last value's text is kept: binding another in between, or the same again, changes
+    # nothing.
+    assert FAST_BIND(other) == USUAL_BIND(other)
+    assert FAST_BIND(value) == stored == FAST_BIND(value)
     assert FAST_RESULT(stored) == USUAL_RESULT(stored) == value
     assert FAST_RESULT(stored).tzinfo is UTC
 

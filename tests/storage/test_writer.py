@@ -17,10 +17,13 @@ from storage.plan import (
     NEW_CONTACT,
     CancelQueued,
     Enqueue,
+    FinishConversation,
     LinkInbound,
     NewContact,
+    SaveState,
     SetLanguage,
     SetOptedOut,
+    StartConversation,
     TurnPlan,
     TurnResult,
 )
@@ -218,3 +221,42 @@ async def test_an_insert_returns_the_new_rows_id_and_none_when_its_conflict_clau
     async with db.transaction(read_only=True) as s:
         stored = (await s.scalars(select(Message.id).order_by(Message.id))).all()
     assert stored == [first, other]
+
+
+def test_a_new_rows_first_values_are_written_with_it_not_after_it() -> None:
+    """`executor.folded`: a newcomer's language and a new conversation's state go into the rows'
+    inserts; a state saved after the conversation finished stays a step of its own."""
+    start = StartConversation(
+        id="c1",
+        contact_id=NEW_CONTACT,
+        survey_id="s",
+        survey_version_id=1,
+        campaign_id=None,
+        followup_id=None,
+        origin="public",
+        channel="sms",
+        state={"step": 0},
+        expires_at=NOW,
+        attributes={},
+        respondent_id=None,
+    )
+    first = SaveState("c1", {"step": 1}, NOW + timedelta(days=1), "telegram")
+    later = SaveState("c1", {"step": 2}, NOW + timedelta(days=2), "sms")
+    finish = FinishConversation(
+        "c1", "completed", {"step": 1}, True, None, None, None, "public", NEW_CONTACT, "s"
+    )
+    steps = (*newcomer(1).steps, start, first, finish, later)
+    contact, reply, started, finished, saved = executor.folded(steps)
+    assert isinstance(contact, NewContact) and contact.language == "en"
+    assert isinstance(reply, Enqueue)
+    assert started == StartConversation(
+        **{
+            **{f: getattr(start, f) for f in start.__slots__},
+            "state": {"step": 1},
+            "expires_at": NOW + timedelta(days=1),
+            "channel": "telegram",
+        }
+    )
+    assert (finished, saved) == (finish, later)
+    other = SaveState("c2", {"step": 1}, NOW, "sms")
+    assert executor.folded((SetLanguage(7, "ar"), other)) == [SetLanguage(7, "ar"), other]
