@@ -124,7 +124,8 @@ class ConversationService:
 
     async def handle_inbound(self, msg: InboundMessage) -> InboundResult:
         """Store one inbound message and do what it asks, in one transaction."""
-        msg = replace(msg, text=clean_text(msg.text))
+        if (text := clean_text(msg.text)) != msg.text:
+            msg = replace(msg, text=text)
         now = self.clock.now()
         media = {"num_media": n} if (n := msg.extras.get("num_media")) else {}
         if msg.ignore is not None:

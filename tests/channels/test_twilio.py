@@ -17,6 +17,7 @@ from aiohttp import web
 from twilio.base.exceptions import TwilioServiceException
 from twilio.base.version import Version
 from twilio.http.response import Response as TwilioResponse
+from twilio.request_validator import RequestValidator
 
 from bot.channels.base import OutboundMessage, RequestRejected, SendError, StatusUpdate, WebRequest
 from bot.channels.twilio.channel import STATUS_MAP, TwilioChannel, TwilioSettings, api_error
@@ -130,6 +131,26 @@ def test_signature_accepts_url_with_default_port() -> None:
     url = case.url.replace(".se/", ".se:443/")
     request = WebRequest(url, headers, body, "application/x-www-form-urlencoded", case.form)
     assert webhook_channel().verify(request) is True
+
+
+@pytest.mark.parametrize("signed_with_port", [False, True])
+@pytest.mark.parametrize("port", ["", ":443", ":8443"])
+@pytest.mark.parametrize("token", [FAKE_AUTH_TOKEN, "not-the-token"])
+def test_verify_accepts_exactly_what_the_library_accepts(
+    signed_with_port: bool, port: str, token: str
+) -> None:
+    """The one-HMAC fast path in `verify` never changes the library's verdict."""
+    case = CASES[0]
+    signed_url = case.url.replace(".se/", ".se:443/") if signed_with_port else case.url
+    headers, body = signed_form_request(signed_url, case.form, token)
+    url = case.url.replace(".se/", f".se{port}/")
+    request = WebRequest(url, headers, body, "application/x-www-form-urlencoded", case.form)
+    library = RequestValidator(FAKE_AUTH_TOKEN).validate(
+        url, dict(case.form), headers["X-Twilio-Signature"]
+    )
+    assert webhook_channel().verify(request) is bool(library)
+    if token != FAKE_AUTH_TOKEN:
+        assert not library
 
 
 # --- outgoing: against the fake Twilio REST API ---

@@ -156,7 +156,10 @@ class AiohttpRequest(BaseRequest):
             raise NetworkError("aiohttp: the request pool is closed")
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=60)
-            self._session = aiohttp.ClientSession(connector=connector)
+            # The Bot API sets no cookies: no jar to read and update per call.
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+            )
         return self._session
 
     def _or_default(self, value: ODVInput[float]) -> float | None:
