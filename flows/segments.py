@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 _GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -22,8 +23,10 @@ class SegmentInfo:
     """Septets for GSM-7, UTF-16 code units for UCS-2."""
 
 
+@lru_cache(maxsize=1024)
 def segment_info(text: str) -> SegmentInfo:
-    """Segments the text costs as one SMS (concatenated messages lose room to the UDH)."""
+    """Segments the text costs as one SMS (concatenated messages lose room to the UDH). Kept
+    for recent texts: a survey sends the same questions to everyone."""
     if all(c in _GSM7_BASIC or c in _GSM7_EXTENDED for c in text):
         units = sum(2 if c in _GSM7_EXTENDED else 1 for c in text)
         single, multi, encoding = 160, 153, "GSM-7"

@@ -11,16 +11,25 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 from twilio.base.exceptions import TwilioServiceException
 from twilio.base.version import Version
 from twilio.http.response import Response as TwilioResponse
 from twilio.request_validator import RequestValidator
 
 from bot.channels.base import OutboundMessage, RequestRejected, SendError, StatusUpdate, WebRequest
-from bot.channels.twilio.channel import STATUS_MAP, TwilioChannel, TwilioSettings, api_error
+from bot.channels.twilio.channel import (
+    STATUS_MAP,
+    TwilioChannel,
+    TwilioSettings,
+    _quoted,
+    api_error,
+)
 from bot.clock import FixedClock
 from flows.conversation import Button
 from tests.channels.twilio_cases import (
@@ -151,6 +160,13 @@ def test_verify_accepts_exactly_what_the_library_accepts(
     assert webhook_channel().verify(request) is bool(library)
     if token != FAKE_AUTH_TOKEN:
         assert not library
+
+
+@given(st.dictionaries(st.sampled_from(["To", "From", "Body", "StatusCallback"]), st.text()))
+def test_a_send_form_is_encoded_as_urlencode_encodes_it(form: dict[str, str]) -> None:
+    """The send's cached quoting (`_quoted`) writes the bytes `urlencode` does."""
+    assert urlencode(form, quote_via=_quoted) == urlencode(form)
+    assert urlencode(form, quote_via=_quoted) == urlencode(form), "and again, from the cache"
 
 
 # --- outgoing: against the fake Twilio REST API ---
