@@ -114,6 +114,8 @@ _CONTACT_COLUMNS = (
     _contacts.c.unit,
     _contacts.c.contact_since,
 )
+_CONV = "conv_"
+"""Prefix of the conversation's columns where they are read next to a contact's."""
 _CONVERSATION_COLUMNS = (
     _conversations.c.id,
     _conversations.c.contact_id,
@@ -153,6 +155,24 @@ class Statements:
             )
             .limit(1),
             c,
+        )
+        # SQLite, where nothing is locked: the sender and their active conversation in one
+        # statement (a turn's first read; PostgreSQL locks each row, so reads them one by one).
+        self.sender_active = (
+            select(
+                *_CONTACT_COLUMNS, *(col.label(_CONV + col.key) for col in _CONVERSATION_COLUMNS)
+            )
+            .select_from(
+                _addresses.join(c, c.c.id == _addresses.c.contact_id).outerjoin(
+                    v, and_(v.c.contact_id == c.c.id, v.c.status == ACTIVE)
+                )
+            )
+            .where(
+                _addresses.c.channel == bindparam("channel"),
+                _addresses.c.address_key == bindparam("key"),
+            )
+            .order_by(v.c.started_at.desc(), v.c.id.desc())
+            .limit(1)
         )
         self.contact = locked(select(*_CONTACT_COLUMNS).where(c.c.id == bindparam("contact_id")))
         self.active = locked(
@@ -433,21 +453,21 @@ def _contact(row: Row) -> ContactFacts:
     )
 
 
-def _conversation(row: Row) -> ConversationFacts:
+def _conversation(row: Row, prefix: str = "") -> ConversationFacts:
     return ConversationFacts(
-        id=row["id"],
-        contact_id=row["contact_id"],
-        respondent_id=row["respondent_id"],
-        survey_version_id=int(row["survey_version_id"]),
-        survey_id=row["survey_id"],
-        campaign_id=row["campaign_id"],
-        followup_id=row["followup_id"],
-        origin=row["origin"],
-        channel=row["channel"],
-        status=row["status"],
-        state=row["state"],
-        attributes=row["attributes"] or {},
-        expires_at=row["expires_at"],
+        id=row[prefix + "id"],
+        contact_id=row[prefix + "contact_id"],
+        respondent_id=row[prefix + "respondent_id"],
+        survey_version_id=int(row[prefix + "survey_version_id"]),
+        survey_id=row[prefix + "survey_id"],
+        campaign_id=row[prefix + "campaign_id"],
+        followup_id=row[prefix + "followup_id"],
+        origin=row[prefix + "origin"],
+        channel=row[prefix + "channel"],
+        status=row[prefix + "status"],
+        state=row[prefix + "state"],
+        attributes=row[prefix + "attributes"] or {},
+        expires_at=row[prefix + "expires_at"],
     )
 
 
@@ -484,12 +504,19 @@ def load_inbound(
     st = statements(x.dialect)
     if x.dialect == "postgresql":
         x.rows(st.lock_address, {"k": _lock_key(inbound.channel, inbound.address_key)})
-    found = x.rows(st.sender, {"channel": inbound.channel, "key": inbound.address_key})
-    sender = _contact(found[0]) if found else None
+    who = {"channel": inbound.channel, "key": inbound.address_key}
     conv = None
-    if sender is not None:
-        active = x.rows(st.active, {"contact_id": sender.id})
-        conv = _conversation(active[0]) if active else None
+    if x.dialect == "sqlite":
+        found = x.rows(st.sender_active, who)
+        sender = _contact(found[0]) if found else None
+        if found and found[0][_CONV + "id"] is not None:
+            conv = _conversation(found[0], _CONV)
+    else:
+        found = x.rows(st.sender, who)
+        sender = _contact(found[0]) if found else None
+        if sender is not None:
+            active = x.rows(st.active, {"contact_id": sender.id})
+            conv = _conversation(active[0]) if active else None
     recorded = x.insert(
         st.record_inbound,
         {

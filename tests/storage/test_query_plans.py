@@ -124,3 +124,18 @@ def test_scrubbing_reads_only_the_rows_waiting_for_it(
         assert "ix_messages_scrub_after" in plan, plan
         partial = {row[1]: row[4] for row in conn.execute("PRAGMA index_list(messages)")}
         assert partial["ix_messages_scrub_after"] == 1, "an entry only for rows to scrub"
+
+
+def test_a_turns_first_read_finds_the_sender_and_conversation_by_their_indexes(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    """`sender_active` (SQLite): the sender by channel and address key, their active
+    conversation by (contact, status); no table is scanned."""
+    dialect = SQLiteDialect_pysqlite(paramstyle="named")
+    sql = str(Statements("sqlite").sender_active.compile(dialect=dialect))
+    params = {key: "x" for key in re.findall(r":(\w+)", sql)}
+    with sqlite3.connect(busy_outbox(sqlite_template, tmp_path)) as conn:
+        plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    assert "SCAN" not in plan, plan
+    assert "contact_addresses USING INDEX" in plan, plan
+    assert "conversations USING INDEX ix_conversations_contact_status" in plan, plan
