@@ -144,7 +144,7 @@ def provider_request(request: web.Request, body: bytes, content_type: str) -> We
     runtime = request.app[RUNTIME]
     return WebRequest(
         url=f"{runtime.settings.server.public_url}{request.path_qs}",
-        headers=dict(request.headers),
+        headers=request.headers,  # case-insensitive already; not copied
         body=body,
         content_type=request.content_type,
         form=parse_form(body) if content_type == FORM else {},
