@@ -1,5 +1,7 @@
 """What one SQL statement costs on SQLite, layer by layer: raw aiosqlite, SQLAlchemy text(),
-a Core select, and an ORM select (a repository call from the inbound hot path).
+a Core select, and an ORM select (a repository call from the inbound hot path); then, on the
+turn writer's own `sqlite3` connection, an outgoing message row inserted with RETURNING id and
+with `lastrowid` (storage.sqlexec.SqliteExec.insert), 16 rows per transaction.
 
     .venv/bin/python bench/statement_cost.py [--n 2000]
 """
@@ -8,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import sqlite3
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -57,6 +62,34 @@ async def main(n: int) -> None:
             )
     finally:
         await db.dispose()
+    insert_cost(url.removeprefix("sqlite+aiosqlite:///"), n)
+
+
+def insert_cost(path: str, n: int) -> None:
+    """An outgoing message's insert as the executor writes it, with and without RETURNING."""
+    sql = (
+        "INSERT INTO messages (direction, channel, contact_id, conversation_id, address, "
+        "address_key, body, payload, kind, status, attempts, not_before, created_at) VALUES "
+        "('out', 'sms', NULL, ?, 's1:sealed', ?, 'Hur nöjd är du med stödet?', '{}', 'reply', "
+        "'queued', 0, '2026-12-01 10:00:00.000000', '2026-12-01 10:00:00.000000')"
+    )
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    for name, suffix in (("insert ... RETURNING id", " RETURNING id"), ("insert, lastrowid", "")):
+        spent = 0.0
+        for batch in range(max(1, n // 16)):
+            conn.execute("BEGIN IMMEDIATE")
+            for i in range(16):
+                params = (str(uuid.uuid4()), hashlib.sha256(f"{batch}:{i}".encode()).hexdigest())
+                started = time.perf_counter()
+                cursor = conn.execute(sql + suffix, params)
+                row_id = cursor.fetchone()[0] if suffix else cursor.lastrowid
+                spent += time.perf_counter() - started
+                assert row_id
+            conn.execute("COMMIT")
+        print(f"{name:<32} {spent / (max(1, n // 16) * 16) * 1e6:7.0f} µs")
+    conn.close()
 
 
 if __name__ == "__main__":
