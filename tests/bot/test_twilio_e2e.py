@@ -554,7 +554,12 @@ async def test_a_webhook_wakes_the_sender_only_for_replies_left_in_the_table(
     dispatcher = harness.runtime.dispatcher
     woken: list[int] = []
     wake = dispatcher.wake
-    dispatcher.wake = lambda: (woken.append(1), wake())[1]  # type: ignore[method-assign]
+
+    def counted_wake() -> None:
+        woken.append(1)
+        wake()
+
+    dispatcher.wake = counted_wake  # type: ignore[method-assign]
     assert await harness.sms(PHONE, "uppfoljning") == 200
     assert woken == [1], "no sender in the background: the reply waits for a claim"
     await harness.deliver()
