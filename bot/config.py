@@ -228,6 +228,9 @@ class DispatcherSettings:
     telegram_rate: float = 30.0
     telegram_per_chat_rate: float = 1.0
     telegram_concurrency: int = 16
+    send_process: bool = True
+    """Make the providers' HTTP requests (SMS, Telegram) in a child process of the service, so
+    the service's event loop spends its time on turns (bot/outbox/sendproc.py)."""
 
     @property
     def retry_horizon_seconds(self) -> int:

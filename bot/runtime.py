@@ -8,7 +8,7 @@ use it for the length of one command. The features plug in through `bot.features
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.catalog import SurveyCatalog
-from bot.channels import build_channels, limits_from
+from bot.channels import PROVIDERS, build_channels, limits_from
 from bot.channels.base import Channel
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
@@ -25,6 +25,7 @@ from bot.inbound.decide import EXPIRE_TASK, Policy
 from bot.inbound.service import ConversationService
 from bot.ops.metrics import Metrics
 from bot.outbox.dispatcher import Dispatcher
+from bot.outbox.sendproc import SendProcess
 from bot.privacy import Pseudonymizer, load_or_create_key, parse_key
 from bot.scheduler import TaskRunner
 from storage.db import Database
@@ -45,6 +46,8 @@ class Runtime:
     clock: Clock
     channels: dict[str, Channel] = field(default_factory=dict)
     metrics: Metrics = field(default_factory=Metrics)
+    send_process: SendProcess | None = None
+    """Where the dispatcher's provider requests go, when `dispatcher.send_process` is on."""
     dispatcher: Dispatcher = field(init=False)
     tasks: TaskRunner = field(init=False)
 
@@ -57,6 +60,7 @@ class Runtime:
             self.service,
             limits=limits_from(self.settings),
             metrics=self.metrics,
+            remote=self.send_process,
         )
         self.service.sender = self.dispatcher
         self.tasks = TaskRunner(
@@ -78,6 +82,14 @@ def _payload_handler(
         await func(str(payload["conversation_id"]))
 
     return handle
+
+
+def send_process_for(settings: Settings, channels: Mapping[str, Channel]) -> SendProcess | None:
+    """The send process for the configured channels that send over HTTP, if it is on."""
+    names = [p.name for p in PROVIDERS if p.sends_over_http and p.name in channels]
+    if not settings.dispatcher.send_process or not names:
+        return None
+    return SendProcess(settings, names)
 
 
 def pseudonymizer_for(settings: Settings) -> Pseudonymizer:
@@ -129,14 +141,17 @@ async def open_runtime(
             release_batch=privacy.min_group_size,
             metrics=metrics,
         )
+        built = build_channels(settings) if channels is None else channels
         runtime = Runtime(
             settings=settings,
             db=db,
             catalog=catalog,
             service=service,
             clock=clock,
-            channels=channels if channels is not None else build_channels(settings),
+            channels=built,
             metrics=metrics,
+            # Only for channels built from the settings: the child builds the same ones.
+            send_process=send_process_for(settings, built) if channels is None else None,
         )
         if plug is not None:
             plug(runtime)

@@ -265,3 +265,6 @@ class Provider:
     webhooks: tuple[Webhook, ...]
     build: Callable[[Settings], Channel | None]
     limits: Callable[[Settings], ChannelLimits]
+    sends_over_http: bool = True
+    """Its sends are requests to the provider, which the send process can make
+    (bot.outbox.sendproc); the web chat's are not."""

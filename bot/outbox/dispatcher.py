@@ -62,6 +62,7 @@ from bot.clock import Clock
 from bot.config import DispatcherSettings, Settings
 from bot.ops import events
 from bot.ops.metrics import Metrics
+from bot.outbox.sendproc import SendProcess
 from flows.conversation import Button
 from storage import outbox, repo_messages
 from storage.db import Database
@@ -391,9 +392,12 @@ class Dispatcher:
         timer: Timer | None = None,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
+        remote: SendProcess | None = None,
     ) -> None:
         self.db = db
         self.metrics = metrics or Metrics()
+        self.remote = remote
+        """Where the sends of its channels go while sending in the background (sendproc)."""
         self.channels = dict(channels)
         self.settings = settings
         self.clock = clock
@@ -430,6 +434,12 @@ class Dispatcher:
     async def start(self) -> None:
         """Send in the background: a loop per channel, a recorder and a lease heartbeat."""
         self._stopping = False
+        if self.remote is not None:
+            try:
+                await self.remote.start()
+            except SendError as e:
+                log.warning("outbox: %s; sending from this process", e.reason)
+                self.remote = None
         self._tasks = [
             *(
                 asyncio.create_task(self._run_lane(lane), name=f"outbox-lane-{lane.name}")
@@ -466,6 +476,8 @@ class Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.remote is not None:
+            await self.remote.stop()
         with contextlib.suppress(Exception):
             await self.flush()
         try:
@@ -747,7 +759,11 @@ class Dispatcher:
                 accepted = await self._accepted_before(channel, item, message)
                 if accepted is not None:
                     return _Sent(item, accepted)
-            result = await channel.send(message)
+            remote = self.remote
+            if remote is not None and remote.running and lane.name in remote.channels:
+                result = await remote.send(lane.name, message)
+            else:
+                result = await channel.send(message)
         except SendError as e:
             return self._after_error(lane, item, e)
         except Exception as e:  # a bug or an unmapped provider error: retry, never lose the message

@@ -25,4 +25,4 @@ def limits(settings: Settings) -> ChannelLimits:
     return ChannelLimits(RATE, concurrency=64)
 
 
-PROVIDER = Provider(name="webchat", webhooks=(), build=build, limits=limits)
+PROVIDER = Provider(name="webchat", webhooks=(), build=build, limits=limits, sends_over_http=False)
