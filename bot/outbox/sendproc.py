@@ -43,9 +43,6 @@ START_WITHIN = 60.0
 """Seconds a new child may take to import and build its channels."""
 ANSWER_WITHIN = 120.0
 """Seconds a send may take in the child (each channel has its own, shorter, HTTP timeout)."""
-NICENESS = 10
-"""The child runs at a lower priority than the service: on a busy machine the turns, which
-answer the webhooks, come first, and the replies follow a little later."""
 
 
 class SendProcess:
@@ -265,8 +262,6 @@ def main() -> None:
 
     # The answers get standard output's pipe to themselves: anything a library prints goes to
     # standard error instead of into a frame.
-    with contextlib.suppress(OSError):
-        os.nice(NICENESS)
     answers = os.dup(sys.stdout.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     setup_logging()
