@@ -22,7 +22,8 @@ same file), goes to the thread to wait there; the connection never checkpoints b
 (`wal_autocheckpoint=0`); a second connection on the thread checkpoints the WAL (PASSIVE, which
 never blocks a writer) after every `CHECKPOINT_EVERY` batches. With `synchronous=NORMAL` a
 commit in WAL mode only appends to the log. The writer's connection keeps up to 64 MB of pages
-(`cache_size`), so the index pages turns look people up in stay in memory as the file grows.
+(`cache_size`), so the index pages turns look people up in stay in memory as the file grows, and
+keeps its savepoints' journals in memory (`temp_store`).
 
 PostgreSQL (`AlchemyWriter`): each job in its own transaction on the pool, its rows locked by the
 executor; several service processes write concurrently. A deadlock or serialization failure is
@@ -184,6 +185,10 @@ class SqliteWriter:
             connection = self._connect()
             connection.execute("PRAGMA wal_autocheckpoint=0")
             connection.execute("PRAGMA cache_size=-65536")
+            # Each job's savepoint keeps the pages it changes in a journal of its own, which by
+            # default spills to a temporary file: a pwrite per page, on the loop. In memory it
+            # holds only what one job changed since its savepoint.
+            connection.execute("PRAGMA temp_store=MEMORY")
             self._connection = connection
         return self._connection
 

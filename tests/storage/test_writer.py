@@ -28,7 +28,7 @@ from storage.plan import (
     TurnResult,
 )
 from storage.sealing import PREFIX, Sealer, SealingError
-from storage.sqlexec import Exec
+from storage.sqlexec import Exec, SqliteExec
 from storage.writer import SqliteWriter
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -192,6 +192,21 @@ async def test_while_another_process_writes_the_loop_keeps_running(db: Database)
     result = await asyncio.wait_for(turn, 10)
     assert result.contact_id is not None
     assert await db.turns.run(lambda x: executor.write(x, newcomer(2), now=NOW), quick=True)
+
+
+async def test_the_savepoint_journal_of_each_turn_stays_in_memory(db: Database) -> None:
+    """Every turn runs in a savepoint; with SQLite's default temp_store its journal spills to a
+    temporary file, a write system call per page the turn changes (a tenth of a busy service's
+    time). The writer's connection keeps it in memory."""
+    if db.dialect != "sqlite":
+        pytest.skip("PostgreSQL turns have their own transactions")
+
+    def temp_store(x: Exec) -> int:
+        assert isinstance(x, SqliteExec)
+        return int(x.connection.execute("PRAGMA temp_store").fetchone()[0])
+
+    assert await db.turns.run(temp_store, quick=True) == 2  # MEMORY
+    assert await db.turns.run(temp_store) == 2
 
 
 async def test_an_insert_returns_the_new_rows_id_and_none_when_its_conflict_clause_skips_it(
