@@ -176,6 +176,10 @@ class Database:
         return self._turns
 
     def _holds_write_lock(self) -> bool:
+        # Asked on every turn: with no write transaction open the answer needs no task lookup
+        # (`current_task` asks the kernel for the process id each time).
+        if self._writer is None:
+            return False
         task = asyncio.current_task()
         return task is not None and self._writer is task
 

@@ -97,18 +97,24 @@ class SendProcess:
 
     async def send(self, channel: str, message: OutboundMessage) -> SendResult:
         """Send `message` on `channel` through the child; raises SendError as the channel would."""
-        proc = await self._ensure()
+        proc = self._proc
+        if proc is None or proc.returncode is not None or self._stopped:
+            proc = await self._ensure()
         assert proc.stdin is not None
         self._seq += 1
         seq = self._seq
-        future: asyncio.Future[tuple[str, Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[str, Any]] = loop.create_future()
         self._pending[seq] = future
+        # A timer on the future rather than `wait_for`, which wraps it in a task of its own.
+        expiry = loop.call_later(ANSWER_WITHIN, _expire, future)
         try:
             proc.stdin.write(_frame((seq, channel, message)))
-            kind, value = await asyncio.wait_for(future, ANSWER_WITHIN)
+            kind, value = await future
         except TimeoutError:
             raise SendError("the send process did not answer", retryable=True) from None
         finally:
+            expiry.cancel()
             self._pending.pop(seq, None)
         if kind == "ok":
             assert isinstance(value, SendResult)
@@ -254,6 +260,11 @@ async def _main(answers: int) -> None:
     )
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)
     await _serve(reader, writer)
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def main() -> None:
