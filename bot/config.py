@@ -224,10 +224,10 @@ class DispatcherSettings:
     """How long transient failures are retried, from a message's first failed attempt."""
     backoff_base: float = 2.0
     backoff_max: float = 60.0
-    sms_concurrency: int = 16
+    sms_concurrency: int = 32
     telegram_rate: float = 30.0
     telegram_per_chat_rate: float = 1.0
-    telegram_concurrency: int = 16
+    telegram_concurrency: int = 32
     send_process: bool = True
     """Make the providers' HTTP requests (SMS, Telegram) in a child process of the service, so
     the service's event loop spends its time on turns (bot/outbox/sendproc.py)."""
