@@ -25,6 +25,7 @@ from storage.db import Database, make_engine, normalize_url
 from storage.migrate import upgrade
 from storage.models import Base
 from storage.sealing import Sealer
+from tests.fakes.twilio_server import twilio  # noqa: F401  (the fixture, for every test)
 
 PG_ENV = "BRUKARDIALOG_TEST_DATABASE_URL"
 TEST_KEY = bytes(range(32))

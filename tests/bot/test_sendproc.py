@@ -28,16 +28,6 @@ PHONE = "+46701234567"
 
 
 @pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    fake = FakeTwilio()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
-
-
-@pytest.fixture
 def settings(tmp_path: Path, twilio: FakeTwilio) -> Settings:
     return settings_for(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}", twilio=twilio)
 

@@ -26,16 +26,6 @@ PHONE = "+46701234567"
 
 
 @pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    fake = FakeTwilio()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
-
-
-@pytest.fixture
 async def harness(database_url: str, twilio: FakeTwilio) -> AsyncIterator[Harness]:
     async with running(settings_for(database_url, twilio=twilio)) as h:
         yield h

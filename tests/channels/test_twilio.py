@@ -44,11 +44,8 @@ from tests.fakes.twilio_server import (
     FAKE_ACCOUNT_SID,
     FAKE_AUTH_TOKEN,
     FakeTwilio,
-    fake_twilio,
     signed_form_request,
 )
-
-__all__ = ["fake_twilio"]  # the fixture, imported so pytest finds it here
 
 OUR_NUMBER = "+46766861004"
 CALLBACK_URL = "https://brukardialog.example.se/twilio/status"
@@ -174,13 +171,13 @@ def test_a_send_form_is_encoded_as_urlencode_encodes_it(form: dict[str, str]) ->
 
 @pytest.fixture
 async def channel_for(
-    fake_twilio: FakeTwilio,
+    twilio: FakeTwilio,
 ) -> AsyncIterator[Callable[..., TwilioChannel]]:
     """Channels pointed at the fake, closed after the test."""
     made: list[TwilioChannel] = []
 
     def make(**changes: object) -> TwilioChannel:
-        channel = TwilioChannel(make_settings(fake_twilio.base_url, **changes))
+        channel = TwilioChannel(make_settings(twilio.base_url, **changes))
         made.append(channel)
         return channel
 
@@ -286,16 +283,16 @@ SEND_CASES = [
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.label) for c in SEND_CASES])
 async def test_send(
     case: SendCase,
-    fake_twilio: FakeTwilio,
+    twilio: FakeTwilio,
     channel_for: Callable[..., TwilioChannel],
 ) -> None:
     result = await channel_for(**case.settings).send(case.message)
 
-    [request] = fake_twilio.sends
+    [request] = twilio.sends
     assert request.authorized
     assert request.path == f"/2010-04-01/Accounts/{FAKE_ACCOUNT_SID}/Messages.json"
     assert request.form == case.posted
-    assert result.provider_id in fake_twilio.messages
+    assert result.provider_id in twilio.messages
     assert result.provider_id.startswith("SM") and len(result.provider_id) == 34
     assert (result.status, result.segments, result.encoding) == (
         "sent",
@@ -380,10 +377,10 @@ FAIL_CASES = [
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.label) for c in FAIL_CASES])
 async def test_send_failure(
     case: FailCase,
-    fake_twilio: FakeTwilio,
+    twilio: FakeTwilio,
     channel_for: Callable[..., TwilioChannel],
 ) -> None:
-    case.script(fake_twilio)
+    case.script(twilio)
     channel = channel_for(**dict(case.settings))
 
     with pytest.raises(SendError) as failed:
@@ -398,30 +395,30 @@ async def test_send_failure(
     )
     assert case.reason_has in error.reason
     assert not error.reason.startswith("Unable to create record")
-    assert len(fake_twilio.sends) == 1, "the Twilio client must not retry by itself"
+    assert len(twilio.sends) == 1, "the Twilio client must not retry by itself"
 
 
 async def test_a_500_is_one_http_request_and_the_next_send_works(
-    fake_twilio: FakeTwilio,
+    twilio: FakeTwilio,
     channel_for: Callable[..., TwilioChannel],
 ) -> None:
-    fake_twilio.fail_next(500)
+    twilio.fail_next(500)
     channel = channel_for()
 
     with pytest.raises(SendError):
         await channel.send(outbound(QUESTION))
-    assert len(fake_twilio.sends) == 1
+    assert len(twilio.sends) == 1
 
     result = await channel.send(outbound(QUESTION))
-    assert len(fake_twilio.sends) == 2
-    assert result.provider_id in fake_twilio.messages
+    assert len(twilio.sends) == 2
+    assert result.provider_id in twilio.messages
 
 
 async def test_retry_after_as_http_date(
-    fake_twilio: FakeTwilio,
+    twilio: FakeTwilio,
     channel_for: Callable[..., TwilioChannel],
 ) -> None:
-    fake_twilio.fail_next(429, retry_after="Thu, 31 Dec 2099 23:59:59 GMT")
+    twilio.fail_next(429, retry_after="Thu, 31 Dec 2099 23:59:59 GMT")
     with pytest.raises(SendError) as failed:
         await channel_for().send(outbound(QUESTION))
     assert failed.value.retry_after is not None and failed.value.retry_after > 86400
@@ -438,7 +435,7 @@ async def test_connection_refused_is_retryable() -> None:
 
 
 async def test_close_then_send_again(
-    fake_twilio: FakeTwilio,
+    twilio: FakeTwilio,
     channel_for: Callable[..., TwilioChannel],
 ) -> None:
     channel = channel_for()
@@ -446,11 +443,11 @@ async def test_close_then_send_again(
     await channel.close()
     await channel.close()
     await channel.send(outbound(QUESTION))
-    assert len(fake_twilio.sends) == 2
+    assert len(twilio.sends) == 2
 
 
 async def test_auth_token_never_reaches_logs_or_errors(
-    fake_twilio: FakeTwilio,
+    twilio: FakeTwilio,
     channel_for: Callable[..., TwilioChannel],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -459,8 +456,8 @@ async def test_auth_token_never_reaches_logs_or_errors(
     # The service keeps Twilio's loggers at WARNING; here they talk, to prove what they say.
     caplog.set_level(logging.DEBUG, logger="twilio")
     errors: list[BaseException] = []
-    fake_twilio.fail_next(500)
-    fake_twilio.fail_next(429, retry_after="3")
+    twilio.fail_next(500)
+    twilio.fail_next(429, retry_after="3")
     for channel in channels:
         with pytest.raises(SendError) as failed:
             await channel.send(outbound(QUESTION))
@@ -491,7 +488,7 @@ async def test_auth_token_never_reaches_logs_or_errors(
 
 
 async def test_fake_status_callback_verifies_and_parses(
-    fake_twilio: FakeTwilio,
+    twilio: FakeTwilio,
     channel_for: Callable[..., TwilioChannel],
 ) -> None:
     received: asyncio.Queue[StatusUpdate | None] = asyncio.Queue()
@@ -523,21 +520,19 @@ async def test_fake_status_callback_verifies_and_parses(
         channel_ref.append(channel)
         result = await channel.send(outbound(QUESTION))
 
-        assert await fake_twilio.post_status_callback(result.provider_id, "delivered") == 204
+        assert await twilio.post_status_callback(result.provider_id, "delivered") == 204
         update = await asyncio.wait_for(received.get(), timeout=5)
         assert update == StatusUpdate("sms", result.provider_id, "delivered")
 
         assert (
-            await fake_twilio.post_status_callback(
-                result.provider_id, "undelivered", error_code="21610"
-            )
+            await twilio.post_status_callback(result.provider_id, "undelivered", error_code="21610")
             == 204
         )
         update = await asyncio.wait_for(received.get(), timeout=5)
         assert update is not None and update.opted_out and update.status == "undelivered"
 
         channel_ref[0] = TwilioChannel(make_settings(auth_token=WRONG_TOKEN))
-        assert await fake_twilio.post_status_callback(result.provider_id, "read") == 403
+        assert await twilio.post_status_callback(result.provider_id, "read") == 403
     finally:
         await runner.cleanup()
 
@@ -560,7 +555,7 @@ def test_settings_refuse_unusable_values(changes: dict[str, Any]) -> None:
 
 
 async def test_a_send_that_timed_out_can_be_found_accepted(
-    fake_twilio: FakeTwilio,
+    twilio: FakeTwilio,
     channel_for: Callable[..., TwilioChannel],
 ) -> None:
     """Twilio took the message but its answer was lost: `sent_since` finds it by recipient and
@@ -568,7 +563,7 @@ async def test_a_send_that_timed_out_can_be_found_accepted(
     channel = channel_for(timeout=0.2)
     before = datetime.now(UTC) - timedelta(seconds=1)
     message = outbound("Hur nöjd är du?")
-    fake_twilio.accept_and_hang_next()
+    twilio.accept_and_hang_next()
     with pytest.raises(SendError) as raised:
         await channel.send(message)
     assert raised.value.retryable
@@ -577,19 +572,19 @@ async def test_a_send_that_timed_out_can_be_found_accepted(
     found = await channel.sent_since(message, before)
     [accepted] = [
         sid
-        for sid, m in fake_twilio.messages.items()
+        for sid, m in twilio.messages.items()
         if m["body"] == message.text and m["to"] == message.address
     ]
     assert [r.provider_id for r in found] == [accepted]
     assert {other.provider_id, elsewhere.provider_id}.isdisjoint(r.provider_id for r in found)
     assert found[0].segments == 1 and found[0].encoding == "GSM-7"
     assert await channel.sent_since(message, datetime.now(UTC) + timedelta(minutes=1)) == []
-    [listing, *_] = [r for r in fake_twilio.requests if r.method == "GET"]
+    [listing, *_] = [r for r in twilio.requests if r.method == "GET"]
     assert listing.authorized and listing.form["To"] == message.address
 
 
 async def test_asking_twilio_what_it_accepted_can_fail_retryably(
-    fake_twilio: FakeTwilio,
+    twilio: FakeTwilio,
     channel_for: Callable[..., TwilioChannel],
 ) -> None:
     channel = channel_for(auth_token=WRONG_TOKEN)

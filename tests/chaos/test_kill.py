@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -27,16 +26,6 @@ from tests.fakes.twilio_server import FakeTwilio
 
 pytestmark = pytest.mark.chaos
 QUIET_LOGGERS = ("bot.outbox.dispatcher", "twilio", "httpx", "telegram", "aiohttp.client")
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    fake = FakeTwilio()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
 
 
 def sqlite_service(folder: Path, twilio: FakeTwilio) -> Service:

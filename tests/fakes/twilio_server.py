@@ -382,8 +382,8 @@ def _error(payload: dict[str, Any], headers: Mapping[str, str] | None = None) ->
 
 
 @pytest.fixture
-async def fake_twilio() -> AsyncIterator[FakeTwilio]:
-    """A started FakeTwilio, stopped after the test."""
+async def twilio() -> AsyncIterator[FakeTwilio]:
+    """A started FakeTwilio, stopped after the test (every test gets it from tests/conftest.py)."""
     fake = FakeTwilio()
     await fake.start()
     try:

@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import shutil
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,6 @@ from storage.models import Base
 from tests.bot.harness import Harness
 from tests.fakes.twilio_server import FakeTwilio
 from tests.lifecycle.scenario import PHONE, REF, person_did_everything, service
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    fake = FakeTwilio()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
 
 
 def table_rows(path: Path) -> dict[str, set[tuple[object, ...]]]:

@@ -35,16 +35,6 @@ from tests.lifecycle.scenario import (
 
 
 @pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    fake = FakeTwilio()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
-
-
-@pytest.fixture
 async def harness(database_url: str, twilio: FakeTwilio) -> AsyncIterator[Harness]:
     async with service(database_url, twilio) as h:
         yield h

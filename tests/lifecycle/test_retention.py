@@ -39,16 +39,6 @@ from tests.lifecycle.scenario import (
 
 
 @pytest.fixture
-async def twilio() -> AsyncIterator[FakeTwilio]:
-    fake = FakeTwilio()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
-
-
-@pytest.fixture
 async def harness(database_url: str, twilio: FakeTwilio) -> AsyncIterator[Harness]:
     small_batches = {"BRUKARDIALOG__RETENTION__BATCH_SIZE": "2"}
     async with service(database_url, twilio, small_batches, today_at_noon()) as h:
