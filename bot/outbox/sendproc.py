@@ -97,9 +97,7 @@ class SendProcess:
 
     async def send(self, channel: str, message: OutboundMessage) -> SendResult:
         """Send `message` on `channel` through the child; raises SendError as the channel would."""
-        proc = self._proc
-        if proc is None or proc.returncode is not None or self._stopped:
-            proc = await self._ensure()
+        proc = await self._ensure()
         assert proc.stdin is not None
         self._seq += 1
         seq = self._seq
@@ -131,6 +129,9 @@ class SendProcess:
         raise SendError(f"unexpected error: {value}", retryable=True)
 
     async def _ensure(self) -> asyncio.subprocess.Process:
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            return proc  # the usual case, asked on every send: no lock
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
